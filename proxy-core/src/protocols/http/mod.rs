@@ -1,0 +1,1 @@
+//! HTTP wire protocols.

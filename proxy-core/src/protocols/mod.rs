@@ -1,0 +1,91 @@
+//! Transports and wire protocols.
+//!
+//! A [`Stream`] is a boxed bidirectional byte stream ([`IO`]): a TCP or Unix
+//! socket now, a TLS stream over one of those later. The HTTP protocols in
+//! [`http`] read and write a `Stream` and know nothing of how it was made.
+
+pub mod http;
+
+use std::fmt::Debug;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The address of one end of a connection: an inet socket or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SocketAddr {
+    /// An IPv4 or IPv6 address and port.
+    Inet(std::net::SocketAddr),
+    /// A Unix domain socket, with its path when it has one (an unnamed socket has none).
+    Unix(Option<std::path::PathBuf>),
+}
+
+impl SocketAddr {
+    /// The inet address, if this is one.
+    pub fn as_inet(&self) -> Option<&std::net::SocketAddr> {
+        match self {
+            SocketAddr::Inet(a) => Some(a),
+            SocketAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SocketAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketAddr::Inet(a) => write!(f, "{a}"),
+            SocketAddr::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            SocketAddr::Unix(None) => write!(f, "unix:(unnamed)"),
+        }
+    }
+}
+
+impl From<std::net::SocketAddr> for SocketAddr {
+    fn from(a: std::net::SocketAddr) -> Self {
+        SocketAddr::Inet(a)
+    }
+}
+
+/// A bidirectional byte stream the framework can speak HTTP over.
+///
+/// Implemented for tokio's `TcpStream`, `UnixStream` and `DuplexStream` (the
+/// last for tests without sockets).
+pub trait IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug + 'static {
+    /// The remote end's address, when the transport has one.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// The local end's address, when the transport has one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// A boxed [`IO`]: what listeners hand to apps and connectors hand to client sessions.
+pub type Stream = Box<dyn IO>;
+
+impl IO for tokio::net::TcpStream {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        tokio::net::TcpStream::peer_addr(self)
+            .ok()
+            .map(SocketAddr::Inet)
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        tokio::net::TcpStream::local_addr(self)
+            .ok()
+            .map(SocketAddr::Inet)
+    }
+}
+
+impl IO for tokio::net::UnixStream {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        tokio::net::UnixStream::peer_addr(self)
+            .ok()
+            .map(|a| SocketAddr::Unix(a.as_pathname().map(|p| p.to_path_buf())))
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        tokio::net::UnixStream::local_addr(self)
+            .ok()
+            .map(|a| SocketAddr::Unix(a.as_pathname().map(|p| p.to_path_buf())))
+    }
+}
+
+impl IO for tokio::io::DuplexStream {}
