@@ -256,8 +256,7 @@ impl Error {
     ) -> BError {
         let retry = match &cause {
             // an error wrapping another inherits its retry decision
-            Some(c) => c
-                .downcast_ref::<Error>()
+            Some(c) => as_error(c.as_ref())
                 .map(|e| e.retry)
                 .unwrap_or(RetryType::Decided(false)),
             None => RetryType::Decided(false),
@@ -459,15 +458,15 @@ impl Error {
     /// The kind of the innermost [`Error`] in the cause chain (this one's if it has no `Error` cause).
     pub fn root_etype(&self) -> &ErrorType {
         self.cause
-            .as_ref()
-            .and_then(|c| c.downcast_ref::<Error>())
+            .as_deref()
+            .and_then(as_error)
             .map_or(&self.etype, |e| e.root_etype())
     }
 
     /// The innermost cause of the chain (this error itself if it has none).
     pub fn root_cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self.cause.as_deref() {
-            Some(c) => match c.downcast_ref::<Error>() {
+            Some(c) => match as_error(c) {
                 Some(e) => e.root_cause(),
                 None => c,
             },
@@ -496,7 +495,7 @@ impl Error {
             write!(f, " context: {c}")?;
         }
         if let Some(c) = self.cause.as_ref() {
-            if let Some(e) = c.downcast_ref::<Error>() {
+            if let Some(e) = as_error(c.as_ref()) {
                 write!(f, " cause: ")?;
                 e.chain_display(Some(self), f)
             } else {
@@ -506,6 +505,14 @@ impl Error {
             Ok(())
         }
     }
+}
+
+/// The [`Error`] inside a cause, whether it was boxed once (`Box<dyn Error>`
+/// holding an `Error`) or twice (holding a `Box<Error>`, which is what
+/// `Into<Box<dyn Error>>` makes of a [`BError`]).
+fn as_error<'a>(c: &'a (dyn std::error::Error + Send + Sync + 'static)) -> Option<&'a Error> {
+    c.downcast_ref::<Error>()
+        .or_else(|| c.downcast_ref::<BError>().map(|b| b.as_ref()))
 }
 
 impl fmt::Display for Error {
