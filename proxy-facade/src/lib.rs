@@ -1,1 +1,50 @@
-//! The framework in one crate.
+//! # proxy-facade
+//!
+//! The framework in one crate: `proxy-core` at the root (so `server`,
+//! `services`, `listeners`, `connectors`, `protocols`, `upstreams`, `http` and
+//! the error types sit where Pingora users expect them), the proxy under
+//! [`proxy`] (feature `proxy`, on by default), and a [`prelude`] with what a
+//! proxy program imports.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use proxy_facade::prelude::*;
+//! use proxy_facade::upstreams::peer::HttpPeer;
+//!
+//! pub struct MyProxy;
+//!
+//! #[async_trait]
+//! impl ProxyHttp for MyProxy {
+//!     type CTX = ();
+//!     fn new_ctx(&self) -> Self::CTX {}
+//!     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+//!         Ok(Box::new(HttpPeer::new(("127.0.0.1", 8000), false, String::new())))
+//!     }
+//! }
+//!
+//! fn main() {
+//!     let mut server = Server::new(Some(Opt::parse_args())).unwrap();
+//!     server.bootstrap();
+//!     let mut service = http_proxy_service(&server.configuration, MyProxy);
+//!     service.add_tcp("0.0.0.0:6188");
+//!     server.add_service(service);
+//!     server.run_forever();
+//! }
+//! ```
+
+pub use proxy_core::*;
+
+/// The phase-driven proxy: [`proxy::ProxyHttp`], [`proxy::Session`], [`proxy::http_proxy_service`].
+#[cfg(feature = "proxy")]
+pub mod proxy {
+    pub use proxy_http::*;
+}
+
+/// What a proxy program imports: `Server`, `Opt`, `HttpPeer`, the error
+/// types, the header types and, with the `proxy` feature, `ProxyHttp`,
+/// `Session` and `http_proxy_service`.
+pub mod prelude {
+    pub use proxy_core::prelude::*;
+    #[cfg(feature = "proxy")]
+    pub use proxy_http::prelude::*;
+}

@@ -1,1 +1,42 @@
-//! The phase-driven HTTP proxy.
+//! # proxy-http
+//!
+//! The phase-driven HTTP proxy. A user implements [`ProxyHttp`] (only
+//! `new_ctx` and `upstream_peer` are required) and hands it to
+//! [`http_proxy_service`]; the framework reads each request, calls the phases
+//! in order, talks to the upstream (pooling connections and retrying when
+//! allowed) and streams the response back.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use proxy_core::upstreams::peer::HttpPeer;
+//! use proxy_core::Result;
+//! use proxy_http::{ProxyHttp, Session};
+//!
+//! struct MyProxy;
+//!
+//! #[async_trait]
+//! impl ProxyHttp for MyProxy {
+//!     type CTX = ();
+//!     fn new_ctx(&self) {}
+//!     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+//!         Ok(Box::new(HttpPeer::new(("127.0.0.1", 8000), false, String::new())))
+//!     }
+//! }
+//! ```
+
+mod proxy;
+mod proxy_h1;
+mod proxy_trait;
+mod retry_buffer;
+mod service;
+mod session;
+
+pub use proxy::HttpProxy;
+pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
+pub use service::{http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME};
+pub use session::Session;
+
+/// What a proxy program usually imports.
+pub mod prelude {
+    pub use crate::{http_proxy, http_proxy_service, ProxyHttp, Session};
+}

@@ -1,0 +1,249 @@
+//! [`HttpProxy`]: the [`ServerApp`] that drives each request through the phases.
+//!
+//! The request lifecycle is a sequence of named stages, each a method here:
+//! `serve_connection` (keep-alive loop) → `process_request` (context,
+//! phases, error handling, logging) → `run_phases` (downstream filters, then
+//! upstream) → `proxy_to_upstream` (peer selection, connect, retries) →
+//! [`crate::proxy_h1`] (one exchange with an HTTP/1 upstream).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::Method;
+use proxy_core::apps::ServerApp;
+use proxy_core::connectors::http::Connector;
+use proxy_core::connectors::ConnectorOptions;
+use proxy_core::error::{Error, ErrorType, Result};
+use proxy_core::protocols::http::error_resp::gen_error_response;
+use proxy_core::protocols::http::ServerSession;
+use proxy_core::protocols::Stream;
+use proxy_core::server::configuration::ServerConf;
+use proxy_core::server::ShutdownWatch;
+
+use crate::proxy_trait::ProxyHttp;
+use crate::session::Session;
+
+/// How long the proxy reads and discards an unread request body (e.g. after
+/// `request_filter` answered a POST with 401) to keep the connection, before
+/// it closes the connection instead.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The proxy application: a user's [`ProxyHttp`] plus the framework's
+/// upstream connector (with its connection pool) and retry policy.
+pub struct HttpProxy<SV> {
+    inner: SV,
+    client_connector: Connector,
+    max_retries: usize,
+}
+
+impl<SV> HttpProxy<SV> {
+    /// Wrap `inner`, with the pool size (`upstream_keepalive_pool_size`) and
+    /// retry bound (`max_retries`) from `conf`.
+    pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
+        HttpProxy {
+            inner,
+            client_connector: Connector::new(Some(ConnectorOptions::new(
+                conf.upstream_keepalive_pool_size,
+            ))),
+            max_retries: conf.max_retries,
+        }
+    }
+
+    /// The user's proxy logic.
+    pub fn app_logic(&self) -> &SV {
+        &self.inner
+    }
+
+    /// The upstream connector, with its pool.
+    pub fn connector(&self) -> &Connector {
+        &self.client_connector
+    }
+}
+
+impl<SV> HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    /// Serve requests on one downstream connection until it closes.
+    async fn serve_connection(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut downstream = ServerSession::new_http1(stream);
+        let mut shutdown = shutdown.clone();
+        let mut reused = false;
+        loop {
+            let read = if reused {
+                tokio::select! {
+                    biased;
+                    r = downstream.read_request() => r,
+                    // an idle keep-alive connection closes as soon as shutdown begins
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            } else {
+                downstream.read_request().await
+            };
+            match read {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    reject_request(&mut downstream, &e).await;
+                    return;
+                }
+            }
+            if *shutdown.borrow() {
+                downstream.set_keepalive(None);
+            }
+            let Some(done) = self.process_request(Session::new(downstream)).await else {
+                return;
+            };
+            match done.reuse().await {
+                Some(next) => {
+                    downstream = next;
+                    reused = true;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// One request: context, phases, error response, logging. Returns the
+    /// downstream session if the connection may serve another request.
+    async fn process_request(&self, mut session: Session) -> Option<ServerSession> {
+        let mut ctx = self.inner.new_ctx();
+        let error = self.run_phases(&mut session, &mut ctx).await.err();
+        let mut reuse = true;
+        if let Some(e) = error.as_deref() {
+            let fail = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            reuse = fail.can_reuse_downstream;
+            if !self.inner.suppress_error_log(&session, &ctx, e) {
+                log::error!(
+                    "fail to proxy: {e}, status: {}, {}",
+                    fail.error_code,
+                    self.inner.request_summary(&session, &ctx)
+                );
+            }
+        }
+        self.inner
+            .logging(&mut session, error.as_deref(), &mut ctx)
+            .await;
+        if !reuse {
+            return None;
+        }
+        let mut downstream = *session.downstream_session;
+        if !downstream.is_body_done() {
+            // the request body was not (fully) read: drain it, bounded, or close
+            match tokio::time::timeout(DRAIN_TIMEOUT, downstream.drain_request_body()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+        Some(downstream)
+    }
+
+    /// The downstream phases, then (unless a phase answered) the upstream.
+    async fn run_phases(&self, session: &mut Session, ctx: &mut SV::CTX) -> Result<()> {
+        self.inner.early_request_filter(session, ctx).await?;
+        if self.inner.request_filter(session, ctx).await? {
+            return Ok(());
+        }
+        // The cache stage (request_cache_filter, lookup, serving hits) goes here.
+        if session.req_header().method == Method::CONNECT {
+            // RFC 9110 §9.3.6: tunnelling is not a reverse proxy's job unless enabled
+            return Error::e_explain(ErrorType::HTTPStatus(405), "CONNECT is not allowed");
+        }
+        if !self.inner.proxy_upstream_filter(session, ctx).await? {
+            if session.response_written().is_none() {
+                session.respond_error(502).await?;
+            }
+            return Ok(());
+        }
+        self.proxy_to_upstream(session, ctx).await
+    }
+
+    /// Pick a peer, connect (or reuse a pooled connection) and exchange the
+    /// request, retrying up to `max_retries` times when a phase or the
+    /// framework marks the error retryable.
+    async fn proxy_to_upstream(&self, session: &mut Session, ctx: &mut SV::CTX) -> Result<()> {
+        let mut retries = 0usize;
+        loop {
+            let peer = self.inner.upstream_peer(session, ctx).await?;
+            let (mut client, reused) = match self.client_connector.get_http_session(&peer).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = self.inner.fail_to_connect(session, &peer, ctx, e);
+                    if e.retry() && retries < self.max_retries {
+                        retries += 1;
+                        log::debug!("retrying after connect failure: {e}");
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            let result = async {
+                self.inner
+                    .connected_to_upstream(session, reused, &peer, ctx)
+                    .await?;
+                self.proxy_h1(session, &mut client, ctx).await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    // returns the connection to the pool if it can serve another request
+                    self.client_connector
+                        .release_http_session(client, &peer, peer.idle_timeout())
+                        .await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = self.inner.error_while_proxy(&peer, session, e, ctx, reused);
+                    let can_replay = session.response_written().is_none()
+                        && session.retry_buffer.replayable();
+                    if e.retry() && can_replay && retries < self.max_retries {
+                        retries += 1;
+                        log::debug!("retrying after proxy failure: {e}");
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Answer a request whose head could not be read, then close: 400 for a
+/// malformed or smuggling-prone head, 431 (RFC 6585 §5) for an oversized one,
+/// nothing for timeouts or a client that went away.
+async fn reject_request(downstream: &mut ServerSession, e: &Error) {
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ReadTimedout | ErrorType::ConnectionClosed | ErrorType::ReadError => 0,
+        _ => 400,
+    };
+    log::debug!("rejecting downstream request ({code}): {e}");
+    if code == 0 {
+        return;
+    }
+    downstream.set_keepalive(None);
+    let resp = gen_error_response(code);
+    if downstream.write_response_header(Box::new(resp)).await.is_ok() {
+        let _ = downstream.finish_body().await;
+    }
+    downstream.shutdown().await;
+}
+
+#[async_trait]
+impl<SV> ServerApp for HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.serve_connection(stream, shutdown).await;
+        None
+    }
+}

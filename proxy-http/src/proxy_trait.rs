@@ -1,0 +1,340 @@
+//! The phases a user implements: [`ProxyHttp`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
+use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::upstreams::peer::HttpPeer;
+
+use crate::session::Session;
+
+/// What [`ProxyHttp::fail_to_proxy`] did about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailToProxy {
+    /// The status code sent to the client, `0` if none was sent (e.g. the client is gone).
+    pub error_code: u16,
+    /// Whether the downstream connection may serve another request.
+    pub can_reuse_downstream: bool,
+}
+
+/// The status code [`ProxyHttp::fail_to_proxy`] answers an error with by default.
+///
+/// - `HTTPStatus(code)` and `CustomCode(_, code)` → `code`;
+/// - an upstream timeout (connect, read or write) → 504 (RFC 9110 §15.6.5);
+/// - any other upstream error → 502 (RFC 9110 §15.6.3);
+/// - a downstream read/write error or closed connection → 0 (nobody to answer);
+/// - any other downstream error → 400;
+/// - internal or unknown errors → 500.
+pub fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) | ErrorType::CustomCode(_, code) => *code,
+        etype => match e.esource() {
+            ErrorSource::Upstream if etype.is_timeout() => 504,
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match etype {
+                ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::WriteTimedout => 0,
+                ErrorType::ReadTimedout => 408,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+/// The phases of one proxied request, as default methods a user overrides.
+///
+/// Only [`ProxyHttp::new_ctx`] and [`ProxyHttp::upstream_peer`] are required.
+/// For each request the framework calls, in this order (see `docs/phases.md`):
+///
+/// 1. [`new_ctx`](ProxyHttp::new_ctx)
+/// 2. [`early_request_filter`](ProxyHttp::early_request_filter)
+/// 3. [`request_filter`](ProxyHttp::request_filter) — `Ok(true)` ends the request here
+/// 4. (cache phases, added with the cache)
+/// 5. [`proxy_upstream_filter`](ProxyHttp::proxy_upstream_filter) — `Ok(false)` ends it with 502 unless a response was written
+/// 6. [`upstream_peer`](ProxyHttp::upstream_peer), then connect (or reuse a pooled connection);
+///    on failure [`fail_to_connect`](ProxyHttp::fail_to_connect), which may mark the error retryable
+/// 7. [`connected_to_upstream`](ProxyHttp::connected_to_upstream)
+/// 8. [`upstream_request_filter`](ProxyHttp::upstream_request_filter), then the request body,
+///    each piece through [`request_body_filter`](ProxyHttp::request_body_filter)
+/// 9. [`upstream_response_filter`](ProxyHttp::upstream_response_filter), [`response_filter`](ProxyHttp::response_filter)
+/// 10. each body piece through [`upstream_response_body_filter`](ProxyHttp::upstream_response_body_filter)
+///     and [`response_body_filter`](ProxyHttp::response_body_filter); trailers through
+///     [`upstream_response_trailer_filter`](ProxyHttp::upstream_response_trailer_filter) and
+///     [`response_trailer_filter`](ProxyHttp::response_trailer_filter)
+/// 11. on an error after connecting: [`error_while_proxy`](ProxyHttp::error_while_proxy) (retry from 6 if it
+///     says so), else [`fail_to_proxy`](ProxyHttp::fail_to_proxy) writes the error response
+/// 12. [`logging`](ProxyHttp::logging), always, once, success or error.
+#[async_trait]
+pub trait ProxyHttp {
+    /// Per-request state, made by [`ProxyHttp::new_ctx`] and handed to every phase.
+    type CTX;
+
+    /// Make the per-request state. Called once per request, before any other phase.
+    fn new_ctx(&self) -> Self::CTX;
+
+    /// The upstream to send this request to. Called again for each retry.
+    ///
+    /// # Errors
+    /// An error ends the request through [`ProxyHttp::fail_to_proxy`].
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>>;
+
+    /// The first phase, before any module or filter sees the request.
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Inspect or answer the request. Return `Ok(true)` when this phase already
+    /// wrote a response (e.g. [`Session::respond_error`]): the request then ends
+    /// here, with no upstream connection.
+    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(false)
+    }
+
+    /// Each piece of the request body on its way upstream; `body` may be
+    /// changed or taken. `end_of_stream` is true for the last call.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Decide whether to go upstream at all. `Ok(false)` ends the request: with
+    /// 502 unless this phase wrote a response itself.
+    async fn proxy_upstream_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(true)
+    }
+
+    /// Called after a connection to the upstream is ready; `reused` tells
+    /// whether it came from the pool.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Called when connecting to `peer` failed; nothing was sent on the wire.
+    /// Return the error, after `e.set_retry(true)` to try [`ProxyHttp::upstream_peer`]
+    /// again (e.g. to fail over to another peer), up to `max_retries`.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// Change the request header before it is sent upstream. Hop-by-hop headers
+    /// (RFC 9110 §7.6.1) are already removed.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Change the upstream's response header before anything else sees it
+    /// (with a cache, before it is stored).
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Each piece of the upstream's response body, before [`ProxyHttp::response_body_filter`].
+    /// A returned duration delays the next read by that long (bandwidth throttling).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// The upstream's response trailers (HTTP/1.1 chunked trailer section, RFC 9112 §7.1.2).
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _trailers: &mut http::HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Change the response header before it goes to the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Each piece of the response body on its way to the client. A returned
+    /// duration delays the next piece by that long (bandwidth throttling).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// The response trailers on their way to the client. Returning `Some(bytes)`
+    /// sends those bytes as a last body piece instead of trailers.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _trailers: &mut http::HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// Called when proxying to `peer` failed after the connection was made.
+    /// The default decides a [`proxy_core::RetryType::ReusedOnly`] error by
+    /// `client_reused` (a pooled connection that turned out dead is retried on
+    /// a fresh one) and adds the peer to the context.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        e.decide_reuse(client_reused);
+        e
+    }
+
+    /// Write the error response for a request that failed, and say what was
+    /// sent. The default answers with [`error_status`] unless a response
+    /// header was already sent, and never reuses the downstream connection.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Self::CTX) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = error_status(e);
+        let code = if code > 0 && session.response_written().is_none() {
+            match session.respond_error(code).await {
+                Ok(()) => code,
+                Err(we) => {
+                    log::debug!("failed to send error response {code} downstream: {we}");
+                    0
+                }
+            }
+        } else {
+            0
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// The last phase, called exactly once per request, with the error that
+    /// ended it if any. Write access logs and metrics here.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+    }
+
+    /// Return `true` to keep `error` out of the error log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        false
+    }
+
+    /// The one-line description of the request used in error logs.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        session.request_summary()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_status_mapping() {
+        let cases: Vec<(Box<Error>, u16)> = vec![
+            (Error::new(ErrorType::HTTPStatus(403)), 403),
+            (Error::new_up(ErrorType::ConnectRefused), 502),
+            (Error::new_up(ErrorType::ConnectTimedout), 504),
+            (Error::new_up(ErrorType::ReadTimedout), 504),
+            (Error::new_up(ErrorType::InvalidHTTPHeader), 502),
+            (Error::new_down(ErrorType::InvalidHTTPHeader), 400),
+            (Error::new_down(ErrorType::ConnectionClosed), 0),
+            (Error::new_down(ErrorType::WriteError), 0),
+            (Error::new_in(ErrorType::InternalError), 500),
+            (Error::new(ErrorType::UnknownError), 500),
+            (Error::new(ErrorType::new_code("quota", 429)), 429),
+        ];
+        for (e, code) in cases {
+            assert_eq!(error_status(&e), code, "{e}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! [`Session`]: one downstream request as the phases see it.
+
+use std::ops::{Deref, DerefMut};
+
+use bytes::Bytes;
+use proxy_core::error::Result;
+use proxy_core::http::ResponseHeader;
+use proxy_core::protocols::http::error_resp::gen_error_response;
+use proxy_core::protocols::http::ServerSession;
+
+use crate::retry_buffer::RetryBuffer;
+
+/// One downstream request and the per-request state the framework keeps for it.
+///
+/// Derefs to the protocol session ([`ServerSession`]), so `session.req_header()`,
+/// `session.client_addr()`, `session.set_keepalive(..)` and the other
+/// protocol-level calls work directly.
+pub struct Session {
+    /// The downstream protocol session.
+    pub downstream_session: Box<ServerSession>,
+    /// The request body read so far on its way upstream, kept (up to
+    /// [`RetryBuffer::CAPACITY`] bytes) so a retry can send it again.
+    pub(crate) retry_buffer: RetryBuffer,
+}
+
+impl Session {
+    /// Wrap a downstream session whose request header has been read.
+    pub fn new(downstream_session: ServerSession) -> Self {
+        Session {
+            downstream_session: Box::new(downstream_session),
+            retry_buffer: RetryBuffer::default(),
+        }
+    }
+
+    /// Read the next piece of the request body; `Ok(None)` at its end.
+    ///
+    /// What a phase reads here is consumed: it is not sent upstream.
+    ///
+    /// # Errors
+    /// Downstream read errors and timeouts, and framing errors (e.g. an invalid
+    /// chunk size, RFC 9112 §7.1) as `H1Error`.
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        self.downstream_session.read_body_bytes().await
+    }
+
+    /// Answer with a bodyless error response of status `code` (e.g. 401, 502).
+    ///
+    /// Does nothing if a final response header was already sent: the status
+    /// can no longer change, and the connection will be closed instead.
+    ///
+    /// # Errors
+    /// Downstream write errors.
+    pub async fn respond_error(&mut self, code: u16) -> Result<()> {
+        if self.response_written().is_some() {
+            return Ok(());
+        }
+        let resp = gen_error_response(code);
+        self.write_response_header(Box::new(resp), true).await
+    }
+
+    /// Answer with an error response of status `code` and the given body.
+    ///
+    /// # Errors
+    /// Downstream write errors, or an invalid status code.
+    pub async fn respond_error_with_body(&mut self, code: u16, body: Bytes) -> Result<()> {
+        if self.response_written().is_some() {
+            return Ok(());
+        }
+        let mut resp = gen_error_response(code);
+        resp.set_content_length(body.len())?;
+        self.write_response_header(Box::new(resp), body.is_empty())
+            .await?;
+        if !body.is_empty() {
+            self.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
+    /// Send a response header downstream; `end_of_stream` ends the response
+    /// with no body.
+    ///
+    /// # Errors
+    /// Downstream write errors.
+    pub async fn write_response_header(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.downstream_session.write_response_header(resp).await?;
+        if end_of_stream {
+            self.downstream_session.finish_body().await?;
+        }
+        Ok(())
+    }
+
+    /// Send a piece of the response body downstream; `end_of_stream` finishes
+    /// the body (the last chunk of a chunked body, RFC 9112 §7.1).
+    ///
+    /// # Errors
+    /// Downstream write errors.
+    pub async fn write_response_body(
+        &mut self,
+        data: Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        if let Some(d) = data {
+            if !d.is_empty() {
+                self.downstream_session.write_body(&d).await?;
+            }
+        }
+        if end_of_stream {
+            self.downstream_session.finish_body().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Session {
+    type Target = ServerSession;
+    fn deref(&self) -> &Self::Target {
+        &self.downstream_session
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.downstream_session
+    }
+}
