@@ -1,4 +1,5 @@
 //! Every phase of `ProxyHttp` appears in the user guide's phase table.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
