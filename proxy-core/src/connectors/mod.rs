@@ -570,6 +570,44 @@ mod tests {
     }
 
     #[test]
+    fn connector_and_its_futures_can_cross_threads() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: T) {}
+        let c = TransportConnector::new(None);
+        assert_send_sync(&c);
+        let peer = HttpPeer::new(("127.0.0.1", 9), false, String::new());
+        assert_send(c.get_stream(&peer));
+        assert_send(c.reused_stream(&peer));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_shared_across_threads() {
+        let o = origin().await;
+        let c = Arc::new(TransportConnector::new(None));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                let peer = o.peer.clone();
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        let (mut s, _) = c.get_stream(&peer).await.unwrap();
+                        s.write_all(b"x").await.unwrap();
+                        c.release_stream(s, peer.reuse_hash(), None);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // at most 4 streams were ever out at once, so at most 4 were opened
+        let opened = o.accepted.load(Ordering::SeqCst);
+        assert!(opened <= 4, "opened {opened} connections");
+        assert!(c.idle_connection_count() <= 4);
+    }
+
+    #[test]
     fn probe_classifies_idle_states() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
