@@ -6,9 +6,12 @@
 //! proxy phases (`proxy-http`), the cache or the load balancer.
 
 pub mod apps;
+pub mod connectors;
 pub mod error;
+pub mod pools;
 pub mod protocols;
 pub mod server;
+pub mod upstreams;
 
 pub use error::{
     BError, Error, ErrorSource, ErrorType, ErrorType::*, OkOrErr, OrErr, Result, RetryType,

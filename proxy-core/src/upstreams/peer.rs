@@ -1,0 +1,805 @@
+//! Peers: where to connect and how.
+//!
+//! A [`Peer`] answers the questions a connector asks before it opens a
+//! connection: the address, whether to speak TLS and with which SNI, the
+//! timeouts, and a [`Peer::reuse_hash`] that says which pooled connections may
+//! stand in for a new one. [`HttpPeer`] is the peer the HTTP proxy returns from
+//! its `upstream_peer` phase; [`BasicPeer`] is a plain L4 peer (health checks).
+//!
+//! ```
+//! use std::time::Duration;
+//! use proxy_core::upstreams::peer::{HttpPeer, Peer};
+//!
+//! let mut peer = HttpPeer::new(("127.0.0.1", 8000), false, String::new());
+//! peer.options.connection_timeout = Some(Duration::from_secs(1));
+//! assert_eq!(peer.to_string(), "addr: 127.0.0.1:8000, scheme: HTTP");
+//! assert_eq!(peer.connection_timeout(), Some(Duration::from_secs(1)));
+//! ```
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::fmt::{self, Display};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::connectors::l4::{BindTo, TcpKeepalive};
+use crate::error::{Error, ErrorType, OrErr, Result};
+use crate::protocols::SocketAddr;
+
+/// Longest Unix socket path `connect(2)` accepts on Linux (`sun_path` is 108
+/// bytes including the terminating NUL).
+const MAX_UDS_PATH_BYTES: usize = 107;
+
+/// What a connector needs to know about an upstream.
+///
+/// Implementors supply the four required methods; every other getter reads
+/// [`PeerOptions`] through [`Peer::get_peer_options`] and falls back to the
+/// Pingora default when the peer has no options.
+pub trait Peer: Display + Clone {
+    /// The address to connect to: an inet socket or a Unix socket path.
+    fn address(&self) -> &SocketAddr;
+
+    /// Whether to speak TLS to this peer.
+    fn tls(&self) -> bool;
+
+    /// The TLS SNI to send (empty = none). Only meaningful when [`Peer::tls`] is true.
+    fn sni(&self) -> &str;
+
+    /// A hash of everything that makes two connections to this peer
+    /// interchangeable (address, scheme, SNI, verification flags, alternative
+    /// CN, CA, ALPN, source address, group key...). The connection pool is
+    /// keyed by it: a pooled connection is handed out only to a peer with the
+    /// same hash.
+    fn reuse_hash(&self) -> u64;
+
+    /// The peer's options, if it has any.
+    fn get_peer_options(&self) -> Option<&PeerOptions> {
+        None
+    }
+
+    /// The peer's options, mutably, if it has any.
+    fn get_mut_peer_options(&mut self) -> Option<&mut PeerOptions> {
+        None
+    }
+
+    /// Whether to verify the upstream's certificate (TLS only). Default `true`
+    /// with options, `false` without.
+    fn verify_cert(&self) -> bool {
+        self.get_peer_options().is_some_and(|o| o.verify_cert)
+    }
+
+    /// Whether to check that the certificate matches the SNI (or
+    /// [`Peer::alternative_cn`]). Default `true` with options, `false` without.
+    fn verify_hostname(&self) -> bool {
+        self.get_peer_options().is_some_and(|o| o.verify_hostname)
+    }
+
+    /// Another name the certificate may carry instead of the SNI.
+    fn alternative_cn(&self) -> Option<&String> {
+        self.get_peer_options()
+            .and_then(|o| o.alternative_cn.as_ref())
+    }
+
+    /// The local address to connect from, if one is set.
+    fn bind_to(&self) -> Option<&BindTo> {
+        self.get_peer_options().and_then(|o| o.bind_to.as_ref())
+    }
+
+    /// How long the TCP (or Unix socket) connect may take. `None` = no limit
+    /// beyond the operating system's.
+    fn connection_timeout(&self) -> Option<Duration> {
+        self.get_peer_options().and_then(|o| o.connection_timeout)
+    }
+
+    /// How long the whole connect may take, TCP connect and TLS handshake
+    /// together. `None` = no limit.
+    fn total_connection_timeout(&self) -> Option<Duration> {
+        self.get_peer_options()
+            .and_then(|o| o.total_connection_timeout)
+    }
+
+    /// How long a connection to this peer may sit idle in the pool. `None` =
+    /// until the pool evicts it; `Some(Duration::ZERO)` = never pool it.
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.get_peer_options().and_then(|o| o.idle_timeout)
+    }
+
+    /// How long one read from this peer may wait. `None` = no limit.
+    fn read_timeout(&self) -> Option<Duration> {
+        self.get_peer_options().and_then(|o| o.read_timeout)
+    }
+
+    /// How long one write to this peer may wait. `None` = no limit.
+    fn write_timeout(&self) -> Option<Duration> {
+        self.get_peer_options().and_then(|o| o.write_timeout)
+    }
+
+    /// The ALPN to offer over TLS, if the peer has options.
+    fn get_alpn(&self) -> Option<&ALPN> {
+        self.get_peer_options().map(|o| &o.alpn)
+    }
+
+    /// The CA certificates to verify this peer with, instead of the default trust store.
+    fn get_ca(&self) -> Option<&Arc<Vec<u8>>> {
+        self.get_peer_options().and_then(|o| o.ca.as_ref())
+    }
+
+    /// TCP keepalive probing for connections to this peer.
+    fn tcp_keepalive(&self) -> Option<&TcpKeepalive> {
+        self.get_peer_options()
+            .and_then(|o| o.tcp_keepalive.as_ref())
+    }
+
+    /// The socket receive buffer size (`SO_RCVBUF`) in bytes.
+    fn tcp_recv_buf(&self) -> Option<usize> {
+        self.get_peer_options().and_then(|o| o.tcp_recv_buf)
+    }
+}
+
+/// The application protocols to offer over TLS (RFC 7301), from most to least preferred.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ALPN {
+    /// HTTP/1.1 only (the default).
+    #[default]
+    H1,
+    /// HTTP/2 only.
+    H2,
+    /// HTTP/2 preferred, HTTP/1.1 accepted.
+    H2H1,
+}
+
+impl ALPN {
+    /// The ALPN covering HTTP versions `min..=max` (1 or 2). A range that
+    /// names no version we speak (for example `max < min`) falls back to
+    /// [`ALPN::H1`].
+    pub fn new(max: u8, min: u8) -> Self {
+        match (max, min) {
+            (2, 2) => ALPN::H2,
+            (2, 1) => ALPN::H2H1,
+            _ => ALPN::H1,
+        }
+    }
+
+    /// The highest HTTP version offered: 1 or 2.
+    pub fn get_max_http_version(&self) -> u8 {
+        match self {
+            ALPN::H1 => 1,
+            ALPN::H2 | ALPN::H2H1 => 2,
+        }
+    }
+
+    /// The lowest HTTP version accepted: 1 or 2.
+    pub fn get_min_http_version(&self) -> u8 {
+        match self {
+            ALPN::H1 | ALPN::H2H1 => 1,
+            ALPN::H2 => 2,
+        }
+    }
+}
+
+impl Display for ALPN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ALPN::H1 => "H1",
+            ALPN::H2 => "H2",
+            ALPN::H2H1 => "H2H1",
+        })
+    }
+}
+
+/// How to connect to a peer. Defaults match Pingora's (see [`PeerOptions::new`]).
+///
+/// The transport connector reads `bind_to`, `connection_timeout`,
+/// `total_connection_timeout`, `tcp_keepalive` and `tcp_recv_buf`; the pool
+/// reads `idle_timeout`; the HTTP client session reads `read_timeout` and
+/// `write_timeout`. The TLS fields (`verify_cert`, `verify_hostname`,
+/// `alternative_cn`, `alpn`, `ca`) and the HTTP/2 field `max_h2_streams` are
+/// read by the TLS and HTTP/2 connectors, which a later issue adds; they
+/// already count in [`HttpPeer`]'s reuse hash.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerOptions {
+    /// The local address to connect from. Default `None` (the OS picks;
+    /// `ConnectorOptions::bind_to_v4`/`bind_to_v6` apply).
+    pub bind_to: Option<BindTo>,
+    /// Limit on the TCP/Unix-socket connect. Default `None`. Exceeding it
+    /// fails with `ConnectTimedout`.
+    pub connection_timeout: Option<Duration>,
+    /// Limit on the whole connect including the TLS handshake. Default
+    /// `None`. Exceeding it fails with `ConnectTimedout`.
+    pub total_connection_timeout: Option<Duration>,
+    /// Limit on each read from the upstream. Default `None`.
+    pub read_timeout: Option<Duration>,
+    /// How long a connection may wait idle in the pool. Default `None` (until
+    /// evicted); `Some(Duration::ZERO)` disables pooling for this peer.
+    pub idle_timeout: Option<Duration>,
+    /// Limit on each write to the upstream. Default `None`.
+    pub write_timeout: Option<Duration>,
+    /// Verify the upstream certificate (TLS). Default `true`.
+    pub verify_cert: bool,
+    /// Check the certificate's name against the SNI (TLS). Default `true`.
+    pub verify_hostname: bool,
+    /// A name the certificate may carry instead of the SNI. Default `None`.
+    pub alternative_cn: Option<String>,
+    /// The ALPN to offer (TLS). Default [`ALPN::H1`].
+    pub alpn: ALPN,
+    /// PEM-encoded CA certificates to verify the upstream with instead of the
+    /// default trust store. Default `None`.
+    pub ca: Option<Arc<Vec<u8>>>,
+    /// TCP keepalive probes on the upstream socket. Default `None` (off).
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// The socket receive buffer (`SO_RCVBUF`) in bytes. Default `None` (OS default).
+    pub tcp_recv_buf: Option<usize>,
+    /// How many concurrent HTTP/2 streams one upstream connection may carry.
+    /// Default 1 (an h2 connection is not shared).
+    pub max_h2_streams: usize,
+    /// Headers to send in the CONNECT request to an HTTP proxy (name → value
+    /// bytes). Default empty.
+    pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl PeerOptions {
+    /// Options with Pingora's defaults: no timeouts, verify certificate and
+    /// hostname, ALPN H1, one h2 stream per connection.
+    pub fn new() -> Self {
+        PeerOptions {
+            bind_to: None,
+            connection_timeout: None,
+            total_connection_timeout: None,
+            read_timeout: None,
+            idle_timeout: None,
+            write_timeout: None,
+            verify_cert: true,
+            verify_hostname: true,
+            alternative_cn: None,
+            alpn: ALPN::H1,
+            ca: None,
+            tcp_keepalive: None,
+            tcp_recv_buf: None,
+            max_h2_streams: 1,
+            extra_proxy_headers: BTreeMap::new(),
+        }
+    }
+
+    /// Offer HTTP versions `min..=max` (1 or 2) via ALPN; see [`ALPN::new`].
+    pub fn set_http_version(&mut self, max: u8, min: u8) {
+        self.alpn = ALPN::new(max, min);
+    }
+
+    /// Feed the fields that decide connection interchangeability into `state`.
+    fn hash_reuse_fields<H: Hasher>(&self, state: &mut H) {
+        self.bind_to.hash(state);
+        self.verify_cert.hash(state);
+        self.verify_hostname.hash(state);
+        self.alternative_cn.hash(state);
+        self.alpn.hash(state);
+        self.ca.as_deref().hash(state);
+        self.max_h2_streams.hash(state);
+    }
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Plain HTTP or HTTP over TLS.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plaintext.
+    HTTP,
+    /// TLS.
+    HTTPS,
+}
+
+impl Scheme {
+    /// `HTTPS` when `tls`, else `HTTP`.
+    pub fn from_tls_bool(tls: bool) -> Self {
+        if tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        }
+    }
+
+    /// Whether this is `HTTPS`.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Scheme::HTTPS)
+    }
+}
+
+impl Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::HTTP => "HTTP",
+            Scheme::HTTPS => "HTTPS",
+        })
+    }
+}
+
+/// Something that names one inet socket address: `"host:port"`, `("host", port)`,
+/// `(IpAddr, port)` or a `std::net::SocketAddr`.
+///
+/// Host names are resolved with the system resolver (`std::net::ToSocketAddrs`,
+/// which blocks the calling thread) and the first address is taken.
+pub trait ToInetSocketAddrs {
+    /// The first address this names.
+    ///
+    /// # Errors
+    /// `ConnectError` naming the address when it does not parse, does not
+    /// resolve, or resolves to nothing.
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr>;
+}
+
+/// Resolve `addr` and take its first address; `describe` names it in errors.
+fn first_inet_addr<A: ToSocketAddrs + ?Sized>(
+    addr: &A,
+    describe: impl Fn() -> String,
+) -> Result<std::net::SocketAddr> {
+    addr.to_socket_addrs()
+        .or_err_with(ErrorType::ConnectError, || {
+            format!("invalid upstream address {}", describe())
+        })?
+        .next()
+        .ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectError,
+                format!("upstream address {} resolved to nothing", describe()),
+            )
+        })
+}
+
+impl ToInetSocketAddrs for str {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        first_inet_addr(self, || format!("'{self}'"))
+    }
+}
+
+impl ToInetSocketAddrs for &str {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        (**self).to_inet_socket_addr()
+    }
+}
+
+impl ToInetSocketAddrs for String {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        self.as_str().to_inet_socket_addr()
+    }
+}
+
+impl ToInetSocketAddrs for (&str, u16) {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        first_inet_addr(self, || format!("'{}:{}'", self.0, self.1))
+    }
+}
+
+impl ToInetSocketAddrs for (String, u16) {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        (self.0.as_str(), self.1).to_inet_socket_addr()
+    }
+}
+
+impl ToInetSocketAddrs for std::net::SocketAddr {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(*self)
+    }
+}
+
+impl ToInetSocketAddrs for (IpAddr, u16) {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(self.0, self.1))
+    }
+}
+
+impl ToInetSocketAddrs for (Ipv4Addr, u16) {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(IpAddr::V4(self.0), self.1))
+    }
+}
+
+impl ToInetSocketAddrs for (Ipv6Addr, u16) {
+    fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(IpAddr::V6(self.0), self.1))
+    }
+}
+
+/// A Unix socket address for `path`.
+///
+/// # Errors
+/// `ConnectError` when the path is empty or longer than `connect(2)` accepts
+/// (107 bytes on Linux).
+fn uds_addr(path: &str) -> Result<SocketAddr> {
+    if path.is_empty() || path.len() > MAX_UDS_PATH_BYTES {
+        return Error::e_explain(
+            ErrorType::ConnectError,
+            format!(
+                "invalid upstream Unix socket path '{path}': must be 1 to {MAX_UDS_PATH_BYTES} bytes"
+            ),
+        );
+    }
+    Ok(SocketAddr::Unix(Some(PathBuf::from(path))))
+}
+
+/// An HTTP upstream: address, scheme, SNI, a user group key and [`PeerOptions`].
+///
+/// Fields are public, as in Pingora, so a phase can adjust a peer before returning it.
+#[derive(Debug, Clone)]
+pub struct HttpPeer {
+    /// Where to connect.
+    pub _address: SocketAddr,
+    /// HTTP or HTTPS.
+    pub scheme: Scheme,
+    /// The TLS SNI (empty = none).
+    pub sni: String,
+    /// A user-chosen key mixed into [`Peer::reuse_hash`]: peers that differ
+    /// only by group key never share pooled connections. Default 0.
+    pub group_key: u64,
+    /// How to connect.
+    pub options: PeerOptions,
+}
+
+impl HttpPeer {
+    /// A peer at an inet address (`"127.0.0.1:8000"`, `("example.com", 443)`...).
+    ///
+    /// Host names resolve with the blocking system resolver; the first address is used.
+    ///
+    /// # Errors
+    /// `ConnectError` naming the address when it does not parse or resolve.
+    pub fn try_new<A: ToInetSocketAddrs>(address: A, tls: bool, sni: String) -> Result<Self> {
+        let addr = address.to_inet_socket_addr()?;
+        Ok(Self::new_from_sockaddr(SocketAddr::Inet(addr), tls, sni))
+    }
+
+    /// A peer at an inet address; the infallible form the tutorial uses.
+    ///
+    /// # Panics
+    /// When the address does not parse or resolve; the message names the
+    /// address. Use [`HttpPeer::try_new`] for addresses that come from a
+    /// config file or a request.
+    pub fn new<A: ToInetSocketAddrs>(address: A, tls: bool, sni: String) -> Self {
+        match Self::try_new(address, tls, sni) {
+            Ok(peer) => peer,
+            // documented under `# Panics`: the caller chose the infallible constructor
+            Err(e) => panic!("HttpPeer::new: {e}"),
+        }
+    }
+
+    /// A peer listening on the Unix socket at `path`.
+    ///
+    /// # Errors
+    /// `ConnectError` when the path is empty or longer than 107 bytes.
+    pub fn new_uds(path: &str, tls: bool, sni: String) -> Result<Self> {
+        Ok(Self::new_from_sockaddr(uds_addr(path)?, tls, sni))
+    }
+
+    /// A peer at an already resolved address.
+    pub fn new_from_sockaddr(address: SocketAddr, tls: bool, sni: String) -> Self {
+        HttpPeer {
+            _address: address,
+            scheme: Scheme::from_tls_bool(tls),
+            sni,
+            group_key: 0,
+            options: PeerOptions::new(),
+        }
+    }
+
+    /// Whether this peer speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme.is_tls()
+    }
+}
+
+impl Peer for HttpPeer {
+    fn address(&self) -> &SocketAddr {
+        &self._address
+    }
+
+    fn tls(&self) -> bool {
+        self.is_tls()
+    }
+
+    fn sni(&self) -> &str {
+        &self.sni
+    }
+
+    fn reuse_hash(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self._address.hash(&mut hasher);
+        self.scheme.hash(&mut hasher);
+        self.sni.hash(&mut hasher);
+        self.group_key.hash(&mut hasher);
+        self.options.hash_reuse_fields(&mut hasher);
+        hasher.finish()
+    }
+
+    fn get_peer_options(&self) -> Option<&PeerOptions> {
+        Some(&self.options)
+    }
+
+    fn get_mut_peer_options(&mut self) -> Option<&mut PeerOptions> {
+        Some(&mut self.options)
+    }
+}
+
+impl Display for HttpPeer {
+    /// `addr: 127.0.0.1:8000, scheme: HTTP`, then `, sni: ...` when an SNI is set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "addr: {}, scheme: {}", self._address, self.scheme)?;
+        if !self.sni.is_empty() {
+            write!(f, ", sni: {}", self.sni)?;
+        }
+        Ok(())
+    }
+}
+
+/// A plain L4 peer (no HTTP), e.g. for TCP health checks.
+#[derive(Debug, Clone)]
+pub struct BasicPeer {
+    /// Where to connect.
+    pub _address: SocketAddr,
+    /// The TLS SNI (empty = none).
+    pub sni: String,
+    /// How to connect.
+    pub options: PeerOptions,
+}
+
+impl BasicPeer {
+    /// A plaintext peer at an inet address (`"127.0.0.1:8000"`).
+    ///
+    /// # Errors
+    /// `ConnectError` naming the address when it does not parse or resolve.
+    pub fn try_new<A: ToInetSocketAddrs>(address: A) -> Result<Self> {
+        Ok(Self::from_sockaddr(SocketAddr::Inet(
+            address.to_inet_socket_addr()?,
+        )))
+    }
+
+    /// A plaintext peer at an inet address.
+    ///
+    /// # Panics
+    /// When the address does not parse or resolve; the message names it. Use
+    /// [`BasicPeer::try_new`] for untrusted input.
+    pub fn new<A: ToInetSocketAddrs>(address: A) -> Self {
+        match Self::try_new(address) {
+            Ok(peer) => peer,
+            // documented under `# Panics`
+            Err(e) => panic!("BasicPeer::new: {e}"),
+        }
+    }
+
+    /// A plaintext peer on the Unix socket at `path`.
+    ///
+    /// # Errors
+    /// `ConnectError` when the path is empty or longer than 107 bytes.
+    pub fn new_uds(path: &str) -> Result<Self> {
+        Ok(Self::from_sockaddr(uds_addr(path)?))
+    }
+
+    fn from_sockaddr(address: SocketAddr) -> Self {
+        BasicPeer {
+            _address: address,
+            sni: String::new(),
+            options: PeerOptions::new(),
+        }
+    }
+}
+
+impl Peer for BasicPeer {
+    fn address(&self) -> &SocketAddr {
+        &self._address
+    }
+
+    fn tls(&self) -> bool {
+        false
+    }
+
+    fn sni(&self) -> &str {
+        &self.sni
+    }
+
+    fn reuse_hash(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self._address.hash(&mut hasher);
+        self.sni.hash(&mut hasher);
+        self.options.hash_reuse_fields(&mut hasher);
+        hasher.finish()
+    }
+
+    fn get_peer_options(&self) -> Option<&PeerOptions> {
+        Some(&self.options)
+    }
+
+    fn get_mut_peer_options(&mut self) -> Option<&mut PeerOptions> {
+        Some(&mut self.options)
+    }
+}
+
+impl Display for BasicPeer {
+    /// `addr: 127.0.0.1:8000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "addr: {}", self._address)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_accepts_every_address_form() {
+        let want: std::net::SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let forms = [
+            HttpPeer::new("127.0.0.1:8000", false, String::new()),
+            HttpPeer::new(String::from("127.0.0.1:8000"), false, String::new()),
+            HttpPeer::new(("127.0.0.1", 8000), false, String::new()),
+            HttpPeer::new((String::from("127.0.0.1"), 8000), false, String::new()),
+            HttpPeer::new(want, false, String::new()),
+            HttpPeer::new((IpAddr::from([127, 0, 0, 1]), 8000), false, String::new()),
+            HttpPeer::new((Ipv4Addr::LOCALHOST, 8000), false, String::new()),
+        ];
+        for peer in forms {
+            assert_eq!(peer.address(), &SocketAddr::Inet(want));
+        }
+    }
+
+    #[test]
+    fn try_new_with_bad_address_names_it() {
+        let e = HttpPeer::try_new("not an address", false, String::new()).unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::ConnectError);
+        assert!(e.to_string().contains("'not an address'"), "{e}");
+    }
+
+    #[test]
+    #[should_panic(expected = "'nope'")]
+    fn new_with_bad_address_panics_naming_it() {
+        let _ = HttpPeer::new("nope", false, String::new());
+    }
+
+    #[test]
+    fn display_shows_address_scheme_and_sni() {
+        let peer = HttpPeer::new(("127.0.0.1", 8000), false, String::new());
+        assert_eq!(peer.to_string(), "addr: 127.0.0.1:8000, scheme: HTTP");
+        let peer = HttpPeer::new(("127.0.0.1", 443), true, "example.com".into());
+        assert_eq!(
+            peer.to_string(),
+            "addr: 127.0.0.1:443, scheme: HTTPS, sni: example.com"
+        );
+    }
+
+    #[test]
+    fn options_default_to_pingora_values() {
+        let o = PeerOptions::new();
+        assert_eq!(o.connection_timeout, None);
+        assert_eq!(o.total_connection_timeout, None);
+        assert_eq!(o.read_timeout, None);
+        assert_eq!(o.write_timeout, None);
+        assert_eq!(o.idle_timeout, None);
+        assert!(o.verify_cert);
+        assert!(o.verify_hostname);
+        assert_eq!(o.alpn, ALPN::H1);
+        assert_eq!(o.max_h2_streams, 1);
+        assert!(o.extra_proxy_headers.is_empty());
+        assert_eq!(o, PeerOptions::default());
+    }
+
+    #[test]
+    fn getters_read_the_options() {
+        let mut peer = HttpPeer::new(("127.0.0.1", 80), false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_millis(100));
+        peer.options.total_connection_timeout = Some(Duration::from_secs(1));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.read_timeout = Some(Duration::from_secs(2));
+        peer.options.write_timeout = Some(Duration::from_secs(3));
+        assert_eq!(peer.connection_timeout(), Some(Duration::from_millis(100)));
+        assert_eq!(
+            peer.total_connection_timeout(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(peer.idle_timeout(), Some(Duration::from_secs(60)));
+        assert_eq!(peer.read_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(peer.write_timeout(), Some(Duration::from_secs(3)));
+        peer.get_mut_peer_options().unwrap().verify_cert = false;
+        assert!(!peer.verify_cert());
+    }
+
+    #[test]
+    fn reuse_hash_equal_for_interchangeable_peers() {
+        let a = HttpPeer::new(("127.0.0.1", 80), false, String::new());
+        let mut b = HttpPeer::new("127.0.0.1:80", false, String::new());
+        // timeouts do not make connections different
+        b.options.read_timeout = Some(Duration::from_secs(1));
+        assert_eq!(a.reuse_hash(), b.reuse_hash());
+    }
+
+    #[test]
+    fn reuse_hash_differs_by_anything_that_changes_the_connection() {
+        let base = HttpPeer::new(("127.0.0.1", 443), true, "a.example".into());
+        let h = base.reuse_hash();
+        let variants: Vec<HttpPeer> = vec![
+            HttpPeer::new(("127.0.0.1", 444), true, "a.example".into()),
+            HttpPeer::new(("127.0.0.1", 443), false, "a.example".into()),
+            HttpPeer::new(("127.0.0.1", 443), true, "b.example".into()),
+            {
+                let mut p = base.clone();
+                p.group_key = 7;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.verify_cert = false;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.verify_hostname = false;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.alternative_cn = Some("c.example".into());
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.set_http_version(2, 1);
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.max_h2_streams = 10;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.ca = Some(Arc::new(b"-----BEGIN CERTIFICATE-----".to_vec()));
+                p
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.reuse_hash(), h, "{v} {:?}", v.options);
+        }
+    }
+
+    #[test]
+    fn new_uds_checks_the_path() {
+        let peer = HttpPeer::new_uds("/tmp/upstream.sock", false, String::new()).unwrap();
+        assert_eq!(
+            peer.address(),
+            &SocketAddr::Unix(Some(PathBuf::from("/tmp/upstream.sock")))
+        );
+        assert_eq!(
+            peer.to_string(),
+            "addr: unix:/tmp/upstream.sock, scheme: HTTP"
+        );
+        assert!(HttpPeer::new_uds("", false, String::new()).is_err());
+        let long = "/".repeat(200);
+        let e = HttpPeer::new_uds(&long, false, String::new()).unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::ConnectError);
+    }
+
+    #[test]
+    fn alpn_versions_round_trip() {
+        for alpn in [ALPN::H1, ALPN::H2, ALPN::H2H1] {
+            assert_eq!(
+                ALPN::new(alpn.get_max_http_version(), alpn.get_min_http_version()),
+                alpn
+            );
+        }
+        assert_eq!(ALPN::new(1, 2), ALPN::H1);
+    }
+
+    #[test]
+    fn basic_peer_is_plaintext() {
+        let peer = BasicPeer::new("127.0.0.1:9");
+        assert!(!peer.tls());
+        assert_eq!(peer.to_string(), "addr: 127.0.0.1:9");
+        assert!(BasicPeer::try_new("bad").is_err());
+    }
+}
