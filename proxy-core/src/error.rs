@@ -639,6 +639,7 @@ impl<T> Context<T> for Result<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
