@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod http;
 pub mod l4;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
