@@ -7,8 +7,10 @@
 
 pub mod apps;
 pub mod error;
+pub mod listeners;
 pub mod protocols;
 pub mod server;
+pub mod services;
 
 pub use error::{
     BError, Error, ErrorSource, ErrorType, ErrorType::*, OkOrErr, OrErr, Result, RetryType,
