@@ -40,7 +40,7 @@ pub const CONF_ERROR: ErrorType = ErrorType::new("ConfError");
 /// assert_eq!(opt.conf.as_deref(), Some("/etc/proxy.yaml"));
 /// ```
 #[derive(Parser, Debug, Default, Clone, PartialEq, Eq)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 pub struct Opt {
     /// Take over the listening sockets of a running server (graceful upgrade).
     /// Not implemented yet: the flag is parsed and ignored with a warning.
@@ -412,11 +412,10 @@ fn yaml_error(path: Option<&Path>, e: &serde_yaml::Error) -> Box<Error> {
     let mut msg = e.to_string();
     let mut place = String::new();
     if let Some(loc) = e.location() {
-        // serde_yaml appends " at line L column C"; move it to the front
-        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(stripped) = msg.strip_suffix(&suffix) {
-            msg = stripped.to_string();
-        }
+        // serde_yaml puts " at line L column C" after the message (or, for
+        // YAML syntax errors, before a ", while parsing..." note); move it to the front
+        let at = format!(" at line {} column {}", loc.line(), loc.column());
+        msg = msg.replacen(&at, "", 1);
         place = format!("line {} column {}: ", loc.line(), loc.column());
     }
     let file = path
@@ -630,6 +629,10 @@ daemon_notify_timeout_seconds: 10
         let msg = describe_conf_error(&e);
         assert!(msg.starts_with("line 3 column 1: "), "{msg}");
         assert!(msg.contains("flow sequence"), "{msg}");
+        assert!(
+            !msg.contains("at line 3 column 1"),
+            "location given twice: {msg}"
+        );
     }
 
     #[test]
