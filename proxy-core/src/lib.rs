@@ -8,9 +8,11 @@
 pub mod apps;
 pub mod connectors;
 pub mod error;
+pub mod listeners;
 pub mod pools;
 pub mod protocols;
 pub mod server;
+pub mod services;
 pub mod upstreams;
 
 pub use error::{

@@ -1,0 +1,376 @@
+//! Binding TCP and Unix listening sockets and accepting on them.
+
+use std::fs::Permissions;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use log::{debug, warn};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+
+use super::{ServerAddress, TcpSocketOptions};
+use crate::error::{Error, ErrorType::*, OrErr, Result};
+use crate::protocols::{SocketAddr, Stream};
+
+/// Backlog of every listening socket (the kernel caps it at `somaxconn`).
+const LISTENER_BACKLOG: i32 = 65535;
+
+/// Permissions of a Unix socket file when none are given: anyone may connect.
+const DEFAULT_UDS_MODE: u32 = 0o666;
+
+/// How often to retry a TCP bind whose address is in use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BindRetry {
+    /// Attempts in all (at least 1).
+    pub(crate) attempts: usize,
+    /// Wait between attempts.
+    pub(crate) delay: Duration,
+}
+
+impl Default for BindRetry {
+    /// Pingora's: 30 attempts 1 second apart.
+    fn default() -> Self {
+        BindRetry {
+            attempts: 30,
+            delay: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Listener {
+    Tcp(TcpListener, Option<TcpSocketOptions>),
+    Unix(UnixListener),
+}
+
+/// A bound listening socket, ready to accept. Dropping it closes the socket.
+#[derive(Debug)]
+pub struct ListenerEndpoint {
+    address: ServerAddress,
+    local_addr: SocketAddr,
+    listener: Listener,
+}
+
+impl ListenerEndpoint {
+    /// Bind one address (see [`super::Listeners::build`]).
+    pub(crate) async fn bind(address: &ServerAddress, retry: BindRetry) -> Result<Self> {
+        let (listener, local_addr) = match address {
+            ServerAddress::Tcp(addr, opts) => {
+                let l = bind_tcp(addr, opts.as_ref(), retry).await?;
+                let local = l
+                    .local_addr()
+                    .or_err_with(SocketError, || format!("getsockname of {addr}"))?;
+                (Listener::Tcp(l, opts.clone()), SocketAddr::Inet(local))
+            }
+            ServerAddress::Uds(path, perms) => {
+                let l = bind_uds(path, perms.clone())?;
+                (Listener::Unix(l), SocketAddr::Unix(Some(path.into())))
+            }
+        };
+        debug!("listening on {address}");
+        Ok(ListenerEndpoint {
+            address: address.clone(),
+            local_addr,
+            listener,
+        })
+    }
+
+    /// The address as the user gave it.
+    pub fn address(&self) -> &ServerAddress {
+        &self.address
+    }
+
+    /// The address actually bound: for TCP `127.0.0.1:0` this carries the
+    /// port the kernel chose.
+    pub fn local_addr(&self) -> &SocketAddr {
+        &self.local_addr
+    }
+
+    /// Accept one connection. TCP connections get `TCP_NODELAY` and the
+    /// keepalive and buffer options of the listener.
+    ///
+    /// # Errors
+    /// [`crate::ErrorType::AcceptError`] naming the listening address (e.g. too many
+    /// open files); the listener stays usable.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped call accepts nothing.
+    pub async fn accept(&self) -> Result<Stream> {
+        match &self.listener {
+            Listener::Tcp(l, opts) => {
+                let (stream, peer) = l
+                    .accept()
+                    .await
+                    .or_err_with(AcceptError, || format!("accepting on {}", self.address))?;
+                apply_accepted_tcp_options(&stream, opts.as_ref(), &peer);
+                Ok(Box::new(stream))
+            }
+            Listener::Unix(l) => {
+                let (stream, _) = l
+                    .accept()
+                    .await
+                    .or_err_with(AcceptError, || format!("accepting on {}", self.address))?;
+                Ok(Box::new(stream))
+            }
+        }
+    }
+}
+
+fn apply_accepted_tcp_options(
+    stream: &TcpStream,
+    opts: Option<&TcpSocketOptions>,
+    peer: &std::net::SocketAddr,
+) {
+    // A failed setsockopt degrades the connection a little; it is no reason to drop it.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!("TCP_NODELAY on connection from {peer}: {e}");
+    }
+    let Some(opts) = opts else { return };
+    let sock = SockRef::from(stream);
+    if let Some(ka) = &opts.tcp_keepalive {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(ka.idle)
+            .with_interval(ka.interval)
+            .with_retries(ka.count);
+        if let Err(e) = sock.set_tcp_keepalive(&params) {
+            warn!("TCP keepalive on connection from {peer}: {e}");
+        }
+    }
+    if let Some(size) = opts.tcp_recv_buf {
+        if let Err(e) = sock.set_recv_buffer_size(size) {
+            warn!("SO_RCVBUF on connection from {peer}: {e}");
+        }
+    }
+    if let Some(size) = opts.tcp_snd_buf {
+        if let Err(e) = sock.set_send_buffer_size(size) {
+            warn!("SO_SNDBUF on connection from {peer}: {e}");
+        }
+    }
+}
+
+async fn bind_tcp(
+    addr: &str,
+    opts: Option<&TcpSocketOptions>,
+    retry: BindRetry,
+) -> Result<TcpListener> {
+    let sock_addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+        Error::explain(
+            BindError,
+            format!("listen address {addr:?} is not an ip:port ({e})"),
+        )
+    })?;
+    let attempts = retry.attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match try_bind_tcp(sock_addr, opts) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < attempts => {
+                warn!(
+                    "binding {addr}: address in use, retrying in {:?} ({attempt}/{attempts})",
+                    retry.delay
+                );
+                attempt += 1;
+                tokio::time::sleep(retry.delay).await;
+            }
+            Err(e) => {
+                return Err(Error::because(
+                    BindError,
+                    format!("binding TCP listener {addr}"),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+fn try_bind_tcp(
+    addr: std::net::SocketAddr,
+    opts: Option<&TcpSocketOptions>,
+) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if let Some(opts) = opts {
+        if let (Some(v6only), true) = (opts.ipv6_only, addr.is_ipv6()) {
+            socket.set_only_v6(v6only)?;
+        }
+        if let Some(reuse) = opts.so_reuseport {
+            socket.set_reuse_port(reuse)?;
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTENER_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<UnixListener> {
+    let p = Path::new(path);
+    // A socket file left by a previous process would make bind fail with
+    // "address in use"; a file of another kind is not ours to delete.
+    if let Ok(meta) = std::fs::symlink_metadata(p) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(p)
+                .or_err_with(BindError, || format!("removing stale socket file {path}"))?;
+        }
+    }
+    let listener =
+        UnixListener::bind(p).or_err_with(BindError, || format!("binding Unix listener {path}"))?;
+    let perms = perms.unwrap_or_else(|| Permissions::from_mode(DEFAULT_UDS_MODE));
+    std::fs::set_permissions(p, perms)
+        .or_err_with(BindError, || format!("setting permissions of {path}"))?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn quick() -> BindRetry {
+        BindRetry {
+            attempts: 2,
+            delay: Duration::from_millis(10),
+        }
+    }
+
+    fn temp_sock(name: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("proxy-core-l4-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name).display().to_string()
+    }
+
+    #[tokio::test]
+    async fn tcp_listener_reports_chosen_port_and_accepts() {
+        let ep = ListenerEndpoint::bind(&ServerAddress::Tcp("127.0.0.1:0".into(), None), quick())
+            .await
+            .unwrap();
+        let addr = *ep.local_addr().as_inet().unwrap();
+        assert_ne!(addr.port(), 0);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut server = ep.accept().await.unwrap();
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        assert_eq!(
+            server.peer_addr(),
+            client.local_addr().ok().map(SocketAddr::Inet)
+        );
+    }
+
+    #[tokio::test]
+    async fn unparsable_tcp_address_error_names_it() {
+        let e = ListenerEndpoint::bind(&ServerAddress::Tcp("localhost:http".into(), None), quick())
+            .await
+            .unwrap_err();
+        assert_eq!(e.etype(), &BindError);
+        assert!(
+            e.to_string()
+                .contains("\"localhost:http\" is not an ip:port"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn address_in_use_is_retried_then_fails_naming_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let e = ListenerEndpoint::bind(&ServerAddress::Tcp(addr.clone(), None), quick())
+            .await
+            .unwrap_err();
+        assert_eq!(e.etype(), &BindError);
+        assert!(e.to_string().contains(&addr), "{e}");
+    }
+
+    #[tokio::test]
+    async fn ipv6_only_and_reuseport_options_bind() {
+        let opts = TcpSocketOptions {
+            so_reuseport: Some(true),
+            tcp_keepalive: Some(super::super::TcpKeepalive {
+                idle: Duration::from_secs(60),
+                interval: Duration::from_secs(5),
+                count: 3,
+            }),
+            tcp_recv_buf: Some(65536),
+            ..Default::default()
+        };
+        let a = ListenerEndpoint::bind(
+            &ServerAddress::Tcp("127.0.0.1:0".into(), Some(opts.clone())),
+            quick(),
+        )
+        .await
+        .unwrap();
+        // a second socket with SO_REUSEPORT may share the port
+        let port = a.local_addr().as_inet().unwrap().port();
+        let b = ListenerEndpoint::bind(
+            &ServerAddress::Tcp(format!("127.0.0.1:{port}"), Some(opts.clone())),
+            quick(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.local_addr().as_inet().unwrap().port(), port);
+        // accepting applies the options without failing the connection
+        let _c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let accepted = tokio::select! { s = a.accept() => s, s = b.accept() => s };
+        assert!(accepted.is_ok());
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let v6 = TcpSocketOptions {
+                ipv6_only: Some(true),
+                ..Default::default()
+            };
+            let ep =
+                ListenerEndpoint::bind(&ServerAddress::Tcp("[::1]:0".into(), Some(v6)), quick())
+                    .await
+                    .unwrap();
+            assert!(ep.local_addr().as_inet().unwrap().is_ipv6());
+        }
+    }
+
+    #[tokio::test]
+    async fn uds_listener_replaces_stale_socket_and_sets_permissions() {
+        let path = temp_sock("perm.sock");
+        // leave a stale socket file behind
+        drop(std::os::unix::net::UnixListener::bind(&path).or_else(|_| {
+            std::fs::remove_file(&path)?;
+            std::os::unix::net::UnixListener::bind(&path)
+        }));
+        let ep = ListenerEndpoint::bind(
+            &ServerAddress::Uds(path.clone(), Some(Permissions::from_mode(0o600))),
+            quick(),
+        )
+        .await
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut server = ep.accept().await.unwrap();
+        server.write_all(b"ok").await.unwrap();
+        let mut buf = [0u8; 2];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ok");
+    }
+
+    #[tokio::test]
+    async fn uds_default_permissions_are_0666() {
+        let path = temp_sock("default.sock");
+        let _ep = ListenerEndpoint::bind(&ServerAddress::Uds(path.clone(), None), quick())
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+    }
+
+    #[tokio::test]
+    async fn uds_path_holding_a_regular_file_is_not_deleted() {
+        let path = temp_sock("regular.file");
+        std::fs::write(&path, b"keep me").unwrap();
+        let e = ListenerEndpoint::bind(&ServerAddress::Uds(path.clone(), None), quick())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&path), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+    }
+}

@@ -1,0 +1,189 @@
+//! The addresses a listening service accepts connections on.
+//!
+//! [`Listeners`] is a list of [`ServerAddress`]es (TCP `ip:port` with
+//! [`TcpSocketOptions`], or a Unix socket path with permissions). Nothing is
+//! bound until the service starts; [`Listeners::build`] binds them all and
+//! returns one [`ListenerEndpoint`] per address.
+//!
+//! ```
+//! use proxy_core::listeners::Listeners;
+//!
+//! let mut l = Listeners::tcp("0.0.0.0:6188");
+//! l.add_uds("/tmp/proxy.sock", None);
+//! assert_eq!(l.endpoints().len(), 2);
+//! ```
+
+mod l4;
+
+use std::fs::Permissions;
+use std::time::Duration;
+
+pub(crate) use l4::BindRetry;
+pub use l4::ListenerEndpoint;
+
+use crate::error::Result;
+
+/// TCP keepalive probes for accepted connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe (`TCP_KEEPIDLE`).
+    pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    pub count: u32,
+}
+
+/// Options of a TCP listening socket and of the connections it accepts.
+///
+/// Fields left `None` keep the operating system's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpSocketOptions {
+    /// `IPV6_V6ONLY` on an IPv6 listener: `true` accepts only IPv6,
+    /// `false` also IPv4-mapped connections.
+    pub ipv6_only: Option<bool>,
+    /// `SO_REUSEPORT`: let several sockets (processes) listen on the same
+    /// address, the kernel spreading connections among them.
+    pub so_reuseport: Option<bool>,
+    /// Keepalive probes set on every accepted connection.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// `SO_RCVBUF` of accepted connections, in bytes.
+    pub tcp_recv_buf: Option<usize>,
+    /// `SO_SNDBUF` of accepted connections, in bytes.
+    pub tcp_snd_buf: Option<usize>,
+}
+
+/// One address to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddress {
+    /// A TCP `ip:port` (`0.0.0.0:80`, `[::1]:8080`) and its socket options.
+    Tcp(String, Option<TcpSocketOptions>),
+    /// A Unix socket path and the permissions of the socket file
+    /// (default `0o666` when `None`, so any local user may connect).
+    Uds(String, Option<Permissions>),
+}
+
+impl ServerAddress {
+    /// The address as written by the user: `ip:port` or the socket path.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ServerAddress::Tcp(a, _) => a,
+            ServerAddress::Uds(p, _) => p,
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddress::Tcp(a, _) => write!(f, "tcp {a}"),
+            ServerAddress::Uds(p, _) => write!(f, "unix {p}"),
+        }
+    }
+}
+
+/// The list of addresses a listening service binds when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    endpoints: Vec<ServerAddress>,
+}
+
+impl Listeners {
+    /// No addresses.
+    pub fn new() -> Self {
+        Listeners::default()
+    }
+
+    /// One TCP address (`ip:port`).
+    pub fn tcp(addr: &str) -> Self {
+        let mut l = Self::new();
+        l.add_tcp(addr);
+        l
+    }
+
+    /// One Unix socket path, with the socket file's permissions (default `0o666`).
+    pub fn uds(path: &str, perms: Option<Permissions>) -> Self {
+        let mut l = Self::new();
+        l.add_uds(path, perms);
+        l
+    }
+
+    /// Add a TCP address (`ip:port`) with the default socket options.
+    /// The address is checked when the service binds it.
+    pub fn add_tcp(&mut self, addr: &str) {
+        self.add_address(ServerAddress::Tcp(addr.to_string(), None));
+    }
+
+    /// Add a TCP address (`ip:port`) with socket options.
+    pub fn add_tcp_with_settings(&mut self, addr: &str, sock_opt: TcpSocketOptions) {
+        self.add_address(ServerAddress::Tcp(addr.to_string(), Some(sock_opt)));
+    }
+
+    /// Add a Unix socket path, with the socket file's permissions (default `0o666`).
+    pub fn add_uds(&mut self, path: &str, perms: Option<Permissions>) {
+        self.add_address(ServerAddress::Uds(path.to_string(), perms));
+    }
+
+    /// Add any address.
+    pub fn add_address(&mut self, addr: ServerAddress) {
+        self.endpoints.push(addr);
+    }
+
+    /// The addresses added so far, in order.
+    pub fn endpoints(&self) -> &[ServerAddress] {
+        &self.endpoints
+    }
+
+    /// Bind every address, in order.
+    ///
+    /// TCP: the address must parse as `ip:port`; the socket gets
+    /// `SO_REUSEADDR`, the options given, and a backlog of 65535 (capped by
+    /// the kernel's `somaxconn`). If the address is in use the bind is tried
+    /// again, 30 times 1 second apart (a previous process may still be
+    /// closing). Unix: a stale socket file at the path is removed first (a
+    /// file that is not a socket is left alone and the bind fails), then the
+    /// permissions are set on the new socket file.
+    ///
+    /// # Errors
+    /// [`crate::ErrorType::BindError`] naming the address when it does not
+    /// parse or cannot be bound; the sockets bound before it are closed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the sockets bound so far.
+    pub async fn build(&self) -> Result<Vec<ListenerEndpoint>> {
+        self.build_with_retry(BindRetry::default()).await
+    }
+
+    pub(crate) async fn build_with_retry(&self, retry: BindRetry) -> Result<Vec<ListenerEndpoint>> {
+        let mut out = Vec::with_capacity(self.endpoints.len());
+        for addr in &self.endpoints {
+            out.push(ListenerEndpoint::bind(addr, retry).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_and_adders_keep_addresses_in_order() {
+        let mut l = Listeners::tcp("127.0.0.1:1");
+        l.add_tcp_with_settings(
+            "[::1]:2",
+            TcpSocketOptions {
+                ipv6_only: Some(true),
+                ..Default::default()
+            },
+        );
+        l.add_uds("/tmp/x.sock", None);
+        let names: Vec<_> = l.endpoints().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            names,
+            ["tcp 127.0.0.1:1", "tcp [::1]:2", "unix /tmp/x.sock"]
+        );
+        assert_eq!(Listeners::uds("/a", None).endpoints()[0].as_str(), "/a");
+    }
+}

@@ -1,0 +1,35 @@
+//! Services: the long-running units a [`crate::server::Server`] runs, each on
+//! its own runtime.
+//!
+//! - [`listening::Service`] binds listeners and hands every accepted
+//!   connection to a [`crate::apps::ServerApp`].
+//! - [`background::GenBackgroundService`] runs a [`background::BackgroundService`]
+//!   task (health checks, discovery) until shutdown.
+
+pub mod background;
+pub mod listening;
+
+use async_trait::async_trait;
+
+use crate::server::ShutdownWatch;
+
+/// A unit of work the server starts on its own runtime and stops on shutdown.
+#[async_trait]
+pub trait Service: Send + Sync {
+    /// Run the service until it is done or `shutdown` turns `true`.
+    ///
+    /// `listeners_per_fd` is how many accept tasks to run on each listening
+    /// socket (`listener_tasks_per_fd` in the configuration); services that
+    /// do not listen ignore it. The server waits for this future (up to the
+    /// grace period) before it shuts the runtimes down, so a service should
+    /// return once its in-flight work is finished after shutdown.
+    async fn start_service(&mut self, shutdown: ShutdownWatch, listeners_per_fd: usize);
+
+    /// The name of the service, for logs and thread names.
+    fn name(&self) -> &str;
+
+    /// Worker threads this service wants; `None` uses `threads` from the configuration.
+    fn threads(&self) -> Option<usize> {
+        None
+    }
+}
