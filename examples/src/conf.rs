@@ -134,6 +134,36 @@ impl RoundRobin {
     }
 }
 
+/// Reads the examples' keys from the conf file the server was started with
+/// (`-c`), or the defaults when it was started without one.
+///
+/// # Errors
+/// The error of `ServerConf::user_conf` (it names the file, the line and
+/// the key) when the file's example keys have the wrong type.
+#[cfg(feature = "proxy-ready")]
+pub fn load(server: &proxy_facade::prelude::Server) -> proxy_facade::prelude::Result<ExampleConf> {
+    let has_conf_file = server
+        .options
+        .as_ref()
+        .is_some_and(|opt| opt.conf.is_some());
+    if has_conf_file {
+        server.configuration.user_conf::<ExampleConf>()
+    } else {
+        Ok(ExampleConf::default())
+    }
+}
+
+/// Builds the peer for `addr` (`host:port`, plain HTTP/1.1) with the conf's
+/// upstream timeouts applied to `options.connection_timeout` and
+/// `options.read_timeout`.
+#[cfg(feature = "proxy-ready")]
+pub fn peer_for(addr: &str, conf: &ExampleConf) -> Box<proxy_facade::upstreams::peer::HttpPeer> {
+    let mut peer = proxy_facade::upstreams::peer::HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = conf.connect_timeout();
+    peer.options.read_timeout = conf.read_timeout();
+    Box::new(peer)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
