@@ -125,7 +125,10 @@ fn dead_addr_refuses_connections() {
 
 #[test]
 fn status_line_parser_reads_the_code() {
-    assert_eq!(status_of(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), Some(431));
+    assert_eq!(
+        status_of(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        Some(431)
+    );
     assert_eq!(status_of(b"HTTP/1.0 200 OK\r\n"), Some(200));
     assert_eq!(status_of(b"garbage"), None);
     assert_eq!(status_of(b""), None);

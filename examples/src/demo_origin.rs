@@ -109,7 +109,11 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 pub async fn handle(req: Request<Incoming>) -> Result<Response<DemoBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let response = match path.as_str() {
-        "/" => text(StatusCode::OK, "text/plain; charset=utf-8", index_page(&req)),
+        "/" => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            index_page(&req),
+        ),
         "/json" => text(StatusCode::OK, "application/json", request_json(&req)),
         "/echo" => echo(req),
         _ => {
@@ -166,7 +170,11 @@ fn index_page(req: &Request<Incoming>) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(page, "{} {} {:?}", req.method(), req.uri(), req.version());
     for (name, value) in req.headers() {
-        let _ = writeln!(page, "{name}: {}", String::from_utf8_lossy(value.as_bytes()));
+        let _ = writeln!(
+            page,
+            "{name}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        );
     }
     page
 }
@@ -282,7 +290,9 @@ mod tests {
 
     #[tokio::test]
     async fn index_names_method_path_and_headers() {
-        let out = exchange(b"GET /?a=1 HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nConnection: close\r\n\r\n").await;
+        let out =
+            exchange(b"GET /?a=1 HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nConnection: close\r\n\r\n")
+                .await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains("demo origin"), "{out}");
         assert!(out.contains("GET /?a=1"), "{out}");
@@ -309,7 +319,10 @@ mod tests {
         let n = CHUNK_SIZE * 2 + 7;
         let raw = format!("GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let out = exchange(raw.as_bytes()).await;
-        assert!(out.contains(&format!("content-length: {n}\r\n")), "{out:.200}");
+        assert!(
+            out.contains(&format!("content-length: {n}\r\n")),
+            "{out:.200}"
+        );
         let body = out.split_once("\r\n\r\n").unwrap().1;
         assert_eq!(body.len(), n);
         assert!(body.bytes().all(|b| b == b'x'));
@@ -317,9 +330,11 @@ mod tests {
 
     #[tokio::test]
     async fn status_route_returns_that_status_and_rejects_out_of_range() {
-        let out = exchange(b"GET /status/503 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let out =
+            exchange(b"GET /status/503 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
-        let out = exchange(b"GET /status/100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let out =
+            exchange(b"GET /status/100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     }
 

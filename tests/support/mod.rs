@@ -296,7 +296,9 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {NGINX} (apt-get install nginx-light): {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("cannot run {NGINX} (apt-get install nginx-light): {e}")
+                });
             if wait_for_port(addr, &mut child) {
                 return Nginx {
                     dir,
@@ -795,11 +797,15 @@ pub(crate) fn raw_exchange_within(addr: SocketAddr, request: &[u8], wait: Durati
         if left.is_zero() {
             break false;
         }
-        reader.set_read_timeout(Some(left)).expect("set_read_timeout");
+        reader
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout");
         match reader.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break false
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break true, // reset: closed
         }
