@@ -279,7 +279,7 @@ fn header_of_100_kib_gets_431() {
     let nginx = Nginx::start(&[("1k", 1024)]);
     let proxy = Proxy::start(PART1, &[nginx.addr()], "");
     let mut req = b"GET /1k HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-    req.extend(std::iter::repeat(b'a').take(100 * 1024));
+    req.resize(req.len() + 100 * 1024, b'a');
     req.extend_from_slice(b"\r\n\r\n");
     let r = raw_exchange(proxy.addr(), &req);
     assert_eq!(r.status(), Some(431), "{}", r.text());
