@@ -1,0 +1,233 @@
+//! The tutorial programs' own configuration keys.
+//!
+//! They live in the same YAML file as the server's keys (`threads`,
+//! `pid_file`, ...). The server ignores keys it does not know, and each
+//! program reads its own with `ServerConf::user_conf::<ExampleConf>()`:
+//!
+//! ```yaml
+//! threads: 2                          # the server's key
+//! listen: 127.0.0.1:6188              # ours, default 0.0.0.0:6188
+//! upstreams: [127.0.0.1:8000]         # ours, default []: start the demo origin
+//! upstream_connect_timeout_ms: 1000   # ours, optional
+//! upstream_read_timeout_ms: 5000      # ours, optional
+//! api_key: secret123                  # ours, part 3, default secret123
+//! ```
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default for [`ExampleConf::listen`].
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:6188";
+/// Default for [`ExampleConf::api_key`].
+pub const DEFAULT_API_KEY: &str = "secret123";
+/// The request header part 3 checks against [`ExampleConf::api_key`].
+pub const API_KEY_HEADER: &str = "X-API-Key";
+
+/// The examples' keys; every key is optional (serde `default`), unknown keys
+/// (the server's own) are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ExampleConf {
+    /// Address the proxy listens on, `host:port`. Default [`DEFAULT_LISTEN`].
+    pub listen: String,
+    /// Upstream addresses, each `host:port`, used in round robin. When
+    /// empty (the default) the program starts the demo origin in-process on
+    /// `127.0.0.1:<free port>` and proxies to it.
+    pub upstreams: Vec<String>,
+    /// Upstream TCP connect timeout in milliseconds, applied to every peer's
+    /// `options.connection_timeout`. Default: none (the framework's).
+    pub upstream_connect_timeout_ms: Option<u64>,
+    /// Upstream read timeout in milliseconds (how long to wait for each read
+    /// of the upstream response), applied to every peer's
+    /// `options.read_timeout`. Default: none (wait as long as the connection
+    /// lives).
+    pub upstream_read_timeout_ms: Option<u64>,
+    /// The key part 3 expects in the `X-API-Key` header. Default
+    /// [`DEFAULT_API_KEY`].
+    pub api_key: String,
+}
+
+impl Default for ExampleConf {
+    fn default() -> Self {
+        ExampleConf {
+            listen: DEFAULT_LISTEN.to_owned(),
+            upstreams: Vec::new(),
+            upstream_connect_timeout_ms: None,
+            upstream_read_timeout_ms: None,
+            api_key: DEFAULT_API_KEY.to_owned(),
+        }
+    }
+}
+
+impl ExampleConf {
+    /// Parses the example keys out of a whole YAML conf file's text.
+    ///
+    /// # Errors
+    /// serde_yaml's error (it names the line and the key) when the text is
+    /// not YAML or one of our keys has the wrong type.
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        if text.trim().is_empty() {
+            return Ok(ExampleConf::default());
+        }
+        serde_yaml::from_str(text)
+    }
+
+    /// [`ExampleConf::upstream_connect_timeout_ms`] as a `Duration`.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.upstream_connect_timeout_ms.map(Duration::from_millis)
+    }
+
+    /// [`ExampleConf::upstream_read_timeout_ms`] as a `Duration`.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.upstream_read_timeout_ms.map(Duration::from_millis)
+    }
+
+    /// The upstreams to use: [`ExampleConf::upstreams`], or, when that is
+    /// empty, the address of a demo origin started now on `127.0.0.1:0`
+    /// (see [`crate::demo_origin::spawn_background`]).
+    ///
+    /// # Errors
+    /// The I/O error of starting the demo origin.
+    pub fn upstreams_or_demo_origin(&self) -> io::Result<RoundRobin> {
+        if !self.upstreams.is_empty() {
+            return Ok(RoundRobin::new(self.upstreams.clone()));
+        }
+        let addr = crate::demo_origin::spawn_background("127.0.0.1:0")?;
+        log::info!("no upstreams configured: started the demo origin on http://{addr}/");
+        Ok(RoundRobin::new(vec![addr.to_string()]))
+    }
+}
+
+/// A fixed list of addresses handed out in turn (a stand-in until the
+/// tutorial introduces the load balancer). Shared across threads: the turn
+/// is an atomic counter.
+#[derive(Debug)]
+pub struct RoundRobin {
+    addrs: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl RoundRobin {
+    /// A round robin over `addrs` (each `host:port`), starting at the first.
+    pub fn new(addrs: Vec<String>) -> Self {
+        RoundRobin {
+            addrs,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next address, or `None` when the list is empty.
+    pub fn pick(&self) -> Option<&str> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
+        self.addrs.get(i).map(String::as_str)
+    }
+
+    /// All addresses, in order.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+}
+
+/// Reads the examples' keys from the conf file the server was started with
+/// (`-c`), or the defaults when it was started without one.
+///
+/// # Errors
+/// The error of `ServerConf::user_conf` (it names the file, the line and
+/// the key) when the file's example keys have the wrong type.
+#[cfg(feature = "proxy-ready")]
+pub fn load(server: &proxy_facade::prelude::Server) -> proxy_facade::prelude::Result<ExampleConf> {
+    let has_conf_file = server
+        .options
+        .as_ref()
+        .is_some_and(|opt| opt.conf.is_some());
+    if has_conf_file {
+        server.configuration.user_conf::<ExampleConf>()
+    } else {
+        Ok(ExampleConf::default())
+    }
+}
+
+/// Builds the peer for `addr` (`host:port`, plain HTTP/1.1) with the conf's
+/// upstream timeouts applied to `options.connection_timeout` and
+/// `options.read_timeout`.
+#[cfg(feature = "proxy-ready")]
+pub fn peer_for(addr: &str, conf: &ExampleConf) -> Box<proxy_facade::upstreams::peer::HttpPeer> {
+    let mut peer = proxy_facade::upstreams::peer::HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = conf.connect_timeout();
+    peer.options.read_timeout = conf.read_timeout();
+    Box::new(peer)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let conf = ExampleConf::from_yaml("").unwrap();
+        assert_eq!(conf, ExampleConf::default());
+        assert_eq!(conf.listen, "0.0.0.0:6188");
+        assert_eq!(conf.api_key, "secret123");
+        assert!(conf.upstreams.is_empty());
+        assert_eq!(conf.connect_timeout(), None);
+        assert_eq!(conf.read_timeout(), None);
+    }
+
+    #[test]
+    fn our_keys_are_read_and_server_keys_ignored() {
+        let conf = ExampleConf::from_yaml(
+            "---\nversion: 1\nthreads: 2\nlisten: 127.0.0.1:9000\nupstreams: [\"127.0.0.1:8000\", \"127.0.0.1:8001\"]\nupstream_connect_timeout_ms: 250\nupstream_read_timeout_ms: 500\napi_key: k\n",
+        )
+        .unwrap();
+        assert_eq!(conf.listen, "127.0.0.1:9000");
+        assert_eq!(conf.upstreams, ["127.0.0.1:8000", "127.0.0.1:8001"]);
+        assert_eq!(conf.connect_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(conf.read_timeout(), Some(Duration::from_millis(500)));
+        assert_eq!(conf.api_key, "k");
+    }
+
+    #[test]
+    fn wrong_type_error_names_the_key_and_line() {
+        let err = ExampleConf::from_yaml("threads: 1\nlisten: x\nupstreams: 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("upstreams"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn round_robin_cycles_through_all_addresses() {
+        let rr = RoundRobin::new(vec!["a:1".into(), "b:2".into()]);
+        let picks: Vec<_> = (0..5).map(|_| rr.pick().unwrap().to_owned()).collect();
+        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2", "a:1"]);
+    }
+
+    #[test]
+    fn round_robin_over_nothing_picks_nothing() {
+        assert_eq!(RoundRobin::new(Vec::new()).pick(), None);
+    }
+
+    #[test]
+    fn configured_upstreams_are_used_without_a_demo_origin() {
+        let conf = ExampleConf {
+            upstreams: vec!["10.0.0.1:80".into()],
+            ..ExampleConf::default()
+        };
+        let rr = conf.upstreams_or_demo_origin().unwrap();
+        assert_eq!(rr.addrs(), ["10.0.0.1:80"]);
+    }
+
+    #[test]
+    fn no_upstreams_starts_the_demo_origin() {
+        let rr = ExampleConf::default().upstreams_or_demo_origin().unwrap();
+        let addr = rr.pick().unwrap();
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        std::net::TcpStream::connect(addr).unwrap();
+    }
+}
