@@ -140,7 +140,6 @@ impl RoundRobin {
 /// # Errors
 /// The error of `ServerConf::user_conf` (it names the file, the line and
 /// the key) when the file's example keys have the wrong type.
-#[cfg(feature = "proxy-ready")]
 pub fn load(server: &proxy_facade::prelude::Server) -> proxy_facade::prelude::Result<ExampleConf> {
     let has_conf_file = server
         .options
@@ -156,7 +155,6 @@ pub fn load(server: &proxy_facade::prelude::Server) -> proxy_facade::prelude::Re
 /// Builds the peer for `addr` (`host:port`, plain HTTP/1.1) with the conf's
 /// upstream timeouts applied to `options.connection_timeout` and
 /// `options.read_timeout`.
-#[cfg(feature = "proxy-ready")]
 pub fn peer_for(addr: &str, conf: &ExampleConf) -> Box<proxy_facade::upstreams::peer::HttpPeer> {
     let mut peer = proxy_facade::upstreams::peer::HttpPeer::new(addr, false, String::new());
     peer.options.connection_timeout = conf.connect_timeout();
