@@ -7,6 +7,7 @@
 
 pub mod apps;
 pub mod error;
+pub mod http;
 pub mod protocols;
 pub mod server;
 
