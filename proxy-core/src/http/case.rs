@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn values_added_directly_are_written_lower_case() {
         let mut h = HMap::new();
-        let mut c = CaseMap::new();
+        let mut c = CaseMap::default();
         append_header(&mut h, Some(&mut c), "X-A".into_case_header_name(), "1").unwrap();
         h.append("x-a", HeaderValue::from_static("2"));
         let mut buf = BytesMut::new();

@@ -110,7 +110,12 @@ impl RequestHeader {
     }
 
     /// Append a parsed header without re-validating it (the parser did).
-    pub(crate) fn append_parsed(&mut self, name: http::HeaderName, case: Bytes, value: HeaderValue) {
+    pub(crate) fn append_parsed(
+        &mut self,
+        name: http::HeaderName,
+        case: Bytes,
+        value: HeaderValue,
+    ) {
         if let Some(map) = self.header_name_map.as_mut() {
             map.append(name.clone(), CaseHeaderName::new(case));
         }
@@ -211,13 +216,21 @@ impl RequestHeader {
             Err(e) => {
                 if std::str::from_utf8(&path).is_ok() && path.is_ascii() {
                     return Err(e).or_err_with(ErrorType::InvalidHTTPHeader, || {
-                        format!("invalid request target {:?}", String::from_utf8_lossy(&path))
+                        format!(
+                            "invalid request target {:?}",
+                            String::from_utf8_lossy(&path)
+                        )
                     });
                 }
                 let escaped = percent_encode_non_ascii(&path);
                 self.base.uri = Uri::from_maybe_shared(escaped).or_err_with(
                     ErrorType::InvalidHTTPHeader,
-                    || format!("invalid request target {:?}", String::from_utf8_lossy(&path)),
+                    || {
+                        format!(
+                            "invalid request target {:?}",
+                            String::from_utf8_lossy(&path)
+                        )
+                    },
                 )?;
                 self.raw_path_fallback = Some(path);
                 Ok(())

@@ -88,7 +88,12 @@ impl ResponseHeader {
     }
 
     /// Append a parsed header without re-validating it (the parser did).
-    pub(crate) fn append_parsed(&mut self, name: http::HeaderName, case: Bytes, value: HeaderValue) {
+    pub(crate) fn append_parsed(
+        &mut self,
+        name: http::HeaderName,
+        case: Bytes,
+        value: HeaderValue,
+    ) {
         if let Some(map) = self.header_name_map.as_mut() {
             map.append(name.clone(), CaseHeaderName::new(case));
         }

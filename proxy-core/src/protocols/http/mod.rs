@@ -1,1 +1,3 @@
 //! HTTP wire protocols.
+
+pub mod v1;
