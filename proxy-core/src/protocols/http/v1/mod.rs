@@ -12,3 +12,4 @@ pub mod chunked;
 
 pub mod common;
 pub mod head;
+pub mod server;
