@@ -10,6 +10,7 @@
 pub mod body;
 pub mod chunked;
 
+pub mod client;
 pub mod common;
 pub mod head;
 pub mod server;
