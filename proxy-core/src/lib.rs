@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod connectors;
 pub mod error;
+pub mod http;
 pub mod listeners;
 pub mod pools;
 pub mod protocols;
@@ -18,3 +19,17 @@ pub mod upstreams;
 pub use error::{
     BError, Error, ErrorSource, ErrorType, ErrorType::*, OkOrErr, OrErr, Result, RetryType,
 };
+
+/// What a program built on the framework usually imports: the server, its
+/// command line, the peer type, background services, the header types and
+/// the error types.
+pub mod prelude {
+    pub use crate::error::{
+        BError, Error, ErrorSource, ErrorType, ErrorType::*, OkOrErr, OrErr, Result, RetryType,
+    };
+    pub use crate::http::prelude::*;
+    pub use crate::server::configuration::Opt;
+    pub use crate::server::Server;
+    pub use crate::services::background::background_service;
+    pub use crate::upstreams::peer::HttpPeer;
+}

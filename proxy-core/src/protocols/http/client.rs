@@ -1,0 +1,132 @@
+//! The protocol-agnostic upstream session the proxy works with.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::v1::client::HttpSession as HttpSessionV1;
+use crate::error::Result;
+use crate::http::{RequestHeader, ResponseHeader};
+
+/// An upstream HTTP session, one variant per protocol (HTTP/2 will join).
+/// Every method delegates; see
+/// [`v1::client::HttpSession`](super::v1::client::HttpSession) for details.
+#[derive(Debug)]
+pub enum HttpSession {
+    /// HTTP/1.x.
+    H1(HttpSessionV1),
+}
+
+impl HttpSession {
+    /// Write the request head; returns its size in bytes.
+    ///
+    /// # Errors
+    /// As `v1::client::HttpSession::write_request_header`.
+    pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<usize> {
+        match self {
+            HttpSession::H1(s) => s.write_request_header(req).await,
+        }
+    }
+
+    /// Write a piece of the request body.
+    ///
+    /// # Errors
+    /// As `v1::client::HttpSession::write_body`.
+    pub async fn write_request_body(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.write_body(data).await,
+        }
+    }
+
+    /// End the request body.
+    ///
+    /// # Errors
+    /// As `v1::client::HttpSession::finish_body`.
+    pub async fn finish_request_body(&mut self) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.finish_body().await,
+        }
+    }
+
+    /// Read the next response head (1xx ones included).
+    ///
+    /// # Errors
+    /// As `v1::client::HttpSession::read_response_header`.
+    pub async fn read_response_header(&mut self) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.read_response_header().await,
+        }
+    }
+
+    /// The last response header read.
+    pub fn response_header(&self) -> Option<&ResponseHeader> {
+        match self {
+            HttpSession::H1(s) => s.resp_header(),
+        }
+    }
+
+    /// The next piece of response body, `Ok(None)` at its end.
+    ///
+    /// # Errors
+    /// As `v1::client::HttpSession::read_body_bytes`.
+    pub async fn read_response_body(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            HttpSession::H1(s) => s.read_body_bytes().await,
+        }
+    }
+
+    /// Whether the response body was read completely.
+    pub fn response_done(&self) -> bool {
+        match self {
+            HttpSession::H1(s) => s.is_body_done(),
+        }
+    }
+
+    /// Timeout of each read; `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            HttpSession::H1(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Timeout of each write; `None` waits forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            HttpSession::H1(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// Whether a 101 was received.
+    pub fn was_upgraded(&self) -> bool {
+        match self {
+            HttpSession::H1(s) => s.was_upgraded(),
+        }
+    }
+
+    /// Close our side of the connection.
+    pub async fn shutdown(&mut self) {
+        match self {
+            HttpSession::H1(s) => s.shutdown().await,
+        }
+    }
+
+    /// The HTTP/1 session, if this is one.
+    pub fn as_http1(&self) -> Option<&HttpSessionV1> {
+        match self {
+            HttpSession::H1(s) => Some(s),
+        }
+    }
+
+    /// The HTTP/1 session, by value (e.g. for `reuse`).
+    pub fn into_http1(self) -> Option<HttpSessionV1> {
+        match self {
+            HttpSession::H1(s) => Some(s),
+        }
+    }
+}
+
+impl From<HttpSessionV1> for HttpSession {
+    fn from(s: HttpSessionV1) -> Self {
+        HttpSession::H1(s)
+    }
+}

@@ -1,0 +1,119 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only,
+//! so a proxy removes them before forwarding a message. Framing headers are
+//! then derived again by the session that writes the message (a chunked
+//! upstream response without Content-Length is re-chunked for the client).
+
+use http::header::{self, HeaderName};
+
+use crate::http::{HMap, RequestHeader, ResponseHeader};
+
+/// The fixed hop-by-hop names besides those listed in `Connection`.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The names to remove from `headers`: the fixed list plus every name listed
+/// in `Connection`. With `keep_upgrade`, `Upgrade` and `Connection` stay and
+/// `Connection` is reduced to `upgrade` by the caller.
+fn names_to_remove(headers: &HMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = HOP_BY_HOP
+        .iter()
+        .filter(|n| !(keep_upgrade && (**n == "upgrade" || **n == "connection")))
+        .map(|n| HeaderName::from_static(n))
+        .collect();
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if keep_upgrade && token.eq_ignore_ascii_case(b"upgrade") {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(token) {
+                if !(keep_upgrade && n == header::UPGRADE) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    names
+}
+
+macro_rules! strip {
+    ($h:expr, $keep_upgrade:expr) => {{
+        let keep = $keep_upgrade && $h.headers.contains_key(header::UPGRADE);
+        for n in names_to_remove(&$h.headers, keep) {
+            $h.remove_header(&n);
+        }
+        if keep {
+            // Connection kept, but it lists only the upgrade now
+            let _ = $h.insert_header(header::CONNECTION, "upgrade");
+        }
+    }};
+}
+
+/// Remove the hop-by-hop headers of a request being forwarded: `Connection`
+/// and every name it lists, `Keep-Alive`, `Proxy-Connection`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`. With `keep_upgrade` and an
+/// `Upgrade` header present (a WebSocket or other upgrade request),
+/// `Upgrade` stays and `Connection` becomes `upgrade`.
+pub fn strip_request(req: &mut RequestHeader, keep_upgrade: bool) {
+    strip!(req, keep_upgrade)
+}
+
+/// Like [`strip_request`], for a response (keep the upgrade for a `101`).
+pub fn strip_response(resp: &mut ResponseHeader, keep_upgrade: bool) {
+    strip!(resp, keep_upgrade)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn wire(r: &RequestHeader) -> String {
+        let mut b = BytesMut::new();
+        r.header_to_h1_wire(&mut b);
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn removes_fixed_names_and_those_listed_in_connection() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in [
+            ("Host", "h"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Trailer", "X"),
+            ("Upgrade", "websocket"),
+            ("X-Kept", "yes"),
+        ] {
+            r.append_header(k, v).unwrap();
+        }
+        strip_request(&mut r, false);
+        assert_eq!(wire(&r), "Host: h\r\nX-Kept: yes\r\n");
+    }
+
+    #[test]
+    fn upgrade_can_be_kept() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Upgrade", "websocket").unwrap();
+        r.append_header("Connection", "Upgrade, X-P").unwrap();
+        r.append_header("X-P", "1").unwrap();
+        strip_request(&mut r, true);
+        assert_eq!(wire(&r), "Upgrade: websocket\r\nConnection: upgrade\r\n");
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Connection", "close").unwrap();
+        strip_response(&mut resp, true);
+        assert!(resp.headers.is_empty());
+    }
+}

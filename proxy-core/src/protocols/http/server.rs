@@ -1,0 +1,233 @@
+//! The protocol-agnostic downstream session the proxy works with.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::v1::server::HttpSession as SessionV1;
+use crate::error::Result;
+use crate::http::{RequestHeader, ResponseHeader};
+use crate::protocols::{SocketAddr, Stream};
+
+/// A downstream HTTP session, one variant per protocol (HTTP/2 will join).
+/// Every method delegates to the variant's session; see
+/// [`v1::server::HttpSession`](super::v1::server::HttpSession) for details.
+#[derive(Debug)]
+pub enum Session {
+    /// HTTP/1.x.
+    H1(SessionV1),
+}
+
+impl Session {
+    /// An HTTP/1.x session over an accepted stream.
+    pub fn new_http1(stream: Stream) -> Self {
+        Session::H1(SessionV1::new(stream))
+    }
+
+    /// Read the request head; `Ok(None)` if the client closed (or went idle
+    /// past the keep-alive timeout) first.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::read_request`.
+    pub async fn read_request(&mut self) -> Result<Option<usize>> {
+        match self {
+            Session::H1(s) => s.read_request().await,
+        }
+    }
+
+    /// The request header.
+    pub fn req_header(&self) -> &RequestHeader {
+        match self {
+            Session::H1(s) => s.req_header(),
+        }
+    }
+
+    /// The request header, mutable.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        match self {
+            Session::H1(s) => s.req_header_mut(),
+        }
+    }
+
+    /// The next piece of request body, `Ok(None)` at its end.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::read_body_bytes`.
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            Session::H1(s) => s.read_body_bytes().await,
+        }
+    }
+
+    /// Read and discard the rest of the request body.
+    ///
+    /// # Errors
+    /// As `read_request_body`.
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.drain_request_body().await,
+        }
+    }
+
+    /// Write a response header (1xx, 101 or final).
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::write_response_header`.
+    pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_response_header(header).await,
+        }
+    }
+
+    /// Write a piece of the response body.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::write_body`.
+    pub async fn write_response_body(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_body(data).await,
+        }
+    }
+
+    /// End the response body.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::finish_body`.
+    pub async fn finish_body(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.finish_body().await,
+        }
+    }
+
+    /// Keep-alive in seconds (`None` off, `Some(0)` forever).
+    pub fn set_keepalive(&mut self, seconds: Option<u64>) {
+        match self {
+            Session::H1(s) => s.set_keepalive(seconds),
+        }
+    }
+
+    /// The keep-alive setting.
+    pub fn get_keepalive(&self) -> Option<u64> {
+        match self {
+            Session::H1(s) => s.get_keepalive(),
+        }
+    }
+
+    /// Timeout of each body read; `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            Session::H1(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Timeout of each write; `None` waits forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            Session::H1(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// `GET /path, Host: example.org`, for logs.
+    pub fn request_summary(&self) -> String {
+        match self {
+            Session::H1(s) => s.request_summary(),
+        }
+    }
+
+    /// The final response header written, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        match self {
+            Session::H1(s) => s.response_written(),
+        }
+    }
+
+    /// Whether the request asks to switch protocols.
+    pub fn is_upgrade_req(&self) -> bool {
+        match self {
+            Session::H1(s) => s.is_upgrade_req(),
+        }
+    }
+
+    /// Whether a 101 was sent.
+    pub fn was_upgraded(&self) -> bool {
+        match self {
+            Session::H1(s) => s.was_upgraded(),
+        }
+    }
+
+    /// Whether the request body was read completely.
+    pub fn is_body_done(&self) -> bool {
+        match self {
+            Session::H1(s) => s.is_body_done(),
+        }
+    }
+
+    /// Whether the request has no body.
+    pub fn is_body_empty(&self) -> bool {
+        match self {
+            Session::H1(s) => s.is_body_empty(),
+        }
+    }
+
+    /// Request body bytes read so far.
+    pub fn body_bytes_read(&self) -> usize {
+        match self {
+            Session::H1(s) => s.body_bytes_read(),
+        }
+    }
+
+    /// Response body bytes sent so far.
+    pub fn body_bytes_sent(&self) -> usize {
+        match self {
+            Session::H1(s) => s.body_bytes_sent(),
+        }
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        match self {
+            Session::H1(s) => s.client_addr(),
+        }
+    }
+
+    /// Our address on this connection.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        match self {
+            Session::H1(s) => s.server_addr(),
+        }
+    }
+
+    /// Whether the connection will be kept for another request.
+    pub fn will_keepalive(&self) -> bool {
+        match self {
+            Session::H1(s) => s.will_keepalive(),
+        }
+    }
+
+    /// Close our side of the connection.
+    pub async fn shutdown(&mut self) {
+        match self {
+            Session::H1(s) => s.shutdown().await,
+        }
+    }
+
+    /// The HTTP/1 session, if this is one.
+    pub fn as_http1(&self) -> Option<&SessionV1> {
+        match self {
+            Session::H1(s) => Some(s),
+        }
+    }
+
+    /// The HTTP/1 session, by value, if this is one (e.g. for `reuse`).
+    pub fn into_http1(self) -> Option<SessionV1> {
+        match self {
+            Session::H1(s) => Some(s),
+        }
+    }
+}
+
+impl From<SessionV1> for Session {
+    fn from(s: SessionV1) -> Self {
+        Session::H1(s)
+    }
+}

@@ -1,0 +1,398 @@
+//! Rules shared by the HTTP/1.1 client and server sessions: limits,
+//! keep-alive (RFC 9112 §9.3), header token lists and timed socket I/O.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderValue, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, ErrorType, OrErr, Result};
+use crate::http::HMap;
+use crate::protocols::Stream;
+
+/// Most headers accepted in one message head (Pingora's limit).
+pub const MAX_HEADERS: usize = 256;
+/// Default limit on the size of a message head (request/status line plus
+/// header lines), in bytes.
+pub const MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Initial size of the buffer a head is read into, in bytes; it grows up to
+/// the head limit only when a head needs it.
+pub const INIT_HEADER_BUF_SIZE: usize = 4 * 1024;
+/// Largest piece of body returned by one read, in bytes.
+pub const BODY_BUF_LIMIT: usize = 64 * 1024;
+/// Longest chunk-size line (size, extensions, CRLF) accepted, in bytes.
+pub const MAX_CHUNK_HEAD_SIZE: usize = 8 * 1024;
+/// Most trailer bytes accepted after the last chunk, in bytes.
+pub const MAX_TRAILER_SIZE: usize = 64 * 1024;
+/// Default header read timeout (first byte to complete head), in seconds.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 60;
+/// Default keep-alive idle timeout, in seconds.
+pub const DEFAULT_KEEPALIVE_SECS: u64 = 60;
+
+/// Limits on a message head. A head over either limit is answered 431 by
+/// the server (RFC 6585 §5) and is an error for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Most bytes in the head, request/status line included. Default 64 KiB.
+    pub max_size: usize,
+    /// Most header fields; capped at [`MAX_HEADERS`] (256, the default).
+    pub max_headers: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_size: MAX_HEADER_SIZE,
+            max_headers: MAX_HEADERS,
+        }
+    }
+}
+
+/// Whether and how long an idle connection waits for the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveStatus {
+    /// Wait at most this long for the first byte of the next request.
+    Timeout(Duration),
+    /// Wait forever.
+    Infinite,
+    /// Close after the current response.
+    Off,
+}
+
+impl KeepaliveStatus {
+    /// Pingora's `set_keepalive` convention: `None` → off, `Some(0)` →
+    /// infinite, `Some(s)` → `s` seconds.
+    pub fn from_secs(secs: Option<u64>) -> Self {
+        match secs {
+            None => KeepaliveStatus::Off,
+            Some(0) => KeepaliveStatus::Infinite,
+            Some(s) => KeepaliveStatus::Timeout(Duration::from_secs(s)),
+        }
+    }
+
+    /// The inverse of [`KeepaliveStatus::from_secs`].
+    pub fn as_secs(&self) -> Option<u64> {
+        match self {
+            KeepaliveStatus::Off => None,
+            KeepaliveStatus::Infinite => Some(0),
+            KeepaliveStatus::Timeout(d) => Some(d.as_secs().max(1)),
+        }
+    }
+}
+
+/// Whether a comma-separated header (all its field lines) lists `token`,
+/// compared case-insensitively (RFC 9110 §5.6.1).
+pub fn header_has_token(
+    headers: &HMap,
+    name: impl http::header::AsHeaderName,
+    token: &str,
+) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| value_has_token(v, token))
+}
+
+fn value_has_token(v: &HeaderValue, token: &str) -> bool {
+    v.as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// RFC 9112 §9.3: whether a message of `version` with `headers` asks for a
+/// persistent connection. HTTP/1.1 is persistent unless `Connection: close`;
+/// HTTP/1.0 only with `Connection: keep-alive`; anything older never.
+pub fn is_keepalive(version: Version, headers: &HMap) -> bool {
+    let conn = http::header::CONNECTION;
+    if header_has_token(headers, &conn, "close") {
+        return false;
+    }
+    match version {
+        Version::HTTP_11 => true,
+        Version::HTTP_10 => header_has_token(headers, &conn, "keep-alive"),
+        _ => false,
+    }
+}
+
+/// RFC 9110 §7.8: an HTTP/1.1 request with `Upgrade` listed in `Connection`
+/// and an `Upgrade` header asks to switch protocols.
+pub fn is_upgrade(version: Version, headers: &HMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(http::header::UPGRADE)
+        && header_has_token(headers, http::header::CONNECTION, "upgrade")
+}
+
+/// RFC 9112 §6.3 rule 5: the message's Content-Length, if it has one.
+/// Several field lines or a list of identical values (`42, 42`) count as
+/// one value; differing values or anything but digits are an error of kind
+/// `etype`.
+pub fn content_length(headers: &HMap, etype: ErrorType) -> Result<Option<u64>> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n = parse_decimal(part).ok_or_else(|| {
+                Error::explain(
+                    etype.clone(),
+                    format!(
+                        "invalid Content-Length {:?}",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ),
+                )
+            })?;
+            match found {
+                Some(prev) if prev != n => {
+                    return Err(Error::explain(
+                        etype,
+                        format!("conflicting Content-Length values {prev} and {n}"),
+                    ))
+                }
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// What a message's Transfer-Encoding says about its framing (RFC 9112 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCoding {
+    /// No Transfer-Encoding header.
+    Absent,
+    /// The final coding is `chunked` (applied once).
+    Chunked,
+    /// Transfer-Encoding is present but its final coding is not `chunked`.
+    NotChunked,
+    /// `chunked` is applied more than once, or the list is empty.
+    Invalid,
+}
+
+/// Classify the Transfer-Encoding of `headers` (all field lines, in order).
+pub fn transfer_coding(headers: &HMap) -> TransferCoding {
+    let mut codings = 0usize;
+    let mut chunked_at: Option<usize> = None;
+    let mut chunked_twice = false;
+    let mut any = false;
+    for v in headers.get_all(http::header::TRANSFER_ENCODING) {
+        any = true;
+        for c in v.as_bytes().split(|b| *b == b',') {
+            let c = c.trim_ascii();
+            if c.is_empty() {
+                continue;
+            }
+            if c.eq_ignore_ascii_case(b"chunked") {
+                chunked_twice |= chunked_at.is_some();
+                chunked_at = Some(codings);
+            }
+            codings += 1;
+        }
+    }
+    if !any {
+        return TransferCoding::Absent;
+    }
+    if codings == 0 || chunked_twice {
+        return TransferCoding::Invalid;
+    }
+    if chunked_at == Some(codings - 1) {
+        TransferCoding::Chunked
+    } else {
+        TransferCoding::NotChunked
+    }
+}
+
+/// Await `fut` for at most `timeout` (`None`: no limit); on expiry an error
+/// of kind `ReadTimedout`/`WriteTimedout` (per `etype`) naming `what`.
+pub(crate) async fn timed<T, F>(
+    timeout: Option<Duration>,
+    etype: ErrorType,
+    what: &'static str,
+    fut: F,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    match timeout {
+        None => fut.await,
+        Some(d) => match tokio::time::timeout(d, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::explain(
+                etype,
+                format!("{what} timed out after {} ms", d.as_millis()),
+            )),
+        },
+    }
+}
+
+/// Read once from `io` into `buf`, making room for at least `want` bytes
+/// (reusing spare capacity when there is enough). Returns the number of bytes
+/// read; 0 means the peer closed its side.
+pub(crate) async fn read_more(
+    io: &mut Stream,
+    buf: &mut BytesMut,
+    want: usize,
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    if spare < want.min(4096) {
+        if buf.is_empty() {
+            *buf = BytesMut::with_capacity(want);
+        } else {
+            buf.reserve(want);
+        }
+    }
+    timed(timeout, ErrorType::ReadTimedout, what, async {
+        io.read_buf(buf).await.or_err(ErrorType::ReadError, what)
+    })
+    .await
+}
+
+/// Write all of `data` to `io` within `timeout`.
+pub(crate) async fn write_all(
+    io: &mut Stream,
+    data: &[u8],
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    timed(timeout, ErrorType::WriteTimedout, what, async {
+        io.write_all(data).await.or_err(ErrorType::WriteError, what)
+    })
+    .await
+}
+
+/// Flush `io` within `timeout`.
+pub(crate) async fn flush(
+    io: &mut Stream,
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    timed(timeout, ErrorType::WriteTimedout, what, async {
+        io.flush().await.or_err(ErrorType::WriteError, what)
+    })
+    .await
+}
+
+/// Give a read buffer that survives into the next request its own small
+/// allocation, so an idle connection does not pin a large one.
+pub(crate) fn compact(buf: BytesMut) -> BytesMut {
+    if buf.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&buf[..])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HMap {
+        let mut h = HMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn keepalive_rules_for_each_version() {
+        assert!(is_keepalive(Version::HTTP_11, &headers(&[])));
+        assert!(!is_keepalive(
+            Version::HTTP_11,
+            &headers(&[("connection", "Close")])
+        ));
+        assert!(!is_keepalive(Version::HTTP_10, &headers(&[])));
+        assert!(is_keepalive(
+            Version::HTTP_10,
+            &headers(&[("connection", "Keep-Alive")])
+        ));
+        assert!(!is_keepalive(Version::HTTP_09, &headers(&[])));
+    }
+
+    #[test]
+    fn content_length_merges_identical_and_rejects_conflicts() {
+        let e = ErrorType::HTTPStatus(400);
+        assert_eq!(content_length(&headers(&[]), e.clone()).unwrap(), None);
+        assert_eq!(
+            content_length(&headers(&[("content-length", "42, 42")]), e.clone()).unwrap(),
+            Some(42)
+        );
+        assert_eq!(
+            content_length(
+                &headers(&[("content-length", "7"), ("content-length", "7")]),
+                e.clone()
+            )
+            .unwrap(),
+            Some(7)
+        );
+        assert!(content_length(
+            &headers(&[("content-length", "7"), ("content-length", "8")]),
+            e.clone()
+        )
+        .is_err());
+        assert!(content_length(&headers(&[("content-length", "+7")]), e.clone()).is_err());
+        assert!(content_length(&headers(&[("content-length", "")]), e.clone()).is_err());
+        assert!(
+            content_length(&headers(&[("content-length", "99999999999999999999")]), e).is_err()
+        );
+    }
+
+    #[test]
+    fn transfer_coding_classification() {
+        assert_eq!(transfer_coding(&headers(&[])), TransferCoding::Absent);
+        assert_eq!(
+            transfer_coding(&headers(&[("transfer-encoding", "Chunked")])),
+            TransferCoding::Chunked
+        );
+        assert_eq!(
+            transfer_coding(&headers(&[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ])),
+            TransferCoding::Chunked
+        );
+        assert_eq!(
+            transfer_coding(&headers(&[("transfer-encoding", "chunked, gzip")])),
+            TransferCoding::NotChunked
+        );
+        assert_eq!(
+            transfer_coding(&headers(&[("transfer-encoding", "chunked, chunked")])),
+            TransferCoding::Invalid
+        );
+        assert_eq!(
+            transfer_coding(&headers(&[("transfer-encoding", "")])),
+            TransferCoding::Invalid
+        );
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        assert!(is_upgrade(
+            Version::HTTP_11,
+            &headers(&[
+                ("upgrade", "websocket"),
+                ("connection", "keep-alive, Upgrade")
+            ])
+        ));
+        assert!(!is_upgrade(
+            Version::HTTP_11,
+            &headers(&[("upgrade", "websocket")])
+        ));
+        assert!(!is_upgrade(
+            Version::HTTP_10,
+            &headers(&[("upgrade", "websocket"), ("connection", "upgrade")])
+        ));
+    }
+}

@@ -1,0 +1,1094 @@
+//! The HTTP/1.1 server session: read requests from and write responses to
+//! a downstream client (RFC 9112).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, Method, Version};
+use tokio::io::AsyncWriteExt;
+
+use super::body::{BodyReader, BodyWriter};
+use super::common::{
+    self, HeaderLimits, KeepaliveStatus, TransferCoding, DEFAULT_HEADER_TIMEOUT_SECS,
+    DEFAULT_KEEPALIVE_SECS, INIT_HEADER_BUF_SIZE,
+};
+use super::head::{self, HeadParse};
+use crate::error::{Error, ErrorType, Result};
+use crate::http::{RequestHeader, ResponseHeader};
+use crate::protocols::{SocketAddr, Stream};
+
+/// `Expect: 100-continue` handling (RFC 9110 §10.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContinueState {
+    /// The request did not ask for it (or has no body).
+    NotExpected,
+    /// The request asked; `100 Continue` goes out on the first body read.
+    Expected,
+    /// Sent, or made moot by a final response.
+    Done,
+}
+
+/// One downstream HTTP/1.1 connection, serving one request at a time.
+///
+/// Call [`HttpSession::read_request`], read the body with
+/// [`HttpSession::read_body_bytes`], answer with
+/// [`HttpSession::write_response_header`], [`HttpSession::write_body`] and
+/// [`HttpSession::finish_body`], then [`HttpSession::reuse`] to get a session
+/// for the next request on the same connection.
+#[derive(Debug)]
+pub struct HttpSession {
+    stream: Stream,
+    /// Bytes read but not yet consumed (head, body, pipelined requests).
+    buf: BytesMut,
+    request_header: Option<Box<RequestHeader>>,
+    /// A request head has been read (not just an empty header made by `req_header_mut`).
+    request_read: bool,
+    body_reader: BodyReader,
+    body_writer: BodyWriter,
+    response_written: Option<Box<ResponseHeader>>,
+    keepalive: KeepaliveStatus,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    header_timeout: Option<Duration>,
+    limits: HeaderLimits,
+    continue_state: ContinueState,
+    /// The request asked for a persistent connection (RFC 9112 §9.3).
+    request_keepalive: bool,
+    /// Something (the response, an error, close-delimited framing) requires
+    /// closing after this response.
+    must_close: bool,
+    upgraded: bool,
+    body_empty: bool,
+    body_bytes_read: usize,
+    body_bytes_sent: usize,
+    /// This session follows an earlier request on the same connection.
+    reused: bool,
+    client_addr: Option<SocketAddr>,
+    server_addr: Option<SocketAddr>,
+}
+
+impl HttpSession {
+    /// A session on a freshly accepted connection, with the default
+    /// header limits (64 KiB / 256 headers), header timeout (60 s) and
+    /// keep-alive (60 s), and no body read/write timeouts.
+    pub fn new(stream: Stream) -> Self {
+        let client_addr = stream.peer_addr();
+        let server_addr = stream.local_addr();
+        HttpSession {
+            stream,
+            buf: BytesMut::new(),
+            request_header: None,
+            request_read: false,
+            body_reader: BodyReader::Done,
+            body_writer: BodyWriter::Pending,
+            response_written: None,
+            keepalive: KeepaliveStatus::Timeout(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
+            read_timeout: None,
+            write_timeout: None,
+            header_timeout: Some(Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS)),
+            limits: HeaderLimits::default(),
+            continue_state: ContinueState::NotExpected,
+            request_keepalive: false,
+            must_close: false,
+            upgraded: false,
+            body_empty: true,
+            body_bytes_read: 0,
+            body_bytes_sent: 0,
+            reused: false,
+            client_addr,
+            server_addr,
+        }
+    }
+
+    /// Read and parse the request head. Returns the head's size in bytes, or
+    /// `Ok(None)` if the client closed the connection (or, on a reused
+    /// connection, the keep-alive idle timeout expired) before sending a byte.
+    ///
+    /// # Errors
+    /// All with source Downstream: `InvalidHTTPHeader` for a malformed head;
+    /// `HTTPStatus(431)` for a head over the limits; `HTTPStatus(400)` for
+    /// ambiguous framing (Content-Length with Transfer-Encoding, conflicting
+    /// or non-numeric Content-Length, Transfer-Encoding not ending in chunked
+    /// or in an HTTP/1.0 request, several Host headers); `ReadTimedout` when
+    /// the head is not complete within the header timeout; `ConnectionClosed`
+    /// when the client closes in the middle of the head.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read so far stay buffered in the session.
+    pub async fn read_request(&mut self) -> Result<Option<usize>> {
+        self.read_request_inner().await.map_err(|e| {
+            self.must_close = true;
+            e.into_down()
+        })
+    }
+
+    async fn read_request_inner(&mut self) -> Result<Option<usize>> {
+        if self.request_read {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "read_request called twice on one session; use reuse()",
+            );
+        }
+        if self.buf.is_empty() {
+            let first_byte_timeout = if self.reused {
+                match self.keepalive {
+                    KeepaliveStatus::Timeout(d) => Some(d),
+                    KeepaliveStatus::Infinite | KeepaliveStatus::Off => None,
+                }
+            } else {
+                self.header_timeout
+            };
+            let read = common::read_more(
+                &mut self.stream,
+                &mut self.buf,
+                INIT_HEADER_BUF_SIZE,
+                first_byte_timeout,
+                "waiting for a request",
+            )
+            .await;
+            match read {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if self.reused && e.etype() == &ErrorType::ReadTimedout => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let deadline = self.header_timeout.map(|d| tokio::time::Instant::now() + d);
+        let (req, len) = loop {
+            match head::parse_request(&mut self.buf, &self.limits)? {
+                HeadParse::Complete(req, len) => break (req, len),
+                HeadParse::Partial => {
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    let n = common::read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        INIT_HEADER_BUF_SIZE,
+                        left,
+                        "reading request header",
+                    )
+                    .await?;
+                    if n == 0 {
+                        return Error::e_explain(
+                            ErrorType::ConnectionClosed,
+                            "client closed before the request header was complete",
+                        );
+                    }
+                }
+            }
+        };
+        self.body_reader = request_body_reader(&req)?;
+        self.body_empty = self.body_reader.is_done();
+        self.request_keepalive = common::is_keepalive(req.version, &req.headers);
+        self.continue_state = if req.version == Version::HTTP_11
+            && !self.body_empty
+            && common::header_has_token(&req.headers, header::EXPECT, "100-continue")
+        {
+            ContinueState::Expected
+        } else {
+            ContinueState::NotExpected
+        };
+        self.request_header = Some(Box::new(req));
+        self.request_read = true;
+        Ok(Some(len))
+    }
+
+    /// The request header; an empty `GET /` before [`HttpSession::read_request`]
+    /// succeeded (see [`HttpSession::try_req_header`]).
+    pub fn req_header(&self) -> &RequestHeader {
+        match self.request_header.as_deref() {
+            Some(r) => r,
+            None => empty_request(),
+        }
+    }
+
+    /// The request header, if one has been read.
+    pub fn try_req_header(&self) -> Option<&RequestHeader> {
+        self.request_header.as_deref()
+    }
+
+    /// The request header, mutable (e.g. to rewrite it before proxying). An
+    /// empty `GET /` before a request was read; changing it does not count
+    /// as reading a request.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        self.request_header
+            .get_or_insert_with(|| Box::new(empty_request().clone()))
+    }
+
+    /// The client's address, when the transport has one.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        self.client_addr.as_ref()
+    }
+
+    /// Our own address on this connection, when the transport has one.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        self.server_addr.as_ref()
+    }
+
+    /// A one-line description for logs: `GET /path, Host: example.org`.
+    pub fn request_summary(&self) -> String {
+        match self.request_header.as_deref() {
+            None => "(no request)".to_owned(),
+            Some(r) => format!(
+                "{} {}, Host: {}",
+                r.method,
+                String::from_utf8_lossy(r.raw_path()),
+                r.headers
+                    .get(header::HOST)
+                    .map(|h| String::from_utf8_lossy(h.as_bytes()))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The final response header written, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        self.response_written.as_deref()
+    }
+
+    /// Whether the request asks to switch protocols (RFC 9110 §7.8).
+    pub fn is_upgrade_req(&self) -> bool {
+        self.request_header
+            .as_deref()
+            .is_some_and(|r| common::is_upgrade(r.version, &r.headers))
+    }
+
+    /// Whether a `101 Switching Protocols` was sent: both directions are now
+    /// raw byte streams.
+    pub fn was_upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// Whether the request body has been read completely.
+    pub fn is_body_done(&self) -> bool {
+        self.body_reader.is_done()
+    }
+
+    /// Whether the request has no body at all.
+    pub fn is_body_empty(&self) -> bool {
+        self.body_empty
+    }
+
+    /// Request body bytes read so far (after de-chunking).
+    pub fn body_bytes_read(&self) -> usize {
+        self.body_bytes_read
+    }
+
+    /// Response body bytes written so far (before chunk framing).
+    pub fn body_bytes_sent(&self) -> usize {
+        self.body_bytes_sent
+    }
+
+    /// Timeout for each read of the request body; `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Timeout for each write to the client; `None` waits forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// Time allowed from the first byte of a request to its complete head
+    /// (also the wait for the first byte on a new connection); default 60 s.
+    pub fn set_header_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
+    }
+
+    /// Limits on the request head (default 64 KiB, 256 headers).
+    pub fn set_header_limits(&mut self, limits: HeaderLimits) {
+        self.limits = limits;
+    }
+
+    /// Keep-alive, in seconds, Pingora's convention: `None` closes after this
+    /// response; `Some(0)` waits forever for the next request; `Some(s)`
+    /// waits `s` seconds. Default 60 s.
+    pub fn set_keepalive(&mut self, seconds: Option<u64>) {
+        self.keepalive = KeepaliveStatus::from_secs(seconds);
+    }
+
+    /// The keep-alive setting in [`HttpSession::set_keepalive`]'s convention.
+    pub fn get_keepalive(&self) -> Option<u64> {
+        self.keepalive.as_secs()
+    }
+
+    /// Whether the connection will be kept open after this response
+    /// (RFC 9112 §9.3, the keep-alive setting, the response's framing and
+    /// any error so far).
+    pub fn will_keepalive(&self) -> bool {
+        self.keepalive != KeepaliveStatus::Off
+            && self.request_keepalive
+            && !self.must_close
+            && !self.upgraded
+    }
+
+    /// The next piece (at most 64 KiB) of the request body, `Ok(None)` at its
+    /// end. After a `101` these are the client's raw bytes until it closes.
+    /// Sends `100 Continue` first when the request expects it and no
+    /// response was written yet.
+    ///
+    /// # Errors
+    /// Source Downstream: `ConnectionClosed` when the body is cut short,
+    /// `H1Error` for bad chunked framing, `ReadTimedout`, `ReadError`;
+    /// `InternalError` before a request was read.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe for chunked bodies; drop the session after cancelling.
+    pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        if !self.request_read {
+            return Err(
+                Error::explain(ErrorType::InternalError, "body read before the request").into_in(),
+            );
+        }
+        if self.continue_state == ContinueState::Expected {
+            self.continue_state = ContinueState::Done;
+            if self.response_written.is_none() {
+                self.write_raw(b"HTTP/1.1 100 Continue\r\n\r\n", "writing 100 Continue")
+                    .await?;
+            }
+        }
+        match self
+            .body_reader
+            .read(&mut self.stream, &mut self.buf, self.read_timeout)
+            .await
+        {
+            Ok(Some(b)) => {
+                self.body_bytes_read += b.len();
+                Ok(Some(b))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.must_close = true;
+                Err(e.into_down())
+            }
+        }
+    }
+
+    /// Read and discard the rest of the request body so the connection can
+    /// serve another request.
+    ///
+    /// # Errors
+    /// As [`HttpSession::read_body_bytes`].
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        if !self.request_read || self.upgraded {
+            return Ok(());
+        }
+        // no 100 Continue for a body nobody wants: close instead if one was expected
+        if self.continue_state == ContinueState::Expected {
+            self.continue_state = ContinueState::Done;
+            self.must_close = true;
+            return Ok(());
+        }
+        while self.read_body_bytes().await?.is_some() {}
+        Ok(())
+    }
+
+    async fn write_raw(&mut self, data: &[u8], what: &'static str) -> Result<()> {
+        let r = async {
+            common::write_all(&mut self.stream, data, self.write_timeout, what).await?;
+            common::flush(&mut self.stream, self.write_timeout, what).await
+        }
+        .await;
+        r.map_err(|e| {
+            self.must_close = true;
+            e.into_down()
+        })
+    }
+
+    /// Write a response header.
+    ///
+    /// An informational (1xx) header other than 101 is written as is and the
+    /// response continues. `101 Switching Protocols` to an upgrade request
+    /// turns the connection into a raw byte pipe in both directions. A final
+    /// header fixes the body framing (RFC 9112 §6.3): none for HEAD requests
+    /// and 204/304; `Content-Length` if set; else `Transfer-Encoding:
+    /// chunked` (added) for an HTTP/1.1 client; else close-delimited. It
+    /// also sets `Connection: close`, or `Connection: keep-alive` for a
+    /// persistent HTTP/1.0 client.
+    ///
+    /// # Errors
+    /// `InternalError` before a request was read or after a final header;
+    /// `H1Error` for 101 to a request that did not ask to upgrade;
+    /// `InvalidHTTPHeader` for an invalid Content-Length in `header`;
+    /// `WriteTimedout`/`WriteError`.
+    pub async fn write_response_header(&mut self, mut header: Box<ResponseHeader>) -> Result<()> {
+        let Some(req) = self.request_header.as_deref().filter(|_| self.request_read) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response written before a request was read",
+            )
+            .into_in());
+        };
+        if self.response_written.is_some() {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "a final response header was already written",
+            )
+            .into_in());
+        }
+        let status = header.status;
+        let is_head = req.method == Method::HEAD;
+        let client_version = req.version;
+        let is_upgrade_req = common::is_upgrade(req.version, &req.headers);
+        if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
+            if status == http::StatusCode::CONTINUE {
+                self.continue_state = ContinueState::Done;
+            }
+            let mut out = BytesMut::new();
+            head::response_to_wire(&header, &mut out);
+            return self.write_raw(&out, "writing informational response").await;
+        }
+        if self.continue_state == ContinueState::Expected {
+            // final answer before asking for the body: the client may or may
+            // not send it, so the connection cannot be reused (RFC 9110 §10.1.1)
+            self.must_close = true;
+        }
+        self.continue_state = ContinueState::Done;
+        if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if !is_upgrade_req {
+                return Err(Error::explain(
+                    ErrorType::H1Error,
+                    "101 Switching Protocols for a request that did not ask to upgrade",
+                )
+                .into_in());
+            }
+            let mut out = BytesMut::new();
+            head::response_to_wire(&header, &mut out);
+            self.write_raw(&out, "writing 101 response").await?;
+            self.upgraded = true;
+            self.body_reader = BodyReader::UntilClose;
+            self.body_writer = BodyWriter::UntilClose;
+            self.response_written = Some(header);
+            return Ok(());
+        }
+
+        self.body_writer = if is_head
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+        {
+            BodyWriter::NoBody
+        } else {
+            match common::transfer_coding(&header.headers) {
+                TransferCoding::Chunked if client_version == Version::HTTP_11 => {
+                    header.remove_header(&header::CONTENT_LENGTH);
+                    BodyWriter::Chunked
+                }
+                TransferCoding::Absent => {
+                    match common::content_length(&header.headers, ErrorType::InvalidHTTPHeader)
+                        .map_err(Error::into_in)?
+                    {
+                        Some(len) => BodyWriter::ContentLength { remaining: len },
+                        None if client_version == Version::HTTP_11 => {
+                            header.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+                            BodyWriter::Chunked
+                        }
+                        None => {
+                            self.must_close = true;
+                            BodyWriter::UntilClose
+                        }
+                    }
+                }
+                // a coding we cannot frame for this client: send it close-delimited
+                _ => {
+                    header.remove_header(&header::TRANSFER_ENCODING);
+                    header.remove_header(&header::CONTENT_LENGTH);
+                    self.must_close = true;
+                    BodyWriter::UntilClose
+                }
+            }
+        };
+        if !common::is_keepalive(Version::HTTP_11, &header.headers) {
+            // the response itself says close
+            self.must_close = true;
+        }
+        if self.will_keepalive() {
+            if client_version == Version::HTTP_10 {
+                header.insert_header(header::CONNECTION, "keep-alive")?;
+            }
+        } else {
+            header.insert_header(header::CONNECTION, "close")?;
+        }
+        let mut out = BytesMut::with_capacity(256);
+        head::response_to_wire(&header, &mut out);
+        let r = common::write_all(
+            &mut self.stream,
+            &out,
+            self.write_timeout,
+            "writing response header",
+        )
+        .await;
+        self.response_written = Some(header);
+        r.map_err(|e| {
+            self.must_close = true;
+            e.into_down()
+        })?;
+        if self.body_writer == BodyWriter::NoBody {
+            return self.write_raw(b"", "flushing response header").await;
+        }
+        Ok(())
+    }
+
+    /// Write a piece of the response body, framed as the header decided
+    /// (chunked: one chunk per call; empty data writes nothing). After a
+    /// `101`, raw bytes. Discarded for body-less responses.
+    ///
+    /// # Errors
+    /// `H1Error` before the header, after [`HttpSession::finish_body`] or past
+    /// the Content-Length; `WriteTimedout`/`WriteError` (source Downstream).
+    pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
+        match self
+            .body_writer
+            .write(&mut self.stream, data, self.write_timeout)
+            .await
+        {
+            Ok(n) => {
+                self.body_bytes_sent += n;
+                Ok(())
+            }
+            Err(e) => {
+                self.must_close = true;
+                Err(e.into_down())
+            }
+        }
+    }
+
+    /// End the response body (the last chunk when chunked) and flush.
+    ///
+    /// # Errors
+    /// `H1Error` if a Content-Length body is short (the connection will be
+    /// closed); `WriteTimedout`/`WriteError`.
+    pub async fn finish_body(&mut self) -> Result<()> {
+        if self.body_writer == BodyWriter::UntilClose {
+            // close-delimited: the end of the body is the end of the connection
+            self.must_close = true;
+        }
+        self.body_writer
+            .finish(&mut self.stream, self.write_timeout)
+            .await
+            .map_err(|e| {
+                self.must_close = true;
+                e.into_down()
+            })
+    }
+
+    /// Whether the response has been completely written.
+    pub fn is_response_done(&self) -> bool {
+        self.response_written.is_some() && self.body_writer.is_finished()
+    }
+
+    /// A session for the next request on this connection, if the connection
+    /// can be kept: keep-alive holds (see [`HttpSession::will_keepalive`]),
+    /// the response is finished, and the request body was (or can now be)
+    /// read completely. Bytes of a pipelined next request already buffered
+    /// are carried over; so are the timeouts, limits and keep-alive setting.
+    /// Otherwise the connection is shut down and `None` returned.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe (it may drain the request body); dropping it closes
+    /// the connection.
+    pub async fn reuse(mut self) -> Option<HttpSession> {
+        if self.will_keepalive()
+            && self.is_response_done()
+            && self.drain_request_body().await.is_ok()
+            && self.will_keepalive()
+        {
+            let buf = common::compact(std::mem::take(&mut self.buf));
+            return Some(HttpSession {
+                stream: self.stream,
+                buf,
+                request_header: None,
+                request_read: false,
+                body_reader: BodyReader::Done,
+                body_writer: BodyWriter::Pending,
+                response_written: None,
+                keepalive: self.keepalive,
+                read_timeout: self.read_timeout,
+                write_timeout: self.write_timeout,
+                header_timeout: self.header_timeout,
+                limits: self.limits,
+                continue_state: ContinueState::NotExpected,
+                request_keepalive: false,
+                must_close: false,
+                upgraded: false,
+                body_empty: true,
+                body_bytes_read: 0,
+                body_bytes_sent: 0,
+                reused: true,
+                client_addr: self.client_addr,
+                server_addr: self.server_addr,
+            });
+        }
+        self.shutdown().await;
+        None
+    }
+
+    /// Flush and close our side of the connection; errors are ignored (the
+    /// client may be gone already).
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// The underlying stream.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Give up the session and return the stream with any bytes read but not
+    /// consumed (e.g. to hand an upgraded connection to another protocol).
+    pub fn into_inner(self) -> (Stream, BytesMut) {
+        (self.stream, self.buf)
+    }
+}
+
+/// RFC 9112 §6.3 for a request: how its body is delimited.
+fn request_body_reader(req: &RequestHeader) -> Result<BodyReader> {
+    let bad = |msg: &'static str| Error::explain(ErrorType::HTTPStatus(400), msg);
+    if req.headers.get_all(header::HOST).iter().count() > 1 {
+        // RFC 9112 §3.2: more than one Host is answered 400
+        return Err(bad("more than one Host header"));
+    }
+    let te = common::transfer_coding(&req.headers);
+    if te != TransferCoding::Absent {
+        if req.headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(bad("both Content-Length and Transfer-Encoding"));
+        }
+        if req.version == Version::HTTP_10 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        return match te {
+            TransferCoding::Chunked => Ok(BodyReader::chunked()),
+            _ => Err(bad(
+                "Transfer-Encoding of a request does not end in chunked",
+            )),
+        };
+    }
+    Ok(
+        common::content_length(&req.headers, ErrorType::HTTPStatus(400))?
+            .map_or(BodyReader::Done, BodyReader::content_length),
+    )
+}
+
+fn empty_request() -> &'static RequestHeader {
+    static EMPTY: std::sync::OnceLock<RequestHeader> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| RequestHeader::from(http::Request::new(()).into_parts().0))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    async fn session(input: &[u8]) -> (HttpSession, DuplexStream) {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(input).await.unwrap();
+        (HttpSession::new(Box::new(server)), client)
+    }
+
+    /// Everything the client receives until the server side closes.
+    async fn received(mut client: DuplexStream) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    async fn body(s: &mut HttpSession) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(b) = s.read_body_bytes().await? {
+            out.extend_from_slice(&b);
+        }
+        Ok(out)
+    }
+
+    async fn respond(
+        s: &mut HttpSession,
+        code: u16,
+        headers: &[(&'static str, &'static str)],
+        data: &[u8],
+    ) {
+        let mut resp = ResponseHeader::build(code, None).unwrap();
+        for (k, v) in headers {
+            resp.append_header(*k, *v).unwrap();
+        }
+        s.write_response_header(Box::new(resp)).await.unwrap();
+        s.write_body(data).await.unwrap();
+        s.finish_body().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_is_parsed_and_answered_with_content_length() {
+        let (mut s, client) =
+            session(b"GET /p?q=1 HTTP/1.1\r\nHost: example.org\r\nX-CuStOm: a\r\n\r\n").await;
+        assert!(s.read_request().await.unwrap().is_some());
+        assert_eq!(s.req_header().method, Method::GET);
+        assert_eq!(s.req_header().raw_path(), b"/p?q=1");
+        assert_eq!(s.request_summary(), "GET /p?q=1, Host: example.org");
+        assert!(s.is_body_empty() && s.is_body_done());
+        assert!(s.will_keepalive());
+        respond(&mut s, 200, &[("Content-Length", "5")], b"hello").await;
+        assert_eq!(s.body_bytes_sent(), 5);
+        drop(s.reuse().await.unwrap());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        );
+    }
+
+    #[tokio::test]
+    async fn head_and_204_and_304_responses_have_no_body() {
+        for (method, code, expect) in [
+            ("HEAD", 200, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            ("GET", 204, "HTTP/1.1 204 No Content\r\n\r\n"),
+            ("GET", 304, "HTTP/1.1 304 Not Modified\r\n\r\n"),
+        ] {
+            let req = format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            let (mut s, client) = session(req.as_bytes()).await;
+            s.read_request().await.unwrap().unwrap();
+            let hdrs: &[(&str, &str)] = if code == 200 {
+                &[("Content-Length", "5")]
+            } else {
+                &[]
+            };
+            respond(&mut s, code, hdrs, b"hello").await;
+            drop(s.reuse().await.unwrap());
+            assert_eq!(received(client).await, expect, "{method} {code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn post_body_with_content_length_is_streamed() {
+        let (mut s, client) =
+            session(b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world").await;
+        s.read_request().await.unwrap().unwrap();
+        assert!(!s.is_body_empty());
+        assert_eq!(body(&mut s).await.unwrap(), b"hello world");
+        assert_eq!(s.body_bytes_read(), 11);
+        assert!(s.is_body_done());
+        respond(&mut s, 200, &[], b"ok").await;
+        drop(s.reuse().await.unwrap());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn chunked_request_with_extensions_and_trailers() {
+        let (mut s, _client) = session(
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n",
+        )
+        .await;
+        s.read_request().await.unwrap().unwrap();
+        assert_eq!(body(&mut s).await.unwrap(), b"hello!");
+    }
+
+    #[tokio::test]
+    async fn invalid_chunk_size_is_an_h1_error() {
+        let (mut s, _client) =
+            session(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        let e = body(&mut s).await.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::H1Error);
+        assert_eq!(e.esource(), &crate::ErrorSource::Downstream);
+        assert!(!s.will_keepalive());
+    }
+
+    #[tokio::test]
+    async fn body_cut_short_is_connection_closed() {
+        let (mut s, client) =
+            session(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc").await;
+        drop(client);
+        s.read_request().await.unwrap().unwrap();
+        let e = body(&mut s).await.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::ConnectionClosed);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order() {
+        let (mut s, client) = session(
+            b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let mut paths = Vec::new();
+        loop {
+            s.read_request().await.unwrap().unwrap();
+            paths.push(String::from_utf8(s.req_header().raw_path().to_vec()).unwrap());
+            let b = body(&mut s).await.unwrap();
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            let text = format!("{}{}", paths.last().unwrap(), String::from_utf8(b).unwrap());
+            resp.set_content_length(text.len()).unwrap();
+            s.write_response_header(Box::new(resp)).await.unwrap();
+            s.write_body(text.as_bytes()).await.unwrap();
+            s.finish_body().await.unwrap();
+            match s.reuse().await {
+                Some(next) => s = next,
+                None => break,
+            }
+        }
+        assert_eq!(paths, ["/1", "/2", "/3"]);
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n/1\
+             HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n/2hi\
+             HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n/3"
+        );
+    }
+
+    #[tokio::test]
+    async fn keepalive_decision_for_each_version() {
+        // (request, keep-alive?, connection header in the response)
+        for (req, keep, conn) in [
+            ("GET / HTTP/1.1\r\nHost: h\r\n\r\n", true, None),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                false,
+                Some("close"),
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", false, Some("close")),
+            (
+                "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                true,
+                Some("keep-alive"),
+            ),
+        ] {
+            let (mut s, _client) = session(req.as_bytes()).await;
+            s.read_request().await.unwrap().unwrap();
+            assert_eq!(s.will_keepalive(), keep, "{req}");
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            resp.set_content_length(0).unwrap();
+            s.write_response_header(Box::new(resp)).await.unwrap();
+            let written = s
+                .response_written()
+                .unwrap()
+                .headers
+                .get("connection")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(written.as_deref(), conn, "{req}");
+            s.finish_body().await.unwrap();
+            assert_eq!(s.reuse().await.is_some(), keep, "{req}");
+        }
+    }
+
+    #[tokio::test]
+    async fn keepalive_off_closes_after_response() {
+        let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.set_keepalive(None);
+        s.read_request().await.unwrap().unwrap();
+        assert!(!s.will_keepalive());
+        respond(&mut s, 200, &[("Content-Length", "0")], b"").await;
+        assert_eq!(s.response_written().unwrap().headers["connection"], "close");
+        assert!(s.reuse().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn http10_response_without_length_is_close_delimited() {
+        let (mut s, client) = session(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        respond(&mut s, 200, &[], b"raw body").await;
+        assert!(s.reuse().await.is_none());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nraw body"
+        );
+    }
+
+    #[tokio::test]
+    async fn expect_100_continue_is_sent_on_first_body_read() {
+        let (mut s, mut client) = session(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
+        .await;
+        s.read_request().await.unwrap().unwrap();
+        let reader = tokio::spawn(async move {
+            let b = body(&mut s).await.unwrap();
+            (s, b)
+        });
+        let mut first = [0u8; 25];
+        client.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+        client.write_all(b"data").await.unwrap();
+        let (_s, b) = reader.await.unwrap();
+        assert_eq!(b, b"data");
+    }
+
+    #[tokio::test]
+    async fn no_100_continue_after_a_final_response() {
+        let (mut s, client) = session(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
+        .await;
+        s.read_request().await.unwrap().unwrap();
+        respond(&mut s, 413, &[("Content-Length", "0")], b"").await;
+        // the body was never asked for: the connection is closed, not drained
+        assert!(s.reuse().await.is_none());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn smuggling_and_malformed_requests_are_rejected() {
+        let cases: &[(&[u8], ErrorType)] = &[
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 4\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ErrorType::HTTPStatus(400)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n", ErrorType::InvalidHTTPHeader),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n", ErrorType::InvalidHTTPHeader),
+            (b"GET /\r\n\r\n", ErrorType::InvalidHTTPHeader),
+        ];
+        for (input, etype) in cases {
+            let (mut s, _client) = session(input).await;
+            let e = s.read_request().await.unwrap_err();
+            assert_eq!(e.etype(), etype, "{}", String::from_utf8_lossy(input));
+            assert_eq!(e.esource(), &crate::ErrorSource::Downstream);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversize_header_is_431() {
+        let mut input = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+        input.extend(std::iter::repeat(b'a').take(70 * 1024));
+        input.extend_from_slice(b"\r\n\r\n");
+        let (mut s, _client) = session(&input).await;
+        let e = s.read_request().await.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::HTTPStatus(431));
+        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..300 {
+            input.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"\r\n");
+        let (mut s, _client) = session(&input).await;
+        assert_eq!(
+            s.read_request().await.unwrap_err().etype(),
+            &ErrorType::HTTPStatus(431)
+        );
+    }
+
+    #[tokio::test]
+    async fn eof_before_any_byte_is_none_and_mid_head_is_an_error() {
+        let (mut s, client) = session(b"").await;
+        drop(client);
+        assert!(s.read_request().await.unwrap().is_none());
+        let (mut s, client) = session(b"GET / HT").await;
+        drop(client);
+        assert_eq!(
+            s.read_request().await.unwrap_err().etype(),
+            &ErrorType::ConnectionClosed
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_keepalive_timeout_ends_quietly() {
+        let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.set_keepalive(Some(1));
+        s.read_request().await.unwrap().unwrap();
+        respond(&mut s, 200, &[("Content-Length", "0")], b"").await;
+        let mut s = s.reuse().await.unwrap();
+        assert_eq!(s.get_keepalive(), Some(1));
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_request())
+            .await
+            .unwrap();
+        assert!(r.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn upgrade_then_raw_bytes_both_ways() {
+        let (mut s, mut client) = session(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nearly",
+        )
+        .await;
+        s.read_request().await.unwrap().unwrap();
+        assert!(s.is_upgrade_req());
+        let mut resp = ResponseHeader::build(101, None).unwrap();
+        resp.insert_header("Upgrade", "websocket").unwrap();
+        resp.insert_header("Connection", "Upgrade").unwrap();
+        s.write_response_header(Box::new(resp)).await.unwrap();
+        assert!(s.was_upgraded());
+        assert_eq!(&s.read_body_bytes().await.unwrap().unwrap()[..], b"early");
+        client.write_all(b"ping").await.unwrap();
+        assert_eq!(&s.read_body_bytes().await.unwrap().unwrap()[..], b"ping");
+        s.write_body(b"pong").await.unwrap();
+        s.finish_body().await.unwrap();
+        client.shutdown().await.unwrap();
+        assert!(s.read_body_bytes().await.unwrap().is_none());
+        assert!(s.reuse().await.is_none());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\npong"
+        );
+    }
+
+    #[tokio::test]
+    async fn switching_protocols_without_upgrade_request_is_refused() {
+        let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        let e = s
+            .write_response_header(Box::new(ResponseHeader::build(101, None).unwrap()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::H1Error);
+    }
+
+    #[tokio::test]
+    async fn informational_then_final_and_custom_reason_and_case_kept() {
+        let (mut s, client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        let mut early = ResponseHeader::build(103, None).unwrap();
+        early
+            .insert_header("Link", "</a.css>; rel=preload")
+            .unwrap();
+        s.write_response_header(Box::new(early)).await.unwrap();
+        assert!(s.response_written().is_none());
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.set_reason_phrase(Some("Very Fine")).unwrap();
+        resp.append_header("X-CuStOm", "1").unwrap();
+        resp.append_header("x-custom", "2").unwrap();
+        resp.set_content_length(0).unwrap();
+        s.write_response_header(Box::new(resp)).await.unwrap();
+        s.finish_body().await.unwrap();
+        drop(s.reuse().await.unwrap());
+        assert_eq!(
+            received(client).await,
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+             HTTP/1.1 200 Very Fine\r\nX-CuStOm: 1\r\nx-custom: 2\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_past_content_length_is_refused() {
+        let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.set_content_length(2).unwrap();
+        s.write_response_header(Box::new(resp)).await.unwrap();
+        assert_eq!(
+            s.write_body(b"abc").await.unwrap_err().etype(),
+            &ErrorType::H1Error
+        );
+        assert!(!s.will_keepalive());
+    }
+
+    #[tokio::test]
+    async fn unread_request_body_is_drained_on_reuse() {
+        let (mut s, _client) = session(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .await;
+        s.read_request().await.unwrap().unwrap();
+        respond(&mut s, 200, &[("Content-Length", "0")], b"").await;
+        let mut s = s.reuse().await.unwrap();
+        s.read_request().await.unwrap().unwrap();
+        assert_eq!(s.req_header().raw_path(), b"/next");
+    }
+}
