@@ -20,6 +20,7 @@ use proxy_core::protocols::http::ServerSession;
 use proxy_core::protocols::Stream;
 use proxy_core::server::configuration::ServerConf;
 use proxy_core::server::ShutdownWatch;
+use proxy_core::upstreams::peer::Peer;
 
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
@@ -32,7 +33,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The proxy application: a user's [`ProxyHttp`] plus the framework's
 /// upstream connector (with its connection pool) and retry policy.
 pub struct HttpProxy<SV> {
-    inner: SV,
+    pub(crate) inner: SV,
     client_connector: Connector,
     max_retries: usize,
 }

@@ -70,7 +70,7 @@ where
         // Informational responses: 100 was answered by the proxy itself;
         // others (e.g. 103 Early Hints, RFC 8297) are forwarded as they come.
         let mut resp = loop {
-            let Some(head) = client.resp_header() else {
+            let Some(head) = client.response_header() else {
                 return Error::e_explain(ErrorType::InternalError, "no response header after read");
             };
             let status = head.status.as_u16();
@@ -95,7 +95,7 @@ where
             .await?;
         self.inner.response_filter(session, &mut resp, ctx).await?;
         hop_by_hop::strip_response(&mut resp, switching);
-        let end = client.is_body_done() && !switching;
+        let end = client.response_done() && !switching;
         session
             .write_response_header(resp, end)
             .await
@@ -130,12 +130,12 @@ where
                 .await?;
         }
         if complete {
-            return client.finish_body().await.map_err(before_response);
+            return client.finish_request_body().await.map_err(before_response);
         }
         loop {
             let piece = session
                 .downstream_session
-                .read_body_bytes()
+                .read_request_body()
                 .await
                 .map_err(|e| e.into_down())?;
             let end = piece.is_none() || session.is_body_done();
@@ -148,7 +148,7 @@ where
             self.forward_request_piece(session, client, piece, end, ctx)
                 .await?;
             if end {
-                return client.finish_body().await.map_err(before_response);
+                return client.finish_request_body().await.map_err(before_response);
             }
         }
     }
@@ -165,7 +165,7 @@ where
             .request_body_filter(session, &mut body, end, ctx)
             .await?;
         match body {
-            Some(b) if !b.is_empty() => client.write_body(&b).await.map_err(before_response),
+            Some(b) if !b.is_empty() => client.write_request_body(&b).await.map_err(before_response),
             _ => Ok(()),
         }
     }
@@ -179,8 +179,8 @@ where
         ctx: &mut SV::CTX,
     ) -> Result<()> {
         loop {
-            let mut body = client.read_body_bytes().await.map_err(|e| e.into_up())?;
-            let end = body.is_none() || client.is_body_done();
+            let mut body = client.read_response_body().await.map_err(|e| e.into_up())?;
+            let end = body.is_none() || client.response_done();
             let delay_up = self
                 .inner
                 .upstream_response_body_filter(session, &mut body, end, ctx)?;
@@ -207,17 +207,17 @@ where
         let downstream = &mut session.downstream_session;
         loop {
             tokio::select! {
-                d = downstream.read_body_bytes() => match d.map_err(|e| e.into_down())? {
-                    Some(b) => client.write_body(&b).await.map_err(|e| e.into_up())?,
+                d = downstream.read_request_body() => match d.map_err(|e| e.into_down())? {
+                    Some(b) => client.write_request_body(&b).await.map_err(|e| e.into_up())?,
                     None => break,
                 },
-                u = client.read_body_bytes() => match u.map_err(|e| e.into_up())? {
-                    Some(b) => downstream.write_body(&b).await.map_err(|e| e.into_down())?,
+                u = client.read_response_body() => match u.map_err(|e| e.into_up())? {
+                    Some(b) => downstream.write_response_body(&b).await.map_err(|e| e.into_down())?,
                     None => break,
                 },
             }
         }
-        let _ = client.finish_body().await;
+        let _ = client.finish_request_body().await;
         let _ = downstream.finish_body().await;
         Ok(())
     }

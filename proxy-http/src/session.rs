@@ -40,7 +40,7 @@ impl Session {
     /// Downstream read errors and timeouts, and framing errors (e.g. an invalid
     /// chunk size, RFC 9112 §7.1) as `H1Error`.
     pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
-        self.downstream_session.read_body_bytes().await
+        self.downstream_session.read_request_body().await
     }
 
     /// Answer with a bodyless error response of status `code` (e.g. 401, 502).
@@ -105,7 +105,7 @@ impl Session {
     ) -> Result<()> {
         if let Some(d) = data {
             if !d.is_empty() {
-                self.downstream_session.write_body(&d).await?;
+                self.downstream_session.write_response_body(&d).await?;
             }
         }
         if end_of_stream {

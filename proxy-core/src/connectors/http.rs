@@ -47,7 +47,7 @@ impl Connector {
         peer: &HttpPeer,
         idle_timeout: Option<Duration>,
     ) {
-        if let Some(stream) = session.reuse() {
+        if let Some(stream) = session.reuse().await {
             self.transport
                 .release_stream(stream, peer.reuse_hash(), idle_timeout);
         }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::v1::client::HttpSession as HttpSessionV1;
 use crate::error::Result;
 use crate::http::{RequestHeader, ResponseHeader};
+use crate::protocols::Stream;
 
 /// An upstream HTTP session, one variant per protocol (HTTP/2 will join).
 /// Every method delegates; see
@@ -18,6 +19,14 @@ pub enum HttpSession {
 }
 
 impl HttpSession {
+    /// The connection, for the pool, if the response was read completely,
+    /// keep-alive holds and no unexpected bytes arrived; `None` closes it.
+    pub async fn reuse(self) -> Option<Stream> {
+        match self {
+            HttpSession::H1(s) => s.reuse().await,
+        }
+    }
+
     /// Write the request head; returns its size in bytes.
     ///
     /// # Errors

@@ -19,6 +19,16 @@ pub enum Session {
 }
 
 impl Session {
+    /// The session for the next request on the same connection, once this
+    /// response is finished, the request body fully read and keep-alive
+    /// holds; `None` means the connection is closed. Bytes of a pipelined
+    /// next request that were already read are kept.
+    pub async fn reuse(self) -> Option<Session> {
+        match self {
+            Session::H1(s) => s.reuse().await.map(Session::H1),
+        }
+    }
+
     /// An HTTP/1.x session over an accepted stream.
     pub fn new_http1(stream: Stream) -> Self {
         Session::H1(SessionV1::new(stream))
