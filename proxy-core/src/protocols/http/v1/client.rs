@@ -460,7 +460,8 @@ mod tests {
     #[tokio::test]
     async fn response_framings_table() {
         // (method, reply, close upstream after, expected body, reusable)
-        let cases: &[(&str, &[u8], bool, &[u8], bool)] = &[
+        type Case<'a> = (&'a str, &'a [u8], bool, &'a [u8], bool);
+        let cases: &[Case<'_>] = &[
             ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false, b"abc", true),
             ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n", false, b"abc", true),
             ("GET", b"HTTP/1.1 200 OK\r\n\r\nuntil close", true, b"until close", false),

@@ -284,7 +284,7 @@ mod tests {
             max_headers: 4,
         };
         let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        long.extend(std::iter::repeat(b'a').take(200));
+        long.extend(vec![b'a'; 200]);
         let e = parse_request(&mut BytesMut::from(&long[..]), &limits).unwrap_err();
         assert_eq!(e.etype(), &ErrorType::HTTPStatus(431));
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n";

@@ -958,7 +958,7 @@ mod tests {
     #[tokio::test]
     async fn oversize_header_is_431() {
         let mut input = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
-        input.extend(std::iter::repeat(b'a').take(70 * 1024));
+        input.extend(vec![b'a'; 70 * 1024]);
         input.extend_from_slice(b"\r\n\r\n");
         let (mut s, _client) = session(&input).await;
         let e = s.read_request().await.unwrap_err();
@@ -1090,5 +1090,16 @@ mod tests {
         let mut s = s.reuse().await.unwrap();
         s.read_request().await.unwrap().unwrap();
         assert_eq!(s.req_header().raw_path(), b"/next");
+    }
+
+    #[tokio::test]
+    async fn idle_reused_session_holds_no_read_buffer() {
+        let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        s.read_request().await.unwrap().unwrap();
+        respond(&mut s, 200, &[("Content-Length", "0")], b"").await;
+        let s = s.reuse().await.unwrap();
+        assert_eq!(s.buf.capacity(), 0);
+        assert!(s.request_header.is_none() && s.response_written.is_none());
+        assert!(std::mem::size_of::<HttpSession>() < 1024);
     }
 }
