@@ -33,7 +33,9 @@ mod session;
 
 pub use proxy::HttpProxy;
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
-pub use service::{http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME};
+pub use service::{
+    http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME,
+};
 pub use session::Session;
 
 /// What a proxy program usually imports.

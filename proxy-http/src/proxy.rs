@@ -87,16 +87,23 @@ where
                 Ok(Some(_)) => {}
                 Ok(None) => return,
                 Err(e) => {
-                    reject_request(&mut downstream, &e).await;
+                    reject_request(downstream, &e).await;
                     return;
                 }
             }
             if *shutdown.borrow() {
                 downstream.set_keepalive(None);
             }
-            let Some(done) = self.process_request(Session::new(downstream)).await else {
+            // Boxed: the request's futures are large and live only while a
+            // request is in flight; an idle keep-alive connection keeps just
+            // the small read future above.
+            let (done, reuse) = Box::pin(self.process_request(Session::new(downstream))).await;
+            if !reuse {
+                if !done.is_body_done() {
+                    done.close_lingering().await;
+                }
                 return;
-            };
+            }
             match done.reuse().await {
                 Some(next) => {
                     downstream = next;
@@ -108,8 +115,8 @@ where
     }
 
     /// One request: context, phases, error response, logging. Returns the
-    /// downstream session if the connection may serve another request.
-    async fn process_request(&self, mut session: Session) -> Option<ServerSession> {
+    /// downstream session and whether it may serve another request.
+    async fn process_request(&self, mut session: Session) -> (ServerSession, bool) {
         let mut ctx = self.inner.new_ctx();
         let error = self.run_phases(&mut session, &mut ctx).await.err();
         let mut reuse = true;
@@ -127,18 +134,14 @@ where
         self.inner
             .logging(&mut session, error.as_deref(), &mut ctx)
             .await;
-        if !reuse {
-            return None;
-        }
         let mut downstream = *session.downstream_session;
-        if !downstream.is_body_done() {
+        if reuse && !downstream.is_body_done() {
             // the request body was not (fully) read: drain it, bounded, or close
-            match tokio::time::timeout(DRAIN_TIMEOUT, downstream.drain_request_body()).await {
-                Ok(Ok(())) => {}
-                _ => return None,
-            }
+            let drained =
+                tokio::time::timeout(DRAIN_TIMEOUT, downstream.drain_request_body()).await;
+            reuse = matches!(drained, Ok(Ok(())));
         }
-        Some(downstream)
+        (downstream, reuse)
     }
 
     /// The downstream phases, then (unless a phase answered) the upstream.
@@ -168,8 +171,7 @@ where
         let mut retries = 0usize;
         loop {
             let peer = self.inner.upstream_peer(session, ctx).await?;
-            let (mut client, reused) = match self.client_connector.get_http_session(&peer).await
-            {
+            let (mut client, reused) = match self.client_connector.get_http_session(&peer).await {
                 Ok(c) => c,
                 Err(e) => {
                     let e = self.inner.fail_to_connect(session, &peer, ctx, e);
@@ -198,8 +200,8 @@ where
                 }
                 Err(e) => {
                     let e = self.inner.error_while_proxy(&peer, session, e, ctx, reused);
-                    let can_replay = session.response_written().is_none()
-                        && session.retry_buffer.replayable();
+                    let can_replay =
+                        session.response_written().is_none() && session.retry_buffer.replayable();
                     if e.retry() && can_replay && retries < self.max_retries {
                         retries += 1;
                         log::debug!("retrying after proxy failure: {e}");
@@ -215,7 +217,7 @@ where
 /// Answer a request whose head could not be read, then close: 400 for a
 /// malformed or smuggling-prone head, 431 (RFC 6585 §5) for an oversized one,
 /// nothing for timeouts or a client that went away.
-async fn reject_request(downstream: &mut ServerSession, e: &Error) {
+async fn reject_request(mut downstream: ServerSession, e: &Error) {
     let code = match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
         ErrorType::ReadTimedout | ErrorType::ConnectionClosed | ErrorType::ReadError => 0,
@@ -225,12 +227,13 @@ async fn reject_request(downstream: &mut ServerSession, e: &Error) {
     if code == 0 {
         return;
     }
-    downstream.set_keepalive(None);
-    let resp = gen_error_response(code);
-    if downstream.write_response_header(Box::new(resp)).await.is_ok() {
-        let _ = downstream.finish_body().await;
+    if downstream
+        .write_rejection(gen_error_response(code))
+        .await
+        .is_ok()
+    {
+        downstream.close_lingering().await;
     }
-    downstream.shutdown().await;
 }
 
 #[async_trait]

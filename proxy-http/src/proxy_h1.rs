@@ -42,6 +42,11 @@ where
         hop_by_hop::strip_request(&mut req, upgrade);
         // The proxy answers `Expect: 100-continue` itself when it reads the body.
         req.remove_header("expect");
+        if !session.is_body_empty() && !req.headers.contains_key(http::header::CONTENT_LENGTH) {
+            // Transfer-Encoding is hop-by-hop (RFC 9112 §6.1): a body of unknown
+            // length is re-chunked on this hop.
+            req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
         self.inner
             .upstream_request_filter(session, &mut req, ctx)
             .await?;
@@ -86,7 +91,10 @@ where
                     .await
                     .map_err(|e| e.into_down())?;
             }
-            client.read_response_header().await.map_err(|e| e.into_up())?;
+            client
+                .read_response_header()
+                .await
+                .map_err(|e| e.into_up())?;
         };
 
         let switching = resp.status.as_u16() == 101 && upgrade;
@@ -165,7 +173,9 @@ where
             .request_body_filter(session, &mut body, end, ctx)
             .await?;
         match body {
-            Some(b) if !b.is_empty() => client.write_request_body(&b).await.map_err(before_response),
+            Some(b) if !b.is_empty() => {
+                client.write_request_body(&b).await.map_err(before_response)
+            }
             _ => Ok(()),
         }
     }

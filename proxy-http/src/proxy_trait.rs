@@ -273,7 +273,12 @@ pub trait ProxyHttp {
     /// Write the error response for a request that failed, and say what was
     /// sent. The default answers with [`error_status`] unless a response
     /// header was already sent, and never reuses the downstream connection.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Self::CTX) -> FailToProxy
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {

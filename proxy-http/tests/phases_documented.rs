@@ -53,5 +53,8 @@ fn every_phase_is_in_the_phase_table() {
         .iter()
         .filter(|m| !doc.contains(&format!("| `{m}` |")))
         .collect();
-    assert!(missing.is_empty(), "phases missing from docs/02-phases.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "phases missing from docs/02-phases.md: {missing:?}"
+    );
 }

@@ -214,6 +214,25 @@ impl Session {
         }
     }
 
+    /// Answer a request whose head could not be read; the connection must
+    /// then be closed (see `v1::server::HttpSession::write_rejection`).
+    ///
+    /// # Errors
+    /// Downstream write errors.
+    pub async fn write_rejection(&mut self, resp: ResponseHeader) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_rejection(resp).await,
+        }
+    }
+
+    /// Close the connection without losing the response to a reset when the
+    /// client may still be sending (see `v1::server::HttpSession::close_lingering`).
+    pub async fn close_lingering(self) {
+        match self {
+            Session::H1(s) => s.close_lingering().await,
+        }
+    }
+
     /// Close our side of the connection.
     pub async fn shutdown(&mut self) {
         match self {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, Version};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
 use super::common::{
@@ -27,6 +27,12 @@ enum ContinueState {
     /// Sent, or made moot by a final response.
     Done,
 }
+
+/// How long [`HttpSession::close_lingering`] keeps reading before it closes.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How many bytes [`HttpSession::close_lingering`] reads and discards at most.
+pub const LINGER_BYTES: usize = 1 << 20;
 
 /// One downstream HTTP/1.1 connection, serving one request at a time.
 ///
@@ -626,6 +632,49 @@ impl HttpSession {
     /// client may be gone already).
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Answer a request whose head could not be read (malformed, too large,
+    /// ambiguous framing) with `resp`, marked `Connection: close`; the
+    /// connection must then be closed (see [`HttpSession::close_lingering`]).
+    /// `resp` should carry no body (e.g. `gen_error_response`).
+    ///
+    /// # Errors
+    /// Downstream write errors.
+    pub async fn write_rejection(&mut self, mut resp: ResponseHeader) -> Result<()> {
+        self.must_close = true;
+        resp.insert_header(header::CONNECTION, "close")?;
+        let mut out = BytesMut::new();
+        head::response_to_wire(&resp, &mut out);
+        self.write_raw(&out, "writing error response").await
+    }
+
+    /// Close the connection after a response the client may still be sending
+    /// a request to (an error answered before the request body was read):
+    /// send FIN, then read and discard what the client still sends for at most
+    /// [`LINGER_TIME`] and [`LINGER_BYTES`], then drop the socket.
+    ///
+    /// Closing a socket with unread received bytes makes the kernel answer
+    /// with a reset, which can destroy the response before the client reads
+    /// it (RFC 9112 §9.6; nginx's `lingering_close`).
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the connection at once.
+    pub async fn close_lingering(mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        // on the heap: this path is rare, and a stack buffer would enlarge
+        // every connection task's future
+        let mut buf = vec![0u8; 4096];
+        let mut total = 0usize;
+        while total < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => total += n,
+                _ => break,
+            }
+        }
     }
 
     /// The underlying stream.
