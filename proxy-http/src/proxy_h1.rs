@@ -127,7 +127,7 @@ where
         ctx: &mut SV::CTX,
     ) -> Result<()> {
         if session.is_body_empty() {
-            return Ok(());
+            return client.finish_request_body().await.map_err(before_response);
         }
         let replay: Vec<Bytes> = session.retry_buffer.chunks().to_vec();
         let complete = session.retry_buffer.is_complete();

@@ -71,7 +71,11 @@ impl BodyReader {
                     let want = usize::try_from(*remaining)
                         .map_or(BODY_BUF_LIMIT, |r| r.min(BODY_BUF_LIMIT));
                     if buf.is_empty() {
-                        let n = common::read_more(io, buf, want, timeout, "reading body").await?;
+                        // room past the end of the body: a read that comes back
+                        // short tells the runtime the socket is drained, which
+                        // saves a syscall when the connection is pooled
+                        let room = (want + 4096).min(BODY_BUF_LIMIT);
+                        let n = common::read_more(io, buf, room, timeout, "reading body").await?;
                         if n == 0 {
                             return Err(Error::explain(
                                 ErrorType::ConnectionClosed,
@@ -157,8 +161,10 @@ impl BodyWriter {
         matches!(self, BodyWriter::Done | BodyWriter::NoBody)
     }
 
-    /// Write `data` with this framing. Returns how many body bytes were sent
-    /// (0 when discarded for a body-less message).
+    /// Write `data` with this framing, after the bytes held back in
+    /// `pending` (the message head, not sent yet so that head and first body
+    /// piece go out in one write). Returns how many body bytes were sent (0
+    /// when discarded for a body-less message). `pending` is empty afterwards.
     ///
     /// # Errors
     /// `H1Error` if `data` goes past the Content-Length or the body was
@@ -167,6 +173,7 @@ impl BodyWriter {
     pub(crate) async fn write(
         &mut self,
         io: &mut Stream,
+        pending: &mut BytesMut,
         data: &[u8],
         timeout: Option<Duration>,
     ) -> Result<usize> {
@@ -190,26 +197,24 @@ impl BodyWriter {
                         ),
                     ));
                 }
-                common::write_all(io, data, timeout, "writing body").await?;
                 *remaining -= data.len() as u64;
+                common::write_all_after(io, pending, data, timeout, "writing body").await?;
                 Ok(data.len())
             }
             BodyWriter::UntilClose => {
-                common::write_all(io, data, timeout, "writing body").await?;
+                common::write_all_after(io, pending, data, timeout, "writing body").await?;
                 Ok(data.len())
             }
             BodyWriter::Chunked => {
                 if data.is_empty() {
                     return Ok(0);
                 }
-                let mut out = BytesMut::new();
                 if data.len() <= COALESCE_LIMIT {
-                    chunked::encode_chunk(data, &mut out);
-                    common::write_all(io, &out, timeout, "writing chunk").await?;
+                    chunked::encode_chunk(data, pending);
+                    common::write_all_after(io, pending, b"", timeout, "writing chunk").await?;
                 } else {
-                    chunked::encode_chunk_head(data.len(), &mut out);
-                    common::write_all(io, &out, timeout, "writing chunk").await?;
-                    common::write_all(io, data, timeout, "writing chunk").await?;
+                    chunked::encode_chunk_head(data.len(), pending);
+                    common::write_all_after(io, pending, data, timeout, "writing chunk").await?;
                     common::write_all(io, b"\r\n", timeout, "writing chunk").await?;
                 }
                 Ok(data.len())
@@ -225,6 +230,7 @@ impl BodyWriter {
     pub(crate) async fn finish(
         &mut self,
         io: &mut Stream,
+        pending: &mut BytesMut,
         timeout: Option<Duration>,
     ) -> Result<()> {
         match *self {
@@ -234,9 +240,13 @@ impl BodyWriter {
                     "body finished before the header was written",
                 ))
             }
-            BodyWriter::Done | BodyWriter::NoBody => return Ok(()),
+            BodyWriter::Done | BodyWriter::NoBody => {
+                return common::write_all_after(io, pending, b"", timeout, "writing message head")
+                    .await
+            }
             BodyWriter::Chunked => {
-                common::write_all(io, LAST_CHUNK, timeout, "writing last chunk").await?;
+                common::write_all_after(io, pending, LAST_CHUNK, timeout, "writing last chunk")
+                    .await?;
             }
             BodyWriter::ContentLength { remaining } if remaining > 0 => {
                 *self = BodyWriter::Done;
@@ -245,7 +255,9 @@ impl BodyWriter {
                     format!("body ended {remaining} bytes short of its Content-Length"),
                 ));
             }
-            BodyWriter::ContentLength { .. } | BodyWriter::UntilClose => {}
+            BodyWriter::ContentLength { .. } | BodyWriter::UntilClose => {
+                common::write_all_after(io, pending, b"", timeout, "writing message head").await?;
+            }
         }
         *self = BodyWriter::Done;
         common::flush(io, timeout, "flushing body").await

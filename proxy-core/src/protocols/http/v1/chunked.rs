@@ -197,8 +197,10 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64> {
 
 /// Write `chunk-size CRLF` for a chunk of `len` bytes into `buf`.
 pub fn encode_chunk_head(len: usize, buf: &mut BytesMut) {
+    use std::fmt::Write;
     buf.reserve(18);
-    buf.put_slice(format!("{len:X}\r\n").as_bytes());
+    // writing into a BytesMut cannot fail: it grows as needed
+    let _ = write!(buf, "{len:X}\r\n");
 }
 
 /// Encode `data` as one whole chunk into `buf` (nothing for empty data: an

@@ -8,12 +8,17 @@ use http::{header, Method, StatusCode, Version};
 use tokio::io::AsyncWriteExt;
 
 use super::body::{BodyReader, BodyWriter};
-use super::common::{self, HeaderLimits, TransferCoding, INIT_HEADER_BUF_SIZE};
+use super::common::{self, HeaderLimits, TransferCoding};
 use super::head::{self, HeadParse};
 use crate::error::{Error, ErrorType, Result, RetryType};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
+
+/// How much room (bytes) the first read of a response gets: enough for the
+/// head and a small body together (nginx's `proxy_buffer_size` is 4–16 KiB;
+/// the body pieces after it are read up to 64 KiB at a time anyway).
+const RESPONSE_READ_SIZE: usize = 64 * 1024;
 /// One upstream HTTP/1.1 connection, carrying one request at a time.
 ///
 /// [`HttpSession::write_request_header`], [`HttpSession::write_body`],
@@ -28,6 +33,9 @@ pub struct HttpSession {
     response_header: Option<Box<ResponseHeader>>,
     body_reader: BodyReader,
     body_writer: BodyWriter,
+    /// The request head, serialized but held back so that it goes out in one
+    /// write with the first body piece (or at `finish_body`).
+    pending_head: BytesMut,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     limits: HeaderLimits,
@@ -51,6 +59,7 @@ impl HttpSession {
             response_header: None,
             body_reader: BodyReader::Done,
             body_writer: BodyWriter::Pending,
+            pending_head: BytesMut::new(),
             read_timeout: None,
             write_timeout: None,
             limits: HeaderLimits::default(),
@@ -115,9 +124,18 @@ impl HttpSession {
         if !common::is_keepalive(req.version, &req.headers) {
             self.must_close = true;
         }
-        let mut out = BytesMut::with_capacity(256);
+        let mut out = BytesMut::with_capacity(512);
         head::request_to_wire(&req, &mut out);
         self.request_written = Some(req);
+        let len = out.len();
+        if !matches!(
+            self.body_writer,
+            BodyWriter::NoBody | BodyWriter::ContentLength { remaining: 0 }
+        ) {
+            // held back: sent with the first body piece or by finish_body
+            self.pending_head = out;
+            return Ok(len);
+        }
         let r = async {
             common::write_all(
                 &mut self.stream,
@@ -134,7 +152,7 @@ impl HttpSession {
             .await
         }
         .await;
-        r.map(|_| out.len()).map_err(|e| self.fail(e))
+        r.map(|_| len).map_err(|e| self.fail(e))
     }
 
     fn fail(&mut self, e: Box<Error>) -> Box<Error> {
@@ -151,7 +169,7 @@ impl HttpSession {
     pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
         match self
             .body_writer
-            .write(&mut self.stream, data, self.write_timeout)
+            .write(&mut self.stream, &mut self.pending_head, data, self.write_timeout)
             .await
         {
             Ok(n) => {
@@ -169,7 +187,7 @@ impl HttpSession {
     pub async fn finish_body(&mut self) -> Result<()> {
         match self
             .body_writer
-            .finish(&mut self.stream, self.write_timeout)
+            .finish(&mut self.stream, &mut self.pending_head, self.write_timeout)
             .await
         {
             Ok(()) => Ok(()),
@@ -219,10 +237,12 @@ impl HttpSession {
                     break (resp, len);
                 }
             }
+            // A large first read: a small response (head and body) then
+            // arrives in one syscall. The buffer lives only for this exchange.
             let n = common::read_more(
                 &mut self.stream,
                 &mut self.buf,
-                INIT_HEADER_BUF_SIZE,
+                RESPONSE_READ_SIZE,
                 self.read_timeout,
                 "reading response header",
             )

@@ -51,6 +51,9 @@ pub struct HttpSession {
     request_read: bool,
     body_reader: BodyReader,
     body_writer: BodyWriter,
+    /// The response head, serialized but held back so that it goes out in
+    /// one write with the first body piece (or at `finish_body`).
+    pending_head: BytesMut,
     response_written: Option<Box<ResponseHeader>>,
     keepalive: KeepaliveStatus,
     read_timeout: Option<Duration>,
@@ -87,6 +90,7 @@ impl HttpSession {
             request_read: false,
             body_reader: BodyReader::Done,
             body_writer: BodyWriter::Pending,
+            pending_head: BytesMut::new(),
             response_written: None,
             keepalive: KeepaliveStatus::Timeout(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
             read_timeout: None,
@@ -514,23 +518,14 @@ impl HttpSession {
         } else {
             header.insert_header(header::CONNECTION, "close")?;
         }
-        let mut out = BytesMut::with_capacity(256);
+        let mut out = BytesMut::with_capacity(512);
         head::response_to_wire(&header, &mut out);
-        let r = common::write_all(
-            &mut self.stream,
-            &out,
-            self.write_timeout,
-            "writing response header",
-        )
-        .await;
         self.response_written = Some(header);
-        r.map_err(|e| {
-            self.must_close = true;
-            e.into_down()
-        })?;
         if self.body_writer == BodyWriter::NoBody {
-            return self.write_raw(b"", "flushing response header").await;
+            return self.write_raw(&out, "writing response header").await;
         }
+        // held back: sent with the first body piece or by finish_body
+        self.pending_head = out;
         Ok(())
     }
 
@@ -544,7 +539,7 @@ impl HttpSession {
     pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
         match self
             .body_writer
-            .write(&mut self.stream, data, self.write_timeout)
+            .write(&mut self.stream, &mut self.pending_head, data, self.write_timeout)
             .await
         {
             Ok(n) => {
@@ -569,7 +564,7 @@ impl HttpSession {
             self.must_close = true;
         }
         self.body_writer
-            .finish(&mut self.stream, self.write_timeout)
+            .finish(&mut self.stream, &mut self.pending_head, self.write_timeout)
             .await
             .map_err(|e| {
                 self.must_close = true;
@@ -606,6 +601,7 @@ impl HttpSession {
                 request_read: false,
                 body_reader: BodyReader::Done,
                 body_writer: BodyWriter::Pending,
+                pending_head: BytesMut::new(),
                 response_written: None,
                 keepalive: self.keepalive,
                 read_timeout: self.read_timeout,
