@@ -75,15 +75,15 @@ where
         // Informational responses: 100 was answered by the proxy itself;
         // others (e.g. 103 Early Hints, RFC 8297) are forwarded as they come.
         let mut resp = loop {
-            let Some(head) = client.response_header() else {
+            let Some(head) = client.take_response_header() else {
                 return Error::e_explain(ErrorType::InternalError, "no response header after read");
             };
             let status = head.status.as_u16();
             if !(100..200).contains(&status) || status == 101 {
-                break Box::new(head.clone());
+                break head;
             }
             if status != 100 {
-                let mut info = Box::new(head.clone());
+                let mut info = head;
                 hop_by_hop::strip_response(&mut info, false);
                 session
                     .downstream_session

@@ -74,6 +74,14 @@ impl HttpSession {
         }
     }
 
+    /// Take the last response header read out of the session, to forward it
+    /// without a copy; [`HttpSession::response_header`] is `None` afterwards.
+    pub fn take_response_header(&mut self) -> Option<Box<ResponseHeader>> {
+        match self {
+            HttpSession::H1(s) => s.take_resp_header(),
+        }
+    }
+
     /// The next piece of response body, `Ok(None)` at its end.
     ///
     /// # Errors

@@ -18,25 +18,37 @@ pub const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-/// The names to remove from `headers`: the fixed list plus every name listed
-/// in `Connection`. With `keep_upgrade`, `Upgrade` and `Connection` stay and
-/// `Connection` is reduced to `upgrade` by the caller.
-fn names_to_remove(headers: &HMap, keep_upgrade: bool) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = HOP_BY_HOP
-        .iter()
-        .filter(|n| !(keep_upgrade && (**n == "upgrade" || **n == "connection")))
-        .map(|n| HeaderName::from_static(n))
-        .collect();
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// [`HOP_BY_HOP`] as header names (no parsing per message).
+const FIXED: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The names `Connection` lists besides the fixed ones (usually none, so
+/// usually no allocation).
+fn listed_in_connection(headers: &HMap) -> Vec<HeaderName> {
+    let mut names = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
         for token in v.as_bytes().split(|b| *b == b',') {
             let token = token.trim_ascii();
-            if keep_upgrade && token.eq_ignore_ascii_case(b"upgrade") {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"upgrade")
+            {
+                // close/keep-alive are options, not names; upgrade is fixed
                 continue;
             }
             if let Ok(n) = HeaderName::from_bytes(token) {
-                if !(keep_upgrade && n == header::UPGRADE) {
-                    names.push(n);
-                }
+                names.push(n);
             }
         }
     }
@@ -46,8 +58,17 @@ fn names_to_remove(headers: &HMap, keep_upgrade: bool) -> Vec<HeaderName> {
 macro_rules! strip {
     ($h:expr, $keep_upgrade:expr) => {{
         let keep = $keep_upgrade && $h.headers.contains_key(header::UPGRADE);
-        for n in names_to_remove(&$h.headers, keep) {
-            $h.remove_header(&n);
+        let listed = listed_in_connection(&$h.headers);
+        for n in FIXED.iter() {
+            if keep && (*n == header::UPGRADE || *n == header::CONNECTION) {
+                continue;
+            }
+            if $h.headers.contains_key(n) {
+                $h.remove_header(n);
+            }
+        }
+        for n in listed.iter() {
+            $h.remove_header(n);
         }
         if keep {
             // Connection kept, but it lists only the upgrade now

@@ -14,7 +14,6 @@ use crate::error::{Error, ErrorType, Result, RetryType};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
-
 /// How much room (bytes) the first read of a response gets: enough for the
 /// head and a small body together (nginx's `proxy_buffer_size` is 4–16 KiB;
 /// the body pieces after it are read up to 64 KiB at a time anyway).
@@ -169,7 +168,12 @@ impl HttpSession {
     pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
         match self
             .body_writer
-            .write(&mut self.stream, &mut self.pending_head, data, self.write_timeout)
+            .write(
+                &mut self.stream,
+                &mut self.pending_head,
+                data,
+                self.write_timeout,
+            )
             .await
         {
             Ok(n) => {
@@ -292,6 +296,12 @@ impl HttpSession {
     /// The last response header read, mutable.
     pub fn resp_header_mut(&mut self) -> Option<&mut ResponseHeader> {
         self.response_header.as_deref_mut()
+    }
+
+    /// Take the last response header read out of the session (the body
+    /// framing it decided stays in force), to forward it without a copy.
+    pub fn take_resp_header(&mut self) -> Option<Box<ResponseHeader>> {
+        self.response_header.take()
     }
 
     /// The request written, if any.

@@ -539,7 +539,12 @@ impl HttpSession {
     pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
         match self
             .body_writer
-            .write(&mut self.stream, &mut self.pending_head, data, self.write_timeout)
+            .write(
+                &mut self.stream,
+                &mut self.pending_head,
+                data,
+                self.write_timeout,
+            )
             .await
         {
             Ok(n) => {
