@@ -723,6 +723,31 @@ impl Proxy {
         self.process.try_wait().is_none()
     }
 
+    /// Sends `signal` (a `kill -s` name: `TERM`, `INT`, `QUIT`) to the
+    /// proxy's process, by its PID.
+    pub(crate) fn signal(&self, signal: &str) {
+        let out = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .output()
+            .expect("cannot run kill");
+        assert!(out.status.success(), "kill -s {signal}: {out:?}");
+    }
+
+    /// Waits up to `within` for the proxy to exit; its exit status, or
+    /// `None` when it is still running.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.process.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything the proxy wrote to stderr so far.
     pub(crate) fn stderr(&self) -> String {
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
@@ -739,6 +764,530 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+// ------------------------------------------------------------ raw origin ---
+
+/// One request a [`RawOrigin`] read.
+#[derive(Debug, Clone)]
+pub(crate) struct SeenRequest {
+    /// Serial number of the TCP connection it came on (1 = first accepted).
+    pub(crate) conn: usize,
+    /// Its position on that connection (1 = first).
+    pub(crate) nth_on_conn: usize,
+    /// The exact bytes of the head, from the request line to the blank line
+    /// included.
+    pub(crate) head: Vec<u8>,
+    /// The body (de-chunked when it came chunked).
+    pub(crate) body: Vec<u8>,
+    /// The method of the request line.
+    pub(crate) method: String,
+    /// The target of the request line.
+    pub(crate) path: String,
+}
+
+impl SeenRequest {
+    /// The head as (lossy) text.
+    pub(crate) fn head_text(&self) -> String {
+        String::from_utf8_lossy(&self.head).into_owned()
+    }
+
+    /// The header fields in the order received, names spelled as received.
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
+        header_fields(&self.head_text())
+    }
+
+    /// The value of the first field named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// The `name: value` fields of a message head (the first line skipped).
+pub(crate) fn header_fields(head: &str) -> Vec<(String, String)> {
+    head.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// One thing a [`RawOrigin`] does in answer to a request.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// Write these bytes as they are.
+    Send(Vec<u8>),
+    /// Wait this long.
+    Sleep(Duration),
+    /// Close the connection; nothing more is read from it.
+    Close,
+}
+
+/// `HTTP/1.1 200 OK` with `Content-Length` and `body`.
+pub(crate) fn ok_response(body: &[u8]) -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+type Script = dyn Fn(&SeenRequest) -> Vec<Step> + Send + Sync;
+
+/// An origin written on raw `std` sockets, for behaviours that need control
+/// of every byte: it reads each request (head bytes recorded exactly, body
+/// by `Content-Length` or chunked), records it, and runs the steps its
+/// script returns for it; unless a step closes, it then reads the next
+/// request on the connection. Counts the connections it accepts. A thread
+/// per connection; stops accepting when dropped.
+pub(crate) struct RawOrigin {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    seen: Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawOrigin {
+    /// Starts the origin on `127.0.0.1:0`, answering with `script`.
+    pub(crate) fn start(
+        script: impl Fn(&SeenRequest) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_inner(Some(Arc::new(script)))
+    }
+
+    /// An origin that closes every connection as soon as it accepts it,
+    /// without reading anything.
+    pub(crate) fn closing_at_once() -> Self {
+        Self::start_inner(None)
+    }
+
+    fn start_inner(script: Option<Arc<Script>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw origin");
+        let addr = listener.local_addr().expect("local_addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (conns, seen2, stop2) = (connections.clone(), seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let conn = conns.fetch_add(1, Ordering::SeqCst) + 1;
+                let Some(script) = script.clone() else {
+                    drop(stream);
+                    continue;
+                };
+                let seen = seen2.clone();
+                std::thread::spawn(move || raw_origin_serve(stream, conn, &*script, &seen));
+            }
+        });
+        RawOrigin {
+            addr,
+            connections,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// TCP connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The requests read so far, in the order they were read.
+    pub(crate) fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().expect("raw origin lock").clone()
+    }
+
+    /// Polls until at least `n` requests were read or `WAIT` passes;
+    /// whether they were.
+    pub(crate) fn wait_for_requests(&self, n: usize) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.seen().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn raw_origin_serve(
+    mut stream: TcpStream,
+    conn: usize,
+    script: &Script,
+    seen: &std::sync::Mutex<Vec<SeenRequest>>,
+) {
+    let _ = stream.set_read_timeout(Some(WAIT));
+    let mut buf = Vec::new();
+    let mut nth = 0;
+    while let Some(mut req) = read_request(&mut stream, &mut buf) {
+        nth += 1;
+        req.conn = conn;
+        req.nth_on_conn = nth;
+        seen.lock().expect("raw origin lock").push(req.clone());
+        for step in script(&req) {
+            match step {
+                Step::Send(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+                Step::Sleep(d) => std::thread::sleep(d),
+                Step::Close => return,
+            }
+        }
+    }
+}
+
+/// Reads more bytes into `buf`; false on EOF, error or timeout.
+fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return true;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Makes sure `buf` holds at least `n` bytes.
+fn fill_to(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<()> {
+    while buf.len() < n {
+        if !read_more(stream, buf) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// The index just past the next CRLF at or after `from`, reading as needed.
+fn line_end(stream: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> Option<usize> {
+    loop {
+        if let Some(i) = find(&buf[from..], b"\r\n") {
+            return Some(from + i + 2);
+        }
+        if !read_more(stream, buf) {
+            return None;
+        }
+    }
+}
+
+/// Position of `needle` in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one request off `stream` (bytes past it stay in `buf`). `None` on
+/// EOF or a head it cannot read.
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<SeenRequest> {
+    let head_len = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if !read_more(stream, buf) {
+            return None;
+        }
+    };
+    let head: Vec<u8> = buf.drain(..head_len).collect();
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut line = text.split("\r\n").next()?.split(' ');
+    let method = line.next()?.to_owned();
+    let path = line.next()?.to_owned();
+    let fields = header_fields(&text);
+    let chunked = fields.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    let length = fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let end = line_end(stream, buf, 0)?;
+            let size_line = String::from_utf8_lossy(&buf[..end - 2]).into_owned();
+            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+            buf.drain(..end);
+            if size == 0 {
+                // trailer fields up to the empty line
+                loop {
+                    let end = line_end(stream, buf, 0)?;
+                    let empty = end == 2;
+                    buf.drain(..end);
+                    if empty {
+                        break;
+                    }
+                }
+                break;
+            }
+            fill_to(stream, buf, size + 2)?;
+            body.extend(buf.drain(..size));
+            buf.drain(..2);
+        }
+    } else if let Some(n) = length {
+        fill_to(stream, buf, n)?;
+        body.extend(buf.drain(..n));
+    }
+    Some(SeenRequest {
+        conn: 0,
+        nth_on_conn: 0,
+        head,
+        body,
+        method,
+        path,
+    })
+}
+
+// ------------------------------------------------------------ raw client ---
+
+/// A response read by [`RawClient::read_response`].
+#[derive(Debug, Clone)]
+pub(crate) struct RawReply {
+    /// Status code.
+    pub(crate) status: u16,
+    /// The head as text, status line to the blank line included.
+    pub(crate) head: String,
+    /// The body, de-chunked when it came chunked.
+    pub(crate) body: Vec<u8>,
+    /// The body bytes as they came on the wire (chunk framing included).
+    pub(crate) wire_body: Vec<u8>,
+    /// Whether the body was read to its end (false: the connection closed
+    /// first).
+    pub(crate) complete: bool,
+}
+
+impl RawReply {
+    /// The header fields in order, names as received.
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
+        header_fields(&self.head)
+    }
+
+    /// The value of the first field named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A client connection written on a raw `std` socket, for keep-alive and
+/// pipelining: write any bytes, read responses one at a time. Every read
+/// waits at most [`WAIT`] and panics (failing the test) past it.
+pub(crate) struct RawClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects to `addr`.
+    pub(crate) fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("set_read_timeout");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects to `addr`; `None` when the connection is refused.
+    pub(crate) fn try_connect(addr: SocketAddr) -> Option<RawClient> {
+        let stream = TcpStream::connect(addr).ok()?;
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("set_read_timeout");
+        Some(RawClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes `bytes`, ignoring a failure (the server may have closed).
+    pub(crate) fn try_write(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Writes `bytes` as they are.
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the proxy");
+    }
+
+    /// Reads more into the buffer; false on EOF or reset. Panics on timeout.
+    fn more(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!(
+                        "no byte from the server for {WAIT:?}; have {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    )
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Reads the next response. `to_head` says it answers a HEAD (no body
+    /// whatever the headers say). A 1xx response is returned on its own.
+    /// `None` when the connection closes before a whole head arrives.
+    pub(crate) fn read_response(&mut self, to_head: bool) -> Option<RawReply> {
+        let head_len = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !self.more() {
+                return None;
+            }
+        };
+        let head: Vec<u8> = self.buf.drain(..head_len).collect();
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status = status_of(head.as_bytes())?;
+        let mut reply = RawReply {
+            status,
+            head,
+            body: Vec::new(),
+            wire_body: Vec::new(),
+            complete: true,
+        };
+        let fields = reply.headers();
+        let chunked = fields.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        });
+        let length = fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        if to_head || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Some(reply);
+        }
+        if chunked {
+            reply.complete = self.read_chunked(&mut reply);
+        } else if let Some(n) = length {
+            while self.buf.len() < n {
+                if !self.more() {
+                    reply.complete = false;
+                    break;
+                }
+            }
+            let n = n.min(self.buf.len());
+            reply.body = self.buf.drain(..n).collect();
+            reply.wire_body = reply.body.clone();
+        } else {
+            // close-delimited
+            while self.more() {}
+            reply.body = std::mem::take(&mut self.buf);
+            reply.wire_body = reply.body.clone();
+        }
+        Some(reply)
+    }
+
+    fn line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n") {
+                return Some(self.buf.drain(..i + 2).collect());
+            }
+            if !self.more() {
+                return None;
+            }
+        }
+    }
+
+    fn read_chunked(&mut self, reply: &mut RawReply) -> bool {
+        loop {
+            let Some(line) = self.line() else {
+                return false;
+            };
+            reply.wire_body.extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+            let Ok(size) = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
+            else {
+                return false;
+            };
+            if size == 0 {
+                loop {
+                    let Some(line) = self.line() else {
+                        return false;
+                    };
+                    reply.wire_body.extend_from_slice(&line);
+                    if line == b"\r\n" {
+                        return true;
+                    }
+                }
+            }
+            while self.buf.len() < size + 2 {
+                if !self.more() {
+                    return false;
+                }
+            }
+            let data: Vec<u8> = self.buf.drain(..size + 2).collect();
+            reply.wire_body.extend_from_slice(&data);
+            reply.body.extend_from_slice(&data[..size]);
+        }
+    }
+
+    /// Waits up to `within` for the server to close the connection (EOF or
+    /// reset); the bytes that came before the close, or `None` when it is
+    /// still open.
+    pub(crate) fn wait_closed(&mut self, within: Duration) -> Option<Vec<u8>> {
+        self.stream
+            .set_read_timeout(Some(within))
+            .expect("set_read_timeout");
+        let mut chunk = [0u8; 64 * 1024];
+        let closed = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        self.stream
+            .set_read_timeout(Some(WAIT))
+            .expect("set_read_timeout");
+        closed.then(|| std::mem::take(&mut self.buf))
     }
 }
 
