@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::Method;
-use proxy_core::apps::ServerApp;
+use proxy_core::apps::{HttpServerOptions, ServerApp};
 use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
 use proxy_core::error::{Error, ErrorType, Result};
@@ -34,6 +34,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// upstream connector (with its connection pool) and retry policy.
 pub struct HttpProxy<SV> {
     pub(crate) inner: SV,
+    /// Downstream keep-alive, timeouts and request limit; change them before
+    /// the service starts (`service.app_logic_mut()`).
+    pub server_options: HttpServerOptions,
     client_connector: Connector,
     max_retries: usize,
 }
@@ -44,6 +47,7 @@ impl<SV> HttpProxy<SV> {
     pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
         HttpProxy {
             inner,
+            server_options: HttpServerOptions::default(),
             client_connector: Connector::new(Some(ConnectorOptions::new(
                 conf.upstream_keepalive_pool_size,
             ))),
@@ -68,50 +72,74 @@ where
     SV::CTX: Send + Sync,
 {
     /// Serve requests on one downstream connection until it closes.
+    ///
+    /// Between requests the task holds only the session and a small wait for
+    /// the next request's first byte; everything a request needs lives in a
+    /// boxed future that exists only while the request is in flight, so an
+    /// idle keep-alive connection stays small.
     async fn serve_connection(&self, stream: Stream, shutdown: &ShutdownWatch) {
         let mut downstream = ServerSession::new_http1(stream);
         let mut shutdown = shutdown.clone();
-        let mut reused = false;
+        let mut served: u32 = 0;
         loop {
-            let read = if reused {
-                tokio::select! {
-                    biased;
-                    r = downstream.read_request() => r,
-                    // an idle keep-alive connection closes as soon as shutdown begins
-                    _ = shutdown.wait_for(|s| *s) => return,
-                }
-            } else {
-                downstream.read_request().await
+            self.apply_server_options(&mut downstream);
+            let arrived = tokio::select! {
+                biased;
+                r = downstream.wait_for_request() => matches!(r, Ok(true)),
+                // an idle keep-alive connection closes as soon as shutdown begins
+                _ = shutdown.wait_for(|s| *s), if served > 0 => false,
             };
-            match read {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) => {
-                    reject_request(downstream, &e).await;
-                    return;
-                }
-            }
-            if *shutdown.borrow() {
-                downstream.set_keepalive(None);
-            }
-            // Boxed: the request's futures are large and live only while a
-            // request is in flight; an idle keep-alive connection keeps just
-            // the small read future above.
-            let (done, reuse) = Box::pin(self.process_request(Session::new(downstream))).await;
-            if !reuse {
-                if !done.is_body_done() {
-                    done.close_lingering().await;
-                }
+            if !arrived {
                 return;
             }
-            match done.reuse().await {
-                Some(next) => {
-                    downstream = next;
-                    reused = true;
-                }
+            served = served.saturating_add(1);
+            let closing = *shutdown.borrow()
+                || self
+                    .server_options
+                    .keepalive_request_limit
+                    .is_some_and(|l| served >= l);
+            match Box::pin(self.serve_request(downstream, closing)).await {
+                Some(next) => downstream = next,
                 None => return,
             }
         }
+    }
+
+    /// Read one request, serve it, and return the session for the next one
+    /// if the connection stays open. `closing`: answer, then close.
+    async fn serve_request(
+        &self,
+        mut downstream: ServerSession,
+        closing: bool,
+    ) -> Option<ServerSession> {
+        match downstream.read_request().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                reject_request(downstream, &e).await;
+                return None;
+            }
+        }
+        if closing {
+            downstream.set_keepalive(None);
+        }
+        let (done, reuse) = self.process_request(Session::new(downstream)).await;
+        if !reuse {
+            if !done.is_body_done() {
+                done.close_lingering().await;
+            }
+            return None;
+        }
+        done.reuse().await
+    }
+
+    /// Keep-alive and timeouts from [`HttpServerOptions`] for the next request.
+    fn apply_server_options(&self, downstream: &mut ServerSession) {
+        let o = &self.server_options;
+        downstream.set_keepalive(o.keepalive_timeout_seconds);
+        downstream.set_header_read_timeout(o.header_read_timeout);
+        downstream.set_read_timeout(o.body_read_timeout);
+        downstream.set_write_timeout(o.write_timeout);
     }
 
     /// One request: context, phases, error response, logging. Returns the
@@ -249,5 +277,37 @@ where
     ) -> Option<Stream> {
         self.serve_connection(stream, shutdown).await;
         None
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proxy_core::upstreams::peer::HttpPeer;
+
+    struct Nothing;
+
+    #[async_trait]
+    impl ProxyHttp for Nothing {
+        type CTX = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+            Error::e_explain(ErrorType::InternalError, "unused")
+        }
+    }
+
+    /// What an idle keep-alive connection holds is this future (plus the
+    /// socket and the task): the target is at most 2 KiB per idle
+    /// connection in all (docs/benchmarks.md), so the future must stay small.
+    #[test]
+    fn idle_connection_future_stays_under_one_kib() {
+        let conf = Arc::new(ServerConf::default());
+        let proxy = HttpProxy::new(Nothing, conf);
+        let (a, _b) = tokio::io::duplex(64);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let fut = proxy.serve_connection(Box::new(a), &rx);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "serve_connection future is {size} bytes");
     }
 }

@@ -35,13 +35,6 @@ use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
 use proxy_facade::upstreams::peer::HttpPeer;
 
-/// The allocator: a proxy allocates and frees small objects (headers,
-/// buffers) on every request, which mimalloc serves faster than glibc's
-/// malloc (see docs/benchmarks.md). Any global allocator works; this is the
-/// program's choice, not the framework's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The proxy: everything `upstream_peer` needs to pick a peer.
 ///
 /// The framework shares one value of this type between all threads and all

@@ -7,6 +7,7 @@
 pub mod http;
 
 use std::fmt::Debug;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The address of one end of a connection: an inet socket or a Unix socket path.
@@ -57,12 +58,22 @@ pub trait IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug + 'static {
     fn local_addr(&self) -> Option<SocketAddr> {
         None
     }
+    /// Ready when a read would not block (data, end of stream or an error
+    /// is waiting). Lets a session wait for the next request on an idle
+    /// connection without holding a read buffer. The default is always
+    /// ready (a read then waits instead).
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// A boxed [`IO`]: what listeners hand to apps and connectors hand to client sessions.
 pub type Stream = Box<dyn IO>;
 
 impl IO for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::TcpStream::peer_addr(self)
             .ok()
@@ -76,6 +87,9 @@ impl IO for tokio::net::TcpStream {
 }
 
 impl IO for tokio::net::UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::UnixStream::peer_addr(self)
             .ok()

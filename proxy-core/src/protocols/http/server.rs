@@ -34,6 +34,17 @@ impl Session {
         Session::H1(SessionV1::new(stream))
     }
 
+    /// Wait, holding no buffer, for the next request's first byte; `false`
+    /// when the wait timed out and the connection should be closed.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::wait_for_request`.
+    pub async fn wait_for_request(&self) -> Result<bool> {
+        match self {
+            Session::H1(s) => s.wait_for_request().await,
+        }
+    }
+
     /// Read the request head; `Ok(None)` if the client closed (or went idle
     /// past the keep-alive timeout) first.
     ///
@@ -222,6 +233,14 @@ impl Session {
     pub async fn write_rejection(&mut self, resp: ResponseHeader) -> Result<()> {
         match self {
             Session::H1(s) => s.write_rejection(resp).await,
+        }
+    }
+
+    /// Bound the time from a request head's first byte to its end (and, on
+    /// a fresh connection, the wait for that first byte).
+    pub fn set_header_read_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            Session::H1(s) => s.set_header_read_timeout(timeout),
         }
     }
 

@@ -213,30 +213,49 @@ pub fn transfer_coding(headers: &HMap) -> TransferCoding {
 
 /// Await `fut` for at most `timeout` (`None`: no limit); on expiry an error
 /// of kind `ReadTimedout`/`WriteTimedout` (per `etype`) naming `what`.
-pub(crate) async fn timed<T, F>(
+pub(crate) fn timed<T, F>(
     timeout: Option<Duration>,
     etype: ErrorType,
     what: &'static str,
     fut: F,
-) -> Result<T>
+) -> impl Future<Output = Result<T>>
 where
     F: Future<Output = Result<T>>,
 {
+    // A plain fn returning one of two futures, not an `async fn`: an async
+    // fn would keep `fut` in its state twice (as its argument and inside the
+    // Timeout), and these futures sit in every connection's task.
+    use futures_util::future::{Either, FutureExt};
     match timeout {
-        None => fut.await,
-        Some(d) => match tokio::time::timeout(d, fut).await {
+        None => Either::Left(fut),
+        Some(d) => Either::Right(tokio::time::timeout(d, fut).map(move |r| match r {
             Ok(r) => r,
             Err(_) => Err(Error::explain(
                 etype,
                 format!("{what} timed out after {} ms", d.as_millis()),
             )),
-        },
+        })),
     }
 }
 
 /// Read once from `io` into `buf`, making room for at least `want` bytes
 /// (reusing spare capacity when there is enough). Returns the number of bytes
 /// read; 0 means the peer closed its side.
+/// Wait until `io` has something to read, without a buffer: an idle
+/// connection waiting for its next request then costs no read buffer.
+pub(crate) async fn wait_readable(
+    io: &Stream,
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    timed(timeout, ErrorType::ReadTimedout, what, async {
+        std::future::poll_fn(|cx| io.poll_read_ready(cx))
+            .await
+            .or_err(ErrorType::ReadError, what)
+    })
+    .await
+}
+
 pub(crate) async fn read_more(
     io: &mut Stream,
     buf: &mut BytesMut,
@@ -246,11 +265,10 @@ pub(crate) async fn read_more(
 ) -> Result<usize> {
     let spare = buf.capacity() - buf.len();
     if spare < want.min(4096) {
-        if buf.is_empty() {
-            *buf = BytesMut::with_capacity(want);
-        } else {
-            buf.reserve(want);
-        }
+        // Reclaims the buffer's own allocation when every piece split off it
+        // has been dropped (the steady state of a streamed body: no
+        // allocation per read); allocates otherwise.
+        buf.reserve(want);
     }
     timed(timeout, ErrorType::ReadTimedout, what, async {
         io.read_buf(buf).await.or_err(ErrorType::ReadError, what)

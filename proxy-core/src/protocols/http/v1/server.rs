@@ -110,6 +110,46 @@ impl HttpSession {
         }
     }
 
+    /// Wait, holding no buffer, until the next request's first byte arrives.
+    /// Returns `false` if the wait timed out (the keep-alive timeout on a
+    /// reused connection, the header timeout on a fresh one) and the
+    /// connection should be closed quietly. Call before
+    /// [`HttpSession::read_request`] to keep an idle connection small.
+    ///
+    /// # Errors
+    /// `ReadError` if the socket fails.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_for_request(&self) -> Result<bool> {
+        if !self.buf.is_empty() {
+            return Ok(true);
+        }
+        match common::wait_readable(
+            &self.stream,
+            self.first_byte_timeout(),
+            "waiting for a request",
+        )
+        .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.etype() == &ErrorType::ReadTimedout => Ok(false),
+            Err(e) => Err(e.into_down()),
+        }
+    }
+
+    /// How long to wait for a request's first byte.
+    fn first_byte_timeout(&self) -> Option<Duration> {
+        if self.reused {
+            match self.keepalive {
+                KeepaliveStatus::Timeout(d) => Some(d),
+                KeepaliveStatus::Infinite | KeepaliveStatus::Off => None,
+            }
+        } else {
+            self.header_timeout
+        }
+    }
+
     /// Read and parse the request head. Returns the head's size in bytes, or
     /// `Ok(None)` if the client closed the connection (or, on a reused
     /// connection, the keep-alive idle timeout expired) before sending a byte.
@@ -140,22 +180,27 @@ impl HttpSession {
             );
         }
         if self.buf.is_empty() {
-            let first_byte_timeout = if self.reused {
-                match self.keepalive {
-                    KeepaliveStatus::Timeout(d) => Some(d),
-                    KeepaliveStatus::Infinite | KeepaliveStatus::Off => None,
-                }
-            } else {
-                self.header_timeout
-            };
-            let read = common::read_more(
-                &mut self.stream,
-                &mut self.buf,
-                INIT_HEADER_BUF_SIZE,
+            let first_byte_timeout = self.first_byte_timeout();
+            // wait first, allocate the head buffer only once bytes arrive
+            let read = match common::wait_readable(
+                &self.stream,
                 first_byte_timeout,
                 "waiting for a request",
             )
-            .await;
+            .await
+            {
+                Ok(()) => {
+                    common::read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        INIT_HEADER_BUF_SIZE,
+                        first_byte_timeout,
+                        "waiting for a request",
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             match read {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
