@@ -20,6 +20,7 @@ sys_start() {
 ---
 version: 1
 threads: 1
+work_stealing: ${OURS_WORK_STEALING:-true}
 pid_file: $run/server.pid
 upgrade_sock: $run/upgrade.sock
 listen: 127.0.0.1:8088
