@@ -277,6 +277,10 @@ pub(crate) async fn read_more(
 }
 
 /// Write all of `data` to `io` within `timeout`.
+/// Bodies up to this many bytes are copied behind the held-back head and
+/// sent with a plain write; larger ones go out in one vectored write.
+const SMALL_WRITE_COPY: usize = 4096;
+
 /// Write `pending` (bytes held back, e.g. a message head) followed by
 /// `data` as one vectored write when the transport supports it, then clear
 /// `pending`. Saves a syscall per message compared to two writes.
@@ -290,6 +294,13 @@ pub(crate) async fn write_all_after(
     use bytes::Buf;
     if pending.is_empty() {
         return write_all(io, data, timeout, what).await;
+    }
+    if data.len() <= SMALL_WRITE_COPY {
+        // a small copy is cheaper than a vectored write
+        pending.extend_from_slice(data);
+        let r = write_all(io, pending, timeout, what).await;
+        pending.clear();
+        return r;
     }
     let r = timed(timeout, ErrorType::WriteTimedout, what, async {
         let mut chain = Buf::chain(&pending[..], data);
