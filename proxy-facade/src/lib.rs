@@ -6,9 +6,13 @@
 //! [`proxy`] (feature `proxy`, on by default), and a [`prelude`] with what a
 //! proxy program imports.
 //!
+//! The tutorial's first program, with only the crate path changed (this
+//! doc test keeps it compiling):
+//!
 //! ```no_run
 //! use async_trait::async_trait;
 //! use proxy_facade::prelude::*;
+//! use proxy_facade::proxy::{ProxyHttp, Session};
 //! use proxy_facade::upstreams::peer::HttpPeer;
 //!
 //! pub struct MyProxy;
@@ -17,8 +21,19 @@
 //! impl ProxyHttp for MyProxy {
 //!     type CTX = ();
 //!     fn new_ctx(&self) -> Self::CTX {}
-//!     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+//!
+//!     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
 //!         Ok(Box::new(HttpPeer::new(("127.0.0.1", 8000), false, String::new())))
+//!     }
+//!
+//!     async fn upstream_request_filter(
+//!         &self,
+//!         _session: &mut Session,
+//!         upstream_request: &mut proxy_facade::http::RequestHeader,
+//!         _ctx: &mut Self::CTX,
+//!     ) -> Result<()> {
+//!         upstream_request.insert_header("Host", "example.org")?;
+//!         Ok(())
 //!     }
 //! }
 //!

@@ -39,6 +39,10 @@ impl Session {
     /// # Errors
     /// Downstream read errors and timeouts, and framing errors (e.g. an invalid
     /// chunk size, RFC 9112 §7.1) as `H1Error`.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe for a chunked body (a dropped read may lose its place
+    /// in the framing): after dropping it, answer and close the connection.
     pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
         self.downstream_session.read_request_body().await
     }
@@ -50,6 +54,10 @@ impl Session {
     ///
     /// # Errors
     /// Downstream write errors.
+    ///
+    /// # Cancel safety
+    /// A dropped call may leave a partial response on the wire; the
+    /// connection is then not reused.
     pub async fn respond_error(&mut self, code: u16) -> Result<()> {
         if self.response_written().is_some() {
             return Ok(());

@@ -563,7 +563,8 @@ impl HttpSession {
         } else {
             header.insert_header(header::CONNECTION, "close")?;
         }
-        let mut out = BytesMut::with_capacity(512);
+        // room for a typical head and a small body copied behind it
+        let mut out = BytesMut::with_capacity(2048);
         head::response_to_wire(&header, &mut out);
         self.response_written = Some(header);
         if self.body_writer == BodyWriter::NoBody {
