@@ -163,11 +163,12 @@ where
             .logging(&mut session, error.as_deref(), &mut ctx)
             .await;
         let mut downstream = *session.downstream_session;
+        reuse = reuse && downstream.will_keepalive();
         if reuse && !downstream.is_body_done() {
             // the request body was not (fully) read: drain it, bounded, or close
             let drained =
                 tokio::time::timeout(DRAIN_TIMEOUT, downstream.drain_request_body()).await;
-            reuse = matches!(drained, Ok(Ok(())));
+            reuse = matches!(drained, Ok(Ok(()))) && downstream.will_keepalive();
         }
         (downstream, reuse)
     }

@@ -8,20 +8,39 @@
 //! an `Upgrade` request turns the exchange into a two-way byte pipe.
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use proxy_core::error::{Error, ErrorType, Result, RetryType};
 use proxy_core::protocols::http::client::HttpSession as ClientSession;
 use proxy_core::protocols::http::hop_by_hop;
+use proxy_core::protocols::http::v1::common;
 
 use crate::proxy::HttpProxy;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
 
-/// An upstream error that happened before any response byte came back: the
-/// request may be resent on a fresh connection if this one came from the pool
-/// (it may have been closed by the upstream while idle).
-fn before_response(mut e: Box<Error>) -> Box<Error> {
+/// Classify an error from sending the request upstream. A connection that
+/// fails this way (reset, closed) may be a pooled one the upstream closed
+/// while it sat idle: the request may then be resent on a fresh connection
+/// (`ReusedOnly`, decided by `error_while_proxy`). A write timeout is the
+/// upstream's fault but not retried; a framing error (e.g. a body shorter
+/// than the Content-Length a phase left in place) is ours: internal, 500.
+fn send_failed(mut e: Box<Error>) -> Box<Error> {
+    match e.etype() {
+        ErrorType::WriteError | ErrorType::ConnectionClosed | ErrorType::ReadError => {
+            e.as_up();
+            e.set_retry_type(RetryType::ReusedOnly);
+        }
+        ErrorType::WriteTimedout => e.as_up(),
+        _ => e.as_in(),
+    }
+    e
+}
+
+/// An error after a response byte came back: never retried (the upstream
+/// has acted on the request).
+fn after_response(mut e: Box<Error>) -> Box<Error> {
     e.as_up();
-    e.set_retry_type(RetryType::ReusedOnly);
+    e.set_retry(false);
     e
 }
 
@@ -40,6 +59,8 @@ where
         let upgrade = session.is_upgrade_req();
         let mut req = Box::new(session.req_header().clone());
         hop_by_hop::strip_request(&mut req, upgrade);
+        // RFC 9110 §6.2: a proxy sends its own HTTP version
+        req.set_version(http::Version::HTTP_11);
         // The proxy answers `Expect: 100-continue` itself when it reads the body.
         req.remove_header("expect");
         if !session.is_body_empty() && !req.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -53,7 +74,7 @@ where
         client
             .write_request_header(req)
             .await
-            .map_err(before_response)?;
+            .map_err(send_failed)?;
 
         if let Err(e) = self.send_request_body(session, client, ctx).await {
             // The upstream may have answered early (e.g. 413) and stopped reading:
@@ -66,10 +87,11 @@ where
             }
             session.set_keepalive(None);
         } else {
+            // the client session marks "closed before any byte" as ReusedOnly
             client
                 .read_response_header()
                 .await
-                .map_err(before_response)?;
+                .map_err(|e| e.into_up())?;
         }
 
         // Informational responses: 100 was answered by the proxy itself;
@@ -94,20 +116,48 @@ where
             client
                 .read_response_header()
                 .await
-                .map_err(|e| e.into_up())?;
+                .map_err(after_response)?;
         };
 
-        let switching = resp.status.as_u16() == 101 && upgrade;
+        let status = resp.status.as_u16();
+        if status == 101 && !client.was_upgraded() {
+            return Err(after_response(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "upstream answered 101 to a request that did not ask to upgrade",
+            )));
+        }
+        if resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
+            if !common::is_only_chunked(&resp.headers) {
+                // a coding this proxy cannot pass on: the body cannot be forwarded as is
+                return Err(after_response(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "upstream response has a transfer coding other than chunked",
+                )));
+            }
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which a
+            // proxy must remove
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        let switching = status == 101;
         self.inner
             .upstream_response_filter(session, &mut resp, ctx)
             .await?;
         self.inner.response_filter(session, &mut resp, ctx).await?;
         hop_by_hop::strip_response(&mut resp, switching);
         let end = client.response_done() && !switching;
+        // held back to go out with the first body piece (see send_response_body)
         session
-            .write_response_header(resp, end)
+            .downstream_session
+            .write_response_header(resp)
             .await
             .map_err(|e| e.into_down())?;
+        if end {
+            session
+                .downstream_session
+                .finish_body()
+                .await
+                .map_err(|e| e.into_down())?;
+        }
 
         if switching {
             return self.pipe_upgraded(session, client).await;
@@ -127,7 +177,7 @@ where
         ctx: &mut SV::CTX,
     ) -> Result<()> {
         if session.is_body_empty() {
-            return client.finish_request_body().await.map_err(before_response);
+            return client.finish_request_body().await.map_err(send_failed);
         }
         let replay: Vec<Bytes> = session.retry_buffer.chunks().to_vec();
         let complete = session.retry_buffer.is_complete();
@@ -138,7 +188,7 @@ where
                 .await?;
         }
         if complete {
-            return client.finish_request_body().await.map_err(before_response);
+            return client.finish_request_body().await.map_err(send_failed);
         }
         loop {
             let piece = session
@@ -156,7 +206,7 @@ where
             self.forward_request_piece(session, client, piece, end, ctx)
                 .await?;
             if end {
-                return client.finish_request_body().await.map_err(before_response);
+                return client.finish_request_body().await.map_err(send_failed);
             }
         }
     }
@@ -173,9 +223,7 @@ where
             .request_body_filter(session, &mut body, end, ctx)
             .await?;
         match body {
-            Some(b) if !b.is_empty() => {
-                client.write_request_body(&b).await.map_err(before_response)
-            }
+            Some(b) if !b.is_empty() => client.write_request_body(&b).await.map_err(send_failed),
             _ => Ok(()),
         }
     }
@@ -188,8 +236,28 @@ where
         client: &mut ClientSession,
         ctx: &mut SV::CTX,
     ) -> Result<()> {
+        let mut first = true;
         loop {
-            let mut body = client.read_response_body().await.map_err(|e| e.into_up())?;
+            let mut body = if first {
+                first = false;
+                // The head waits to go out with the first body piece; if that
+                // piece is not already here (a slow or streamed body), send
+                // the head now rather than hold it back for the wait.
+                match client.read_response_body().now_or_never() {
+                    Some(r) => r,
+                    None => {
+                        session
+                            .downstream_session
+                            .flush_response_header()
+                            .await
+                            .map_err(|e| e.into_down())?;
+                        client.read_response_body().await
+                    }
+                }
+            } else {
+                client.read_response_body().await
+            }
+            .map_err(after_response)?;
             let end = body.is_none() || client.response_done();
             let delay_up = self
                 .inner
@@ -210,25 +278,38 @@ where
         }
     }
 
-    /// After `101 Switching Protocols` (RFC 9110 §15.2.2), relay bytes both ways
-    /// until either side closes.
+    /// After `101 Switching Protocols` (RFC 9110 §15.2.2), relay bytes both
+    /// ways. When one side ends its stream, the other side's write half is
+    /// shut (a half-close is passed on) and the remaining direction keeps
+    /// flowing until it ends too.
     async fn pipe_upgraded(&self, session: &mut Session, client: &mut ClientSession) -> Result<()> {
         session.set_keepalive(None);
+        session
+            .downstream_session
+            .flush_response_header()
+            .await
+            .map_err(|e| e.into_down())?;
         let downstream = &mut session.downstream_session;
-        loop {
+        let (mut down_open, mut up_open) = (true, true);
+        while down_open || up_open {
+            // both reads are raw `read_buf` calls after the switch: cancel safe
             tokio::select! {
-                d = downstream.read_request_body() => match d.map_err(|e| e.into_down())? {
+                d = downstream.read_request_body(), if down_open => match d.map_err(|e| e.into_down())? {
                     Some(b) => client.write_request_body(&b).await.map_err(|e| e.into_up())?,
-                    None => break,
+                    None => {
+                        down_open = false;
+                        client.shutdown().await;
+                    }
                 },
-                u = client.read_response_body() => match u.map_err(|e| e.into_up())? {
+                u = client.read_response_body(), if up_open => match u.map_err(|e| e.into_up())? {
                     Some(b) => downstream.write_response_body(&b).await.map_err(|e| e.into_down())?,
-                    None => break,
+                    None => {
+                        up_open = false;
+                        downstream.shutdown().await;
+                    }
                 },
             }
         }
-        let _ = client.finish_request_body().await;
-        let _ = downstream.finish_body().await;
         Ok(())
     }
 }

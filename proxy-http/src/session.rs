@@ -85,7 +85,7 @@ impl Session {
     }
 
     /// Send a response header downstream; `end_of_stream` ends the response
-    /// with no body.
+    /// with no body. The header is on the wire when this returns.
     ///
     /// # Errors
     /// Downstream write errors.
@@ -96,9 +96,10 @@ impl Session {
     ) -> Result<()> {
         self.downstream_session.write_response_header(resp).await?;
         if end_of_stream {
-            self.downstream_session.finish_body().await?;
+            self.downstream_session.finish_body().await
+        } else {
+            self.downstream_session.flush_response_header().await
         }
-        Ok(())
     }
 
     /// Send a piece of the response body downstream; `end_of_stream` finishes

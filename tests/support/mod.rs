@@ -51,8 +51,24 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// An address where nothing listens: connecting to it is refused.
+///
+/// The port stays bound (by a socket that never listens) for the rest of the
+/// test process, so no other test running in parallel can be handed it and
+/// listen on it: a freed port could become another test's proxy, and the
+/// "dead" upstream would answer.
 pub(crate) fn dead_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    use socket2::{Domain, Socket, Type};
+    static RESERVED: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind 127.0.0.1:0");
+    let addr = sock
+        .local_addr()
+        .expect("local_addr")
+        .as_socket()
+        .expect("inet address");
+    RESERVED.lock().expect("reserved ports").push(sock);
+    addr
 }
 
 /// Waits until `addr` accepts a TCP connection. Returns false when `child`

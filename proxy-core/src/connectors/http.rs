@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::{ConnectorOptions, TransportConnector};
+use crate::connectors::{ConnectorOptions, TransportConnector, DEFAULT_UPSTREAM_TIMEOUT};
 use crate::error::Result;
 use crate::protocols::http::client::HttpSession;
 use crate::protocols::http::v1::client::HttpSession as Http1Session;
@@ -12,7 +12,8 @@ use crate::upstreams::peer::{HttpPeer, Peer};
 ///
 /// Every session speaks HTTP/1.1 for now (HTTP/2 upstreams come with their
 /// own issue). The peer's `read_timeout` and `write_timeout` are applied to
-/// each session.
+/// each session; a peer that sets none gets [`DEFAULT_UPSTREAM_TIMEOUT`]
+/// (60 s, as nginx), so a silent upstream never holds a request forever.
 pub struct Connector {
     transport: TransportConnector,
 }
@@ -33,8 +34,8 @@ impl Connector {
     pub async fn get_http_session(&self, peer: &HttpPeer) -> Result<(HttpSession, bool)> {
         let (stream, reused) = self.transport.get_stream(peer).await?;
         let mut session = Http1Session::new(stream);
-        session.set_read_timeout(peer.read_timeout());
-        session.set_write_timeout(peer.write_timeout());
+        session.set_read_timeout(peer.read_timeout().or(Some(DEFAULT_UPSTREAM_TIMEOUT)));
+        session.set_write_timeout(peer.write_timeout().or(Some(DEFAULT_UPSTREAM_TIMEOUT)));
         Ok((HttpSession::H1(session), reused))
     }
 

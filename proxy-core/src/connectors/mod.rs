@@ -46,6 +46,12 @@ use crate::protocols::{SocketAddr, Stream};
 use crate::upstreams::peer::Peer;
 use l4::L4Options;
 
+/// The connect, read and write timeout applied to an upstream whose
+/// `PeerOptions` set none: 60 s, nginx's `proxy_connect_timeout`,
+/// `proxy_read_timeout` and `proxy_send_timeout`. Set the peer's option to
+/// change it for that peer.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often the sweeper checks idle connections for expiry and upstream closes.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -198,7 +204,9 @@ impl TransportConnector {
                 .bind_to()
                 .and_then(|b| b.addr)
                 .or_else(|| self.default_bind_to(&addr)),
-            connection_timeout: peer.connection_timeout(),
+            // nginx's proxy_connect_timeout when the peer sets none: a
+            // blackholed address must not hold a request for minutes
+            connection_timeout: peer.connection_timeout().or(Some(DEFAULT_UPSTREAM_TIMEOUT)),
             tcp_keepalive: peer.tcp_keepalive().cloned(),
             tcp_recv_buf: peer.tcp_recv_buf(),
         };

@@ -206,18 +206,22 @@ pub struct PeerOptions {
     /// The local address to connect from. Default `None` (the OS picks;
     /// `ConnectorOptions::bind_to_v4`/`bind_to_v6` apply).
     pub bind_to: Option<BindTo>,
-    /// Limit on the TCP/Unix-socket connect. Default `None`. Exceeding it
-    /// fails with `ConnectTimedout`.
+    /// Limit on the TCP/Unix-socket connect. Default `None`, which the
+    /// connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`,
+    /// nginx's default). Exceeding it fails with `ConnectTimedout`.
     pub connection_timeout: Option<Duration>,
     /// Limit on the whole connect including the TLS handshake. Default
     /// `None`. Exceeding it fails with `ConnectTimedout`.
     pub total_connection_timeout: Option<Duration>,
-    /// Limit on each read from the upstream. Default `None`.
+    /// Limit on each read from the upstream. Default `None`, which the HTTP
+    /// connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`).
+    /// Exceeding it fails with `ReadTimedout` (answered 504).
     pub read_timeout: Option<Duration>,
     /// How long a connection may wait idle in the pool. Default `None` (until
     /// evicted); `Some(Duration::ZERO)` disables pooling for this peer.
     pub idle_timeout: Option<Duration>,
-    /// Limit on each write to the upstream. Default `None`.
+    /// Limit on each write to the upstream. Default `None`, which the HTTP
+    /// connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`).
     pub write_timeout: Option<Duration>,
     /// Verify the upstream certificate (TLS). Default `true`.
     pub verify_cert: bool,

@@ -43,6 +43,10 @@ fn listed_in_connection(headers: &HMap) -> Vec<HeaderName> {
                 || token.eq_ignore_ascii_case(b"close")
                 || token.eq_ignore_ascii_case(b"keep-alive")
                 || token.eq_ignore_ascii_case(b"upgrade")
+                // framing and routing fields are never removed because a
+                // sender listed them: that would change how the message is read
+                || token.eq_ignore_ascii_case(b"content-length")
+                || token.eq_ignore_ascii_case(b"host")
             {
                 // close/keep-alive are options, not names; upgrade is fixed
                 continue;

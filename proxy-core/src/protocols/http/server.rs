@@ -225,6 +225,16 @@ impl Session {
         }
     }
 
+    /// Send a response head still held back for the first body piece.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::flush_response_header`.
+    pub async fn flush_response_header(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.flush_response_header().await,
+        }
+    }
+
     /// Answer a request whose head could not be read; the connection must
     /// then be closed (see `v1::server::HttpSession::write_rejection`).
     ///

@@ -178,6 +178,20 @@ pub enum TransferCoding {
     Invalid,
 }
 
+/// Whether the Transfer-Encoding of `headers` is `chunked` alone, with no
+/// other coding (e.g. not `gzip, chunked`): the only coding this proxy can
+/// take off and put back on another hop.
+pub fn is_only_chunked(headers: &HMap) -> bool {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty());
+    matches!(codings.next(), Some(c) if c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
 /// Classify the Transfer-Encoding of `headers` (all field lines, in order).
 pub fn transfer_coding(headers: &HMap) -> TransferCoding {
     let mut codings = 0usize;

@@ -298,7 +298,24 @@ impl HttpSession {
 
     /// The final response header written, if any.
     pub fn response_written(&self) -> Option<&ResponseHeader> {
-        self.response_written.as_deref()
+        // a head still held back is not written: it can be replaced
+        self.response_written
+            .as_deref()
+            .filter(|_| self.pending_head.is_empty())
+    }
+
+    /// Send a response head that is still held back (waiting to go out with
+    /// the first body piece). Call before waiting for a body that may be slow
+    /// to come (e.g. a streamed upstream response).
+    ///
+    /// # Errors
+    /// `WriteError`/`WriteTimedout` (source Downstream).
+    pub async fn flush_response_header(&mut self) -> Result<()> {
+        if self.pending_head.is_empty() {
+            return Ok(());
+        }
+        let head = std::mem::take(&mut self.pending_head);
+        self.write_raw(&head, "writing response header").await
     }
 
     /// Whether the request asks to switch protocols (RFC 9110 §7.8).
@@ -475,16 +492,30 @@ impl HttpSession {
             .into_in());
         };
         if self.response_written.is_some() {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "a final response header was already written",
-            )
-            .into_in());
+            if self.pending_head.is_empty() {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "a final response header was already written",
+                )
+                .into_in());
+            }
+            // the earlier head never reached the wire (e.g. an error came
+            // before the first body piece): this one replaces it
+            self.pending_head.clear();
+            self.response_written = None;
+            self.body_writer = BodyWriter::Pending;
         }
         let status = header.status;
         let is_head = req.method == Method::HEAD;
         let client_version = req.version;
         let is_upgrade_req = common::is_upgrade(req.version, &req.headers);
+        if status.is_informational()
+            && status != http::StatusCode::SWITCHING_PROTOCOLS
+            && client_version == Version::HTTP_10
+        {
+            // RFC 9110 §15.2: never send a 1xx response to an HTTP/1.0 client
+            return Ok(());
+        }
         if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
             if status == http::StatusCode::CONTINUE {
                 self.continue_state = ContinueState::Done;
@@ -752,6 +783,13 @@ fn request_body_reader(req: &RequestHeader) -> Result<BodyReader> {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
         return match te {
+            // RFC 9112 §6.1: a transfer coding the server does not know → 501
+            TransferCoding::Chunked if !common::is_only_chunked(&req.headers) => {
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(501),
+                    "request Transfer-Encoding has a coding other than chunked",
+                ))
+            }
             TransferCoding::Chunked => Ok(BodyReader::chunked()),
             _ => Err(bad(
                 "Transfer-Encoding of a request does not end in chunked",
@@ -956,6 +994,9 @@ mod tests {
             let mut resp = ResponseHeader::build(200, None).unwrap();
             resp.set_content_length(0).unwrap();
             s.write_response_header(Box::new(resp)).await.unwrap();
+            // the head is held back until the body (here: none) is finished
+            assert!(s.response_written().is_none(), "{req}");
+            s.finish_body().await.unwrap();
             let written = s
                 .response_written()
                 .unwrap()
@@ -963,7 +1004,6 @@ mod tests {
                 .get("connection")
                 .map(|v| v.to_str().unwrap().to_owned());
             assert_eq!(written.as_deref(), conn, "{req}");
-            s.finish_body().await.unwrap();
             assert_eq!(s.reuse().await.is_some(), keep, "{req}");
         }
     }
