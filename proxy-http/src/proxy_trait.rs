@@ -202,6 +202,9 @@ pub trait ProxyHttp {
     }
 
     /// The upstream's response trailers (HTTP/1.1 chunked trailer section, RFC 9112 §7.1.2).
+    ///
+    /// Not called yet: HTTP/1.1 trailers are read and dropped until trailer
+    /// forwarding lands (with HTTP/2).
     fn upstream_response_trailer_filter(
         &self,
         _session: &mut Session,
@@ -241,6 +244,8 @@ pub trait ProxyHttp {
 
     /// The response trailers on their way to the client. Returning `Some(bytes)`
     /// sends those bytes as a last body piece instead of trailers.
+    ///
+    /// Not called yet, as [`ProxyHttp::upstream_response_trailer_filter`].
     async fn response_trailer_filter(
         &self,
         _session: &mut Session,
