@@ -46,24 +46,76 @@ fn version(v: Option<u8>) -> Version {
     }
 }
 
+/// Where a piece of the head lies, as a byte range of the head.
+type Span = std::ops::Range<usize>;
+
+/// The range `part` (a subslice of `buf`, as httparse returns) covers in
+/// `buf`. An empty part, or one that is not inside `buf`, gives `0..0`.
+fn span(buf: &[u8], part: &[u8]) -> Span {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if !part.is_empty() && end <= buf.len() => start..end,
+        _ => 0..0,
+    }
+}
+
+/// `head[range]` as a shared slice, or an error if the range is not inside
+/// the head (it always is when it comes from parsing the head's bytes).
+fn slice_of(head: &Bytes, range: &Span) -> Result<Bytes> {
+    if range.end <= head.len() && range.start <= range.end {
+        Ok(head.slice(range.clone()))
+    } else {
+        Err(malformed("message", "header outside the parsed head"))
+    }
+}
+
+/// The name and value ranges of each parsed header, in order: recorded from
+/// the one parse of the buffer, so the frozen head need not be parsed again.
+struct HeaderSpans {
+    spans: Vec<(Span, Span)>,
+}
+
+impl HeaderSpans {
+    fn record(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+        HeaderSpans {
+            spans: headers
+                .iter()
+                .map(|h| (span(buf, h.name.as_bytes()), span(buf, h.value)))
+                .collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Span, Span)> {
+        self.spans.iter()
+    }
+}
+
+/// Build one header from its ranges in `head`. The ranges come from parsing
+/// the same bytes that `head` now holds (the buffer's front, split off and
+/// frozen without moving), so they lie within it.
 fn header_parts(
     head: &Bytes,
-    name: &str,
-    value: &[u8],
+    name: &Span,
+    value: &Span,
 ) -> Result<(HeaderName, Bytes, HeaderValue)> {
-    let hname = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+    let case = slice_of(head, name)?;
+    let hname = HeaderName::from_bytes(&case).map_err(|_| {
         Error::explain(
             ErrorType::InvalidHTTPHeader,
-            format!("invalid header name {name:?}"),
+            format!("invalid header name {:?}", String::from_utf8_lossy(&case)),
         )
     })?;
-    let value = HeaderValue::from_maybe_shared(head.slice_ref(value)).map_err(|_| {
+    let value = HeaderValue::from_maybe_shared(slice_of(head, value)?).map_err(|_| {
         Error::explain(
             ErrorType::InvalidHTTPHeader,
-            format!("invalid value of header {name}"),
+            format!("invalid value of header {hname}"),
         )
     })?;
-    Ok((hname, head.slice_ref(name.as_bytes()), value))
+    Ok((hname, case, value))
 }
 
 /// Parse a request head from the front of `buf` (RFC 9112 §3). On
@@ -81,10 +133,10 @@ pub fn parse_request(
     limits: &HeaderLimits,
 ) -> Result<HeadParse<RequestHeader>> {
     let max_headers = limits.max_headers.min(MAX_HEADERS);
-    let len = {
+    let (len, method, target, version_byte, spans) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {
+        let len = match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if buf.len() >= limits.max_size {
@@ -94,30 +146,32 @@ pub fn parse_request(
             }
             Err(httparse::Error::TooManyHeaders) => return Err(too_large("request", limits)),
             Err(e) => return Err(malformed("request", e)),
-        }
+        };
+        let method = req.method.unwrap_or_default();
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| malformed("request", format!("invalid method {method:?}")))?;
+        let target = span(buf, req.path.unwrap_or_default().as_bytes());
+        (
+            len,
+            method,
+            target,
+            req.version,
+            HeaderSpans::record(buf, req.headers),
+        )
     };
     if len > limits.max_size {
         return Err(too_large("request", limits));
     }
+    // split off and frozen in place: the recorded ranges still point at it
     let head = buf.split_to(len).freeze();
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    // the same bytes parsed completely a moment ago
-    if !matches!(
-        req.parse_with_uninit_headers(&head, &mut slots[..max_headers]),
-        Ok(httparse::Status::Complete(_))
-    ) {
-        return Err(malformed("request", "reparse failed"));
-    }
-    let method = req.method.unwrap_or_default();
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| malformed("request", format!("invalid method {method:?}")))?;
-    let path = req.path.unwrap_or_default();
-    let target = head.slice_ref(path.as_bytes());
-    let mut header =
-        RequestHeader::from_parsed(method, target, version(req.version), req.headers.len())?;
-    for h in req.headers.iter() {
-        let (name, case, value) = header_parts(&head, h.name, h.value)?;
+    let mut header = RequestHeader::from_parsed(
+        method,
+        slice_of(&head, &target)?,
+        version(version_byte),
+        spans.len(),
+    )?;
+    for (name, value) in spans.iter() {
+        let (name, case, value) = header_parts(&head, name, value)?;
         header.append_parsed(name, case, value);
     }
     Ok(HeadParse::Complete(header, len))
@@ -143,10 +197,10 @@ pub fn parse_response(
             ),
         )
     };
-    let len = {
+    let (len, code, version_byte, reason, spans) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut resp,
             buf,
             &mut slots[..max_headers],
@@ -160,35 +214,32 @@ pub fn parse_response(
             }
             Err(httparse::Error::TooManyHeaders) => return Err(oversize()),
             Err(e) => return Err(malformed("response", e)),
-        }
+        };
+        let reason = resp.reason.map(|r| span(buf, r.as_bytes()));
+        (
+            len,
+            resp.code.unwrap_or_default(),
+            resp.version,
+            reason,
+            HeaderSpans::record(buf, resp.headers),
+        )
     };
     if len > limits.max_size {
         return Err(oversize());
     }
+    // split off and frozen in place: the recorded ranges still point at it
     let head = buf.split_to(len).freeze();
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    if !matches!(
-        httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut resp,
-            &head,
-            &mut slots[..max_headers]
-        ),
-        Ok(httparse::Status::Complete(_))
-    ) {
-        return Err(malformed("response", "reparse failed"));
-    }
-    let code = resp.code.unwrap_or_default();
     let status = StatusCode::from_u16(code)
         .map_err(|_| malformed("response", format!("invalid status code {code}")))?;
-    let mut header = ResponseHeader::from_parsed(
-        status,
-        version(resp.version),
-        resp.reason,
-        resp.headers.len(),
-    )?;
-    for h in resp.headers.iter() {
-        let (name, case, value) = header_parts(&head, h.name, h.value)?;
+    // httparse returned the reason as a str: the same bytes are valid UTF-8
+    let reason_bytes = reason.map(|r| slice_of(&head, &r)).transpose()?;
+    let reason = reason_bytes
+        .as_deref()
+        .and_then(|r| std::str::from_utf8(r).ok());
+    let mut header =
+        ResponseHeader::from_parsed(status, version(version_byte), reason, spans.len())?;
+    for (name, value) in spans.iter() {
+        let (name, case, value) = header_parts(&head, name, value)?;
         header.append_parsed(name, case, value);
     }
     Ok(HeadParse::Complete(header, len))
