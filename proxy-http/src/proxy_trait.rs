@@ -235,10 +235,7 @@ pub trait ProxyHttp {
         _body: &mut Option<Bytes>,
         _end_of_stream: bool,
         _ctx: &mut Self::CTX,
-    ) -> Result<Option<Duration>>
-    where
-        Self::CTX: Send + Sync,
-    {
+    ) -> Result<Option<Duration>> {
         Ok(None)
     }
 
