@@ -77,9 +77,50 @@ fn title_case(name: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// The parallel map of original-case names: one entry per header value, in
-/// the same order as the values of that name in the `HMap`.
-pub(crate) type CaseMap = http::HeaderMap<CaseHeaderName>;
+/// The original spellings of header names: one entry per header value, in
+/// the order the values were added.
+///
+/// A plain vector rather than a second `HeaderMap`: building it from a parsed
+/// head costs a push per header (no hashing, one allocation), and writing a
+/// head walks it beside the `HMap` without a lookup per name. Each entry
+/// keeps its `HeaderName` too (a copy for the standard names, a reference
+/// count for the others), so matching an entry to a name is a cheap compare.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CaseMap {
+    names: Vec<(HeaderName, CaseHeaderName)>,
+}
+
+impl CaseMap {
+    /// Room for `n` names.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        CaseMap {
+            names: Vec::with_capacity(n),
+        }
+    }
+
+    /// Record `case`, the spelling of a value appended for `name`.
+    pub(crate) fn append(&mut self, name: HeaderName, case: CaseHeaderName) {
+        self.names.push((name, case));
+    }
+
+    /// Forget every spelling of `name`.
+    pub(crate) fn remove(&mut self, name: &HeaderName) {
+        self.names.retain(|(n, _)| n != name);
+    }
+
+    /// Forget the spellings of names `headers` no longer has (after a
+    /// removal by a name we cannot compare directly).
+    fn retain_present(&mut self, headers: &HMap) {
+        self.names.retain(|(n, _)| headers.contains_key(n));
+    }
+
+    /// The index of the first entry at or after `from` spelling `name`.
+    fn find(&self, name: &HeaderName, from: usize) -> Option<usize> {
+        let rest = self.names.get(from..)?;
+        let i = rest.iter().position(|(n, _)| n == name)?;
+        Some(from + i)
+    }
+}
 
 /// The validated `HeaderName` for a case-preserving name.
 fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
@@ -122,7 +163,8 @@ pub(crate) fn insert_header<V: TryInto<HeaderValue>>(
     let hname = header_name(&name)?;
     let value = header_value(&name, value)?;
     if let Some(case) = case {
-        case.insert(hname.clone(), name);
+        case.remove(&hname);
+        case.append(hname.clone(), name);
     }
     headers.insert(hname, value);
     Ok(())
@@ -154,10 +196,29 @@ where
     N: ?Sized,
     &'a N: AsHeaderName,
 {
+    let removed = headers.remove(name);
+    if let Some(case) = case {
+        if removed.is_some() {
+            case.retain_present(headers);
+        }
+    }
+    removed
+}
+
+/// Remove every value of `name`, a `HeaderName` at hand (no hashing to
+/// clean up the spellings). Returns whether there was any.
+pub(crate) fn remove_named(
+    headers: &mut HMap,
+    case: Option<&mut CaseMap>,
+    name: &HeaderName,
+) -> bool {
+    if headers.remove(name).is_none() {
+        return false;
+    }
     if let Some(case) = case {
         case.remove(name);
     }
-    headers.remove(name)
+    true
 }
 
 /// (original-case name, value) for every header value, names in first-seen
@@ -167,17 +228,109 @@ where
 pub(crate) fn case_header_iter<'a>(
     headers: &'a HMap,
     case: Option<&'a CaseMap>,
-) -> impl Iterator<Item = (&'a [u8], &'a HeaderValue)> + 'a {
-    headers.keys().flat_map(move |name| {
-        let mut cases = case.map(|c| c.get_all(name).into_iter());
-        headers.get_all(name).into_iter().map(move |v| {
-            let n = cases
-                .as_mut()
-                .and_then(Iterator::next)
-                .map_or(name.as_str().as_bytes(), CaseHeaderName::as_slice);
-            (n, v)
-        })
-    })
+) -> CaseHeaderIter<'a> {
+    CaseHeaderIter {
+        values: headers.iter(),
+        case,
+        used: Used::new(case.map_or(0, |c| c.names.len())),
+        group: None,
+        last: 0,
+    }
+}
+
+/// Which case-map entries have been matched to a value already: a bit per
+/// entry, inline for the first 256 (a parsed head has at most
+/// `MAX_HEADERS` = 256), on the heap only beyond that.
+struct Used {
+    inline: [u64; 4],
+    spill: Vec<u64>,
+    /// Every entry before this one is used.
+    first_free: usize,
+}
+
+impl Used {
+    fn new(n: usize) -> Self {
+        Used {
+            inline: [0; 4],
+            spill: vec![0; n.saturating_sub(256).div_ceil(64)],
+            first_free: 0,
+        }
+    }
+
+    fn word(&self, i: usize) -> Option<&u64> {
+        let w = i / 64;
+        self.inline.get(w).or_else(|| self.spill.get(w - 4))
+    }
+
+    fn set(&mut self, i: usize) {
+        let w = i / 64;
+        let word = match self.inline.get_mut(w) {
+            Some(word) => Some(word),
+            None => self.spill.get_mut(w - 4),
+        };
+        if let Some(word) = word {
+            *word |= 1 << (i % 64);
+        }
+        while self.is_set(self.first_free) {
+            self.first_free += 1;
+        }
+    }
+
+    fn is_set(&self, i: usize) -> bool {
+        self.word(i).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// The iterator of [`case_header_iter`].
+///
+/// Values of one name come together from the `HMap`. The spelling of a
+/// name's first value is its first unused entry; every entry before the
+/// first unused one belongs to a name already written, so that search starts
+/// there and, when the map and the spellings are in the same order (a parsed
+/// head), finds it at once. Each further value of the name takes the next
+/// entry of that name.
+pub(crate) struct CaseHeaderIter<'a> {
+    values: http::header::Iter<'a, HeaderValue>,
+    case: Option<&'a CaseMap>,
+    used: Used,
+    /// The name of the current group of values.
+    group: Option<&'a HeaderName>,
+    /// The entry the previous value of the current group took, if any.
+    last: usize,
+}
+
+impl<'a> Iterator for CaseHeaderIter<'a> {
+    type Item = (&'a [u8], &'a HeaderValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, value) = self.values.next()?;
+        let Some(case) = self.case else {
+            return Some((name.as_str().as_bytes(), value));
+        };
+        let same_group = self.group.is_some_and(|g| std::ptr::eq(g, name));
+        let from = if same_group {
+            self.last + 1
+        } else {
+            self.used.first_free
+        };
+        self.group = Some(name);
+        // the next spelling of this name that no value took yet
+        let mut found = case.find(name, from);
+        while let Some(i) = found.filter(|&i| self.used.is_set(i)) {
+            found = case.find(name, i + 1);
+        }
+        match found.and_then(|i| case.names.get(i).map(|(_, c)| (i, c))) {
+            Some((i, c)) => {
+                self.used.set(i);
+                self.last = i;
+                Some((c.as_slice(), value))
+            }
+            None => {
+                self.last = case.names.len();
+                Some((name.as_str().as_bytes(), value))
+            }
+        }
+    }
 }
 
 /// Write `Name: value\r\n` for every header into `buf` (RFC 9112 §5).
@@ -213,6 +366,77 @@ mod tests {
         let mut buf = BytesMut::new();
         headers_to_h1_wire(&h, Some(&c), &mut buf);
         assert_eq!(&buf[..], b"X-A: 1\r\nx-a: 2\r\n");
+    }
+
+    fn wire(h: &HMap, c: &CaseMap) -> String {
+        let mut buf = BytesMut::new();
+        headers_to_h1_wire(h, Some(c), &mut buf);
+        String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn interleaved_values_keep_their_own_spelling() {
+        let mut h = HMap::new();
+        let mut c = CaseMap::default();
+        for (n, v) in [
+            ("Y-a", "1"),
+            ("X-B", "2"),
+            ("y-A", "3"),
+            ("x-b", "4"),
+            ("Z", "5"),
+        ] {
+            append_header(&mut h, Some(&mut c), n.into_case_header_name(), v).unwrap();
+        }
+        // values of one name together, each with the spelling it was added with
+        assert_eq!(
+            wire(&h, &c),
+            "Y-a: 1\r\ny-A: 3\r\nX-B: 2\r\nx-b: 4\r\nZ: 5\r\n"
+        );
+    }
+
+    #[test]
+    fn insert_and_remove_keep_spellings_in_step() {
+        let mut h = HMap::new();
+        let mut c = CaseMap::default();
+        for (n, v) in [("A-One", "1"), ("B-Two", "2"), ("a-one", "3")] {
+            append_header(&mut h, Some(&mut c), n.into_case_header_name(), v).unwrap();
+        }
+        insert_header(&mut h, Some(&mut c), "A-ONE".into_case_header_name(), "9").unwrap();
+        assert_eq!(wire(&h, &c), "A-ONE: 9\r\nB-Two: 2\r\n");
+        assert!(remove_header(&mut h, Some(&mut c), "b-two").is_some());
+        append_header(&mut h, Some(&mut c), "b-TWO".into_case_header_name(), "3").unwrap();
+        assert_eq!(wire(&h, &c), "A-ONE: 9\r\nb-TWO: 3\r\n");
+        assert!(remove_named(
+            &mut h,
+            Some(&mut c),
+            &HeaderName::from_static("a-one")
+        ));
+        assert!(!remove_named(
+            &mut h,
+            Some(&mut c),
+            &HeaderName::from_static("a-one")
+        ));
+        assert_eq!(wire(&h, &c), "b-TWO: 3\r\n");
+        assert_eq!(c.names.len(), 1);
+    }
+
+    #[test]
+    fn more_spellings_than_fit_inline() {
+        let mut h = HMap::new();
+        let mut c = CaseMap::default();
+        for i in 0..300 {
+            append_header(
+                &mut h,
+                Some(&mut c),
+                format!("X-{}", i % 7).into_case_header_name(),
+                i.to_string(),
+            )
+            .unwrap();
+        }
+        let n = case_header_iter(&h, Some(&c))
+            .filter(|(n, _)| n.starts_with(b"X-"))
+            .count();
+        assert_eq!(n, 300);
     }
 
     #[test]

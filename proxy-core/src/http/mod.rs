@@ -31,6 +31,10 @@ pub use response::ResponseHeader;
 /// The header map type used throughout: `http::HeaderMap<HeaderValue>`.
 pub type HMap = http::HeaderMap<HeaderValue>;
 
+/// Room for this many more headers than a parsed head carries, so the few a
+/// proxy adds (`Host`, `Via`, `X-Forwarded-For`...) do not regrow the map.
+const PARSED_SPARE: usize = 4;
+
 /// `use proxy_core::http::prelude::*` brings the two header types in scope.
 pub mod prelude {
     pub use super::{RequestHeader, ResponseHeader};

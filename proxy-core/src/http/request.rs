@@ -8,7 +8,7 @@ use http::request::Parts as ReqParts;
 use http::{HeaderValue, Method, Uri, Version};
 
 use super::case::{self, CaseMap};
-use super::{CaseHeaderName, HMap, IntoCaseHeaderName};
+use super::{CaseHeaderName, HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{ErrorType, OrErr, Result};
 
 /// An HTTP request header.
@@ -103,7 +103,7 @@ impl RequestHeader {
         version: Version,
         header_count: usize,
     ) -> Result<Self> {
-        let mut req = Self::new_with(method, Some(header_count), true);
+        let mut req = Self::new_with(method, Some(header_count + PARSED_SPARE), true);
         req.base.version = version;
         req.set_raw_path_shared(raw_target)?;
         Ok(req)
@@ -166,6 +166,12 @@ impl RequestHeader {
         &'a N: AsHeaderName,
     {
         case::remove_header(&mut self.base.headers, self.header_name_map.as_mut(), name)
+    }
+
+    /// Remove every value of `name`; whether there was any. Cheaper than
+    /// [`RequestHeader::remove_header`] when the `HeaderName` is at hand.
+    pub(crate) fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
+        case::remove_named(&mut self.base.headers, self.header_name_map.as_mut(), name)
     }
 
     /// Every (name in its original case, value) pair: names in first-seen

@@ -8,7 +8,7 @@ use http::response::Parts as RespParts;
 use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
-use super::{CaseHeaderName, HMap, IntoCaseHeaderName};
+use super::{CaseHeaderName, HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{Error, ErrorType, OrErr, Result};
 
 /// An HTTP response header.
@@ -81,7 +81,7 @@ impl ResponseHeader {
         reason: Option<&str>,
         header_count: usize,
     ) -> Result<Self> {
-        let mut resp = Self::new_with(status, Some(header_count), true);
+        let mut resp = Self::new_with(status, Some(header_count + PARSED_SPARE), true);
         resp.base.version = version;
         resp.set_reason_phrase(reason)?;
         Ok(resp)
@@ -142,6 +142,12 @@ impl ResponseHeader {
         &'a N: AsHeaderName,
     {
         case::remove_header(&mut self.base.headers, self.header_name_map.as_mut(), name)
+    }
+
+    /// Remove every value of `name`; whether there was any. Cheaper than
+    /// [`ResponseHeader::remove_header`] when the `HeaderName` is at hand.
+    pub(crate) fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
+        case::remove_named(&mut self.base.headers, self.header_name_map.as_mut(), name)
     }
 
     /// Every (name in its original case, value) pair, as for requests.

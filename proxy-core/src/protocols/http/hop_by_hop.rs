@@ -21,8 +21,9 @@ pub const HOP_BY_HOP: [&str; 7] = [
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// [`HOP_BY_HOP`] as header names (no parsing per message).
-const FIXED: [HeaderName; 7] = [
+/// [`HOP_BY_HOP`] as header names (no parsing per message; a `static`, not
+/// a `const`, so no temporary array is made and dropped at each use).
+static FIXED: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -59,24 +60,50 @@ fn listed_in_connection(headers: &HMap) -> Vec<HeaderName> {
     names
 }
 
+/// Which of [`FIXED`] are present, a bit each in `FIXED`'s order: one walk
+/// over the names, no hashing. Most messages carry at most `Connection`.
+fn fixed_present(headers: &HMap) -> u8 {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        // the hop-by-hop names are 2, 7, 10, 16 or 17 bytes long: most
+        // names are ruled out by their length alone
+        if matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 17) {
+            if let Some(i) = FIXED.iter().position(|f| f == name) {
+                present |= 1 << i;
+            }
+        }
+    }
+    present
+}
+
+const CONNECTION_BIT: u8 = 1 << 0;
+const UPGRADE_BIT: u8 = 1 << 6;
+
 macro_rules! strip {
     ($h:expr, $keep_upgrade:expr) => {{
-        let keep = $keep_upgrade && $h.headers.contains_key(header::UPGRADE);
-        let listed = listed_in_connection(&$h.headers);
-        for n in FIXED.iter() {
-            if keep && (*n == header::UPGRADE || *n == header::CONNECTION) {
-                continue;
+        let present = fixed_present(&$h.headers);
+        if present != 0 {
+            let keep = $keep_upgrade && present & UPGRADE_BIT != 0;
+            let listed = if present & CONNECTION_BIT != 0 {
+                listed_in_connection(&$h.headers)
+            } else {
+                Vec::new()
+            };
+            for (i, n) in FIXED.iter().enumerate() {
+                if present & (1 << i) == 0
+                    || (keep && (*n == header::UPGRADE || *n == header::CONNECTION))
+                {
+                    continue;
+                }
+                $h.remove_header_named(n);
             }
-            if $h.headers.contains_key(n) {
-                $h.remove_header(n);
+            for n in listed.iter() {
+                $h.remove_header_named(n);
             }
-        }
-        for n in listed.iter() {
-            $h.remove_header(n);
-        }
-        if keep {
-            // Connection kept, but it lists only the upgrade now
-            let _ = $h.insert_header(header::CONNECTION, "upgrade");
+            if keep {
+                // Connection kept, but it lists only the upgrade now
+                let _ = $h.insert_header(header::CONNECTION, "upgrade");
+            }
         }
     }};
 }
@@ -105,6 +132,15 @@ mod tests {
         let mut b = BytesMut::new();
         r.header_to_h1_wire(&mut b);
         String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_fixed_name_passes_the_length_filter() {
+        let mut h = HMap::new();
+        for (i, n) in FIXED.iter().enumerate() {
+            h.insert(n.clone(), http::HeaderValue::from_static("x"));
+            assert_eq!(fixed_present(&h), (1u8 << (i + 1)) - 1, "{n}");
+        }
     }
 
     #[test]

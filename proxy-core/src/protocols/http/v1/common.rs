@@ -2,6 +2,8 @@
 //! keep-alive (RFC 9112 §9.3), header token lists and timed socket I/O.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -227,28 +229,65 @@ pub fn transfer_coding(headers: &HMap) -> TransferCoding {
 
 /// Await `fut` for at most `timeout` (`None`: no limit); on expiry an error
 /// of kind `ReadTimedout`/`WriteTimedout` (per `etype`) naming `what`.
+///
+/// The timer starts when `fut` first has to wait, not before: most writes,
+/// and reads of data already in the socket, finish at their first poll and
+/// then never touch the runtime's timer wheel.
 pub(crate) fn timed<T, F>(
     timeout: Option<Duration>,
     etype: ErrorType,
     what: &'static str,
     fut: F,
-) -> impl Future<Output = Result<T>>
+) -> Timed<F>
 where
     F: Future<Output = Result<T>>,
 {
-    // A plain fn returning one of two futures, not an `async fn`: an async
-    // fn would keep `fut` in its state twice (as its argument and inside the
-    // Timeout), and these futures sit in every connection's task.
-    use futures_util::future::{Either, FutureExt};
-    match timeout {
-        None => Either::Left(fut),
-        Some(d) => Either::Right(tokio::time::timeout(d, fut).map(move |r| match r {
-            Ok(r) => r,
-            Err(_) => Err(Error::explain(
-                etype,
-                format!("{what} timed out after {} ms", d.as_millis()),
-            )),
-        })),
+    Timed {
+        fut,
+        sleep: None,
+        timeout,
+        etype,
+        what,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timed`].
+    pub(crate) struct Timed<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        timeout: Option<Duration>,
+        etype: ErrorType,
+        what: &'static str,
+    }
+}
+
+impl<T, F> Future for Timed<F>
+where
+    F: Future<Output = Result<T>>,
+{
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(r) = this.fut.poll(cx) {
+            return Poll::Ready(r);
+        }
+        let Some(d) = *this.timeout else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(d)));
+        }
+        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(Error::explain(
+                this.etype.clone(),
+                format!("{} timed out after {} ms", this.what, d.as_millis()),
+            ))),
+            _ => Poll::Pending,
+        }
     }
 }
 

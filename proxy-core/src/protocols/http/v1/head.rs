@@ -69,28 +69,47 @@ fn slice_of(head: &Bytes, range: &Span) -> Result<Bytes> {
     }
 }
 
+/// How many headers' ranges [`HeaderSpans`] holds without allocating.
+const INLINE_SPANS: usize = 32;
+
 /// The name and value ranges of each parsed header, in order: recorded from
 /// the one parse of the buffer, so the frozen head need not be parsed again.
+/// The first [`INLINE_SPANS`] live inline (on the parser's stack), the rest
+/// on the heap.
 struct HeaderSpans {
-    spans: Vec<(Span, Span)>,
+    inline: [(Span, Span); INLINE_SPANS],
+    spill: Vec<(Span, Span)>,
+    len: usize,
 }
 
 impl HeaderSpans {
-    fn record(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+    fn new() -> Self {
         HeaderSpans {
-            spans: headers
-                .iter()
-                .map(|h| (span(buf, h.name.as_bytes()), span(buf, h.value)))
-                .collect(),
+            inline: [const { (0..0, 0..0) }; INLINE_SPANS],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Record the ranges of `headers`, parsed out of `buf`. Filled in place,
+    /// not returned: the inline array is 1 KiB.
+    fn record(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
+        self.len = headers.len();
+        for (i, h) in headers.iter().enumerate() {
+            let pair = (span(buf, h.name.as_bytes()), span(buf, h.value));
+            match self.inline.get_mut(i) {
+                Some(slot) => *slot = pair,
+                None => self.spill.push(pair),
+            }
         }
     }
 
     fn len(&self) -> usize {
-        self.spans.len()
+        self.len
     }
 
     fn iter(&self) -> impl Iterator<Item = &(Span, Span)> {
-        self.spans.iter()
+        self.inline.iter().take(self.len).chain(self.spill.iter())
     }
 }
 
@@ -133,7 +152,8 @@ pub fn parse_request(
     limits: &HeaderLimits,
 ) -> Result<HeadParse<RequestHeader>> {
     let max_headers = limits.max_headers.min(MAX_HEADERS);
-    let (len, method, target, version_byte, spans) = {
+    let mut spans = HeaderSpans::new();
+    let (len, method, target, version_byte) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {
@@ -151,13 +171,8 @@ pub fn parse_request(
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| malformed("request", format!("invalid method {method:?}")))?;
         let target = span(buf, req.path.unwrap_or_default().as_bytes());
-        (
-            len,
-            method,
-            target,
-            req.version,
-            HeaderSpans::record(buf, req.headers),
-        )
+        spans.record(buf, req.headers);
+        (len, method, target, req.version)
     };
     if len > limits.max_size {
         return Err(too_large("request", limits));
@@ -197,7 +212,8 @@ pub fn parse_response(
             ),
         )
     };
-    let (len, code, version_byte, reason, spans) = {
+    let mut spans = HeaderSpans::new();
+    let (len, code, version_byte, reason) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -216,13 +232,8 @@ pub fn parse_response(
             Err(e) => return Err(malformed("response", e)),
         };
         let reason = resp.reason.map(|r| span(buf, r.as_bytes()));
-        (
-            len,
-            resp.code.unwrap_or_default(),
-            resp.version,
-            reason,
-            HeaderSpans::record(buf, resp.headers),
-        )
+        spans.record(buf, resp.headers);
+        (len, resp.code.unwrap_or_default(), resp.version, reason)
     };
     if len > limits.max_size {
         return Err(oversize());
@@ -289,6 +300,22 @@ mod tests {
 
     fn req(input: &[u8]) -> Result<HeadParse<RequestHeader>> {
         parse_request(&mut BytesMut::from(input), &HeaderLimits::default())
+    }
+
+    #[test]
+    fn more_headers_than_fit_inline_round_trip_in_order() {
+        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..(INLINE_SPANS + 9) {
+            input.extend_from_slice(format!("X-H{i}: v{i}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"\r\n");
+        let HeadParse::Complete(r, _) = req(&input).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!(r.headers.len(), INLINE_SPANS + 9);
+        let mut out = BytesMut::new();
+        request_to_wire(&r, &mut out);
+        assert_eq!(&out[..], &input[..]);
     }
 
     #[test]
