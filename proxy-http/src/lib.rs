@@ -27,12 +27,14 @@
 mod proxy;
 mod proxy_h1;
 mod proxy_trait;
+mod ready;
 mod retry_buffer;
 mod service;
 mod session;
 
 pub use proxy::HttpProxy;
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
+pub use ready::BoxFuture;
 pub use service::{
     http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME,
 };

@@ -8,6 +8,7 @@ use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::http::{RequestHeader, ResponseHeader};
 use proxy_core::upstreams::peer::HttpPeer;
 
+use crate::ready::{BoxFuture, ReadyBool, ReadyOk, ReadyUnit};
 use crate::session::Session;
 
 /// What [`ProxyHttp::fail_to_proxy`] did about an error.
@@ -88,64 +89,94 @@ pub trait ProxyHttp {
     ) -> Result<Box<HttpPeer>>;
 
     /// The first phase, before any module or filter sees the request.
-    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    fn early_request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Inspect or answer the request. Return `Ok(true)` when this phase already
     /// wrote a response (e.g. [`Session::respond_error`]): the request then ends
     /// here, with no upstream connection.
-    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<bool>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(false)
+        Box::pin(ReadyBool::<false>)
     }
 
     /// Each piece of the request body on its way upstream; `body` may be
     /// changed or taken. `end_of_stream` is true for the last call.
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
+    fn request_body_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _body: &'life2 mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Decide whether to go upstream at all. `Ok(false)` ends the request: with
     /// 502 unless this phase wrote a response itself.
-    async fn proxy_upstream_filter(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<bool>
+    fn proxy_upstream_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<bool>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(true)
+        Box::pin(ReadyBool::<true>)
     }
 
     /// Called after a connection to the upstream is ready; `reused` tells
     /// whether it came from the pool.
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
+    fn connected_to_upstream<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
         _reused: bool,
-        _peer: &HttpPeer,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _peer: &'life2 HttpPeer,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Called when connecting to `peer` failed; nothing was sent on the wire.
@@ -163,30 +194,40 @@ pub trait ProxyHttp {
 
     /// Change the request header before it is sent upstream. Hop-by-hop headers
     /// (RFC 9110 §7.6.1) are already removed.
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_request: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn upstream_request_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_request: &'life2 mut RequestHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Change the upstream's response header before anything else sees it
     /// (with a cache, before it is stored).
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn upstream_response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Each piece of the upstream's response body, before [`ProxyHttp::response_body_filter`].
@@ -215,16 +256,21 @@ pub trait ProxyHttp {
     }
 
     /// Change the response header before it goes to the client.
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
-        Ok(())
+        Box::pin(ReadyOk)
     }
 
     /// Each piece of the response body on its way to the client. A returned
@@ -304,10 +350,21 @@ pub trait ProxyHttp {
 
     /// The last phase, called exactly once per request, with the error that
     /// ended it if any. Write access logs and metrics here.
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    fn logging<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _e: Option<&'life2 Error>,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, ()>
     where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
         Self::CTX: Send + Sync,
     {
+        Box::pin(ReadyUnit)
     }
 
     /// Return `true` to keep `error` out of the error log.

@@ -368,6 +368,10 @@ fn first_inet_addr<A: ToSocketAddrs + ?Sized>(
 
 impl ToInetSocketAddrs for str {
     fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        // a literal `ip:port` needs no resolver (and no allocation)
+        if let Ok(addr) = self.parse() {
+            return Ok(addr);
+        }
         first_inet_addr(self, || format!("'{self}'"))
     }
 }
@@ -386,6 +390,10 @@ impl ToInetSocketAddrs for String {
 
 impl ToInetSocketAddrs for (&str, u16) {
     fn to_inet_socket_addr(&self) -> Result<std::net::SocketAddr> {
+        // a literal IP needs no resolver (and no allocation)
+        if let Ok(ip) = self.0.parse::<IpAddr>() {
+            return Ok(std::net::SocketAddr::new(ip, self.1));
+        }
         first_inet_addr(self, || format!("'{}:{}'", self.0, self.1))
     }
 }
