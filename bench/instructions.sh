@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# instructions.sh [SIZE...] -- user-space instructions per proxied request,
+# ours (target/release/part-01-first-proxy) and nginx (bench/nginx-proxy.conf,
+# one process, no master), each run under valgrind's callgrind against the
+# bench origin and driven by `wrk -c16` for DURATION seconds per size.
+#
+# Unlike CPU time, an instruction count does not move with the machine's load
+# or clock, so it compares two builds (or us and nginx) on a busy 2-core box.
+# It is not time: cache misses, branch misses and the kernel are not in it.
+# Counting starts after a WARMUP of load (callgrind_control -z) and stops with
+# a dump after the measured run, so start-up work is excluded.
+#
+# Output: one line per system and size, and the ratio ours/nginx.
+# Needs: valgrind, wrk, nginx. Builds nothing (cargo build --release first).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+need valgrind callgrind_control wrk nginx
+
+SIZES=("${@:-1k}")
+DURATION="${DURATION:-4}"
+WARMUP="${WARMUP:-2}"
+OURS_BIN="${OURS_BIN:-$(cd "$BENCH_DIR/.." && pwd)/target/release/part-01-first-proxy}"
+RUN="$BENCH_RUN/instructions"
+[ -x "$OURS_BIN" ] || die "no $OURS_BIN: cargo build --release -p proxy-examples --bin part-01-first-proxy"
+mkdir -p "$RUN"
+"$BENCH_DIR/origin.sh" start >/dev/null
+
+# measure LABEL PORT SIZE CMD... -> prints "LABEL SIZE requests instructions/request"
+measure() {
+    local label="$1" port="$2" size="$3" pid out reqs ir f
+    shift 3
+    rm -f "$RUN/$label".cg.*
+    valgrind --tool=callgrind --callgrind-out-file="$RUN/$label.cg.%p" "$@" \
+        >"$RUN/$label.log" 2>&1 &
+    pid=$!
+    wait_port "127.0.0.1:$port" 30 || die "$label did not come up (see $RUN/$label.log)"
+    wrk -t1 -c16 -d"${WARMUP}s" "http://127.0.0.1:$port/$size" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    out="$(wrk -t1 -c16 -d"${DURATION}s" "http://127.0.0.1:$port/$size")"
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+    # the dump taken after the measured run (part 1), else the final one
+    f="$(ls "$RUN/$label".cg.*.1 2>/dev/null | head -1)"
+    [ -n "$f" ] || f="$(ls "$RUN/$label".cg.* | head -1)"
+    ir="$(awk '/^summary:/ {print $2}' "$f")"
+    echo "$label $size $reqs $((ir / reqs))"
+}
+
+cat > "$RUN/ours.yaml" <<YAML
+---
+version: 1
+threads: 1
+pid_file: $RUN/ours.pid
+upgrade_sock: $RUN/ours.sock
+listen: 127.0.0.1:8088
+upstreams: ["127.0.0.1:8000"]
+YAML
+sed "s|^pid .*|pid $RUN/nginx.pid;|; s|^error_log .*|error_log $RUN/nginx-error.log crit;|" \
+    "$BENCH_DIR/nginx-proxy.conf" > "$RUN/nginx.conf"
+
+printf '%-6s %-5s %9s %12s\n' system size requests instr/req
+for size in "${SIZES[@]}"; do
+    read -r _ _ rn on < <(measure nginx 8080 "$size" nginx -p "$RUN" -c "$RUN/nginx.conf" \
+        -g 'daemon off; master_process off;')
+    read -r _ _ ro oo < <(RUST_LOG=warn measure ours 8088 "$size" "$OURS_BIN" -c "$RUN/ours.yaml")
+    printf '%-6s %-5s %9s %12s\n' nginx "$size" "$rn" "$on" ours "$size" "$ro" "$oo"
+    python3 -c "print(f'ratio  $size  ours/nginx instructions per request: {$oo/$on:.2f}')"
+done
