@@ -113,6 +113,42 @@ impl HeaderSpans {
     }
 }
 
+/// The `HeaderName` of the names most messages carry, spelled as clients
+/// and servers usually send them (Title-Case, or lower case), without
+/// `HeaderName::from_bytes`'s lower-casing and table search: an exact byte
+/// compare picks the constant. `None` for any other spelling or name.
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    // a const: built at compile time, not validated at each use
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    use http::header::*;
+    Some(match name {
+        b"Host" | b"host" => HOST,
+        b"Date" | b"date" => DATE,
+        b"ETag" | b"etag" => ETAG,
+        b"Vary" | b"vary" => VARY,
+        b"Server" | b"server" => SERVER,
+        b"Accept" | b"accept" => ACCEPT,
+        b"Cookie" | b"cookie" => COOKIE,
+        b"Expires" | b"expires" => EXPIRES,
+        b"Referer" | b"referer" => REFERER,
+        b"Connection" | b"connection" => CONNECTION,
+        b"Set-Cookie" | b"set-cookie" => SET_COOKIE,
+        b"User-Agent" | b"user-agent" => USER_AGENT,
+        b"Content-Type" | b"content-type" => CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
+        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
+        b"Accept-Ranges" | b"accept-ranges" => ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
+        b"Authorization" | b"authorization" => AUTHORIZATION,
+        b"Accept-Encoding" | b"accept-encoding" => ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => ACCEPT_LANGUAGE,
+        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
+        b"X-Forwarded-For" | b"x-forwarded-for" => X_FORWARDED_FOR,
+        _ => return None,
+    })
+}
+
 /// Build one header from its ranges in `head`. The ranges come from parsing
 /// the same bytes that `head` now holds (the buffer's front, split off and
 /// frozen without moving), so they lie within it.
@@ -122,7 +158,11 @@ fn header_parts(
     value: &Span,
 ) -> Result<(HeaderName, Bytes, HeaderValue)> {
     let case = slice_of(head, name)?;
-    let hname = HeaderName::from_bytes(&case).map_err(|_| {
+    let hname = match common_name(&case) {
+        Some(n) => Ok(n),
+        None => HeaderName::from_bytes(&case),
+    };
+    let hname = hname.map_err(|_| {
         Error::explain(
             ErrorType::InvalidHTTPHeader,
             format!("invalid header name {:?}", String::from_utf8_lossy(&case)),
@@ -300,6 +340,45 @@ mod tests {
 
     fn req(input: &[u8]) -> Result<HeadParse<RequestHeader>> {
         parse_request(&mut BytesMut::from(input), &HeaderLimits::default())
+    }
+
+    #[test]
+    fn common_names_match_the_parsed_names() {
+        for spelling in [
+            "Host",
+            "date",
+            "ETag",
+            "Vary",
+            "Server",
+            "Accept",
+            "Cookie",
+            "Expires",
+            "Referer",
+            "Connection",
+            "Set-Cookie",
+            "User-Agent",
+            "Content-Type",
+            "Content-Length",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Cache-Control",
+            "Authorization",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Content-Encoding",
+            "Transfer-Encoding",
+            "X-Forwarded-For",
+            "x-forwarded-for",
+        ] {
+            let fast = common_name(spelling.as_bytes());
+            assert_eq!(
+                fast,
+                Some(HeaderName::from_bytes(spelling.as_bytes()).unwrap()),
+                "{spelling}"
+            );
+        }
+        assert_eq!(common_name(b"CONTENT-LENGTH"), None);
+        assert_eq!(common_name(b"X-Other"), None);
     }
 
     #[test]
