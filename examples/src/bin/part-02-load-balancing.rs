@@ -126,7 +126,8 @@ fn upstream_addrs(conf: &ExampleConf) -> Result<Vec<String>> {
             .or_err(ErrorType::InternalError, "starting a demo origin")?;
         addrs.push(addr.to_string());
     }
-    let dead = reserve_dead_address().or_err(ErrorType::InternalError, "reserving a dead address")?;
+    let dead =
+        reserve_dead_address().or_err(ErrorType::InternalError, "reserving a dead address")?;
     log::info!(
         "no upstreams configured: demo origins on {} and {}, and {dead}, deliberately down",
         addrs[0],
