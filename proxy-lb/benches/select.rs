@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use proxy_lb::discovery::Static;
 use proxy_lb::selection::{
-    BackendSelection, Consistent, FNVHash, LeastConnections, Random, RoundRobin,
+    BackendSelection, Consistent, FNVHash, LeastConnections, Random, RoundRobin, RoundRobinConfig,
 };
 use proxy_lb::{Backend, Backends, LoadBalancer};
 
@@ -39,7 +39,14 @@ fn backends(n: usize) -> BTreeSet<Backend> {
 }
 
 fn balancer<S: BackendSelection>(n: usize) -> Arc<LoadBalancer<S>> {
-    let lb = LoadBalancer::<S>::from_backends(Backends::new(Static::new(backends(n))));
+    balancer_with::<S>(n, S::Config::default())
+}
+
+fn balancer_with<S: BackendSelection>(n: usize, config: S::Config) -> Arc<LoadBalancer<S>> {
+    let lb = LoadBalancer::<S>::from_backends_with_config(
+        Backends::new(Static::new(backends(n))),
+        config,
+    );
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime")
@@ -83,10 +90,7 @@ fn two_threads<L: Send + Sync + 'static>(
         .unwrap_or_default()
 }
 
-fn bench_algorithm<S: BackendSelection>(c: &mut Criterion, name: &str)
-where
-    S::Iter: Send,
-{
+fn bench_algorithm<S: BackendSelection>(c: &mut Criterion, name: &str) {
     bench_with::<LoadBalancer<S>>(c, name, balancer::<S>, |lb, key| {
         black_box(lb.select(key, 256));
     });
@@ -122,6 +126,21 @@ fn bench_with<L: Send + Sync + 'static>(
 
 fn selection(c: &mut Criterion) {
     bench_algorithm::<RoundRobin>(c, "round_robin");
+    bench_with::<LoadBalancer<RoundRobin>>(
+        c,
+        "round_robin_per_thread",
+        |n| {
+            balancer_with::<RoundRobin>(
+                n,
+                RoundRobinConfig {
+                    per_thread_turns: true,
+                },
+            )
+        },
+        |lb, key| {
+            black_box(lb.select(key, 256));
+        },
+    );
     bench_algorithm::<Random>(c, "random");
     bench_algorithm::<FNVHash>(c, "fnv_hash");
     bench_algorithm::<Consistent>(c, "ketama");

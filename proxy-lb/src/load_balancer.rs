@@ -225,9 +225,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
         if max_iterations == 0 {
             return None;
         }
-        let snapshot = self.snapshot.load();
-        let mut iter = snapshot.ready.iter(key);
-        iter.next().cloned()
+        self.snapshot.load().ready.first(key).cloned()
     }
 
     /// The first of at most `max_iterations` candidates for `key` that
@@ -329,11 +327,8 @@ impl LoadBalancer<LeastConnections> {
         if max_iterations == 0 {
             return None;
         }
-        let snapshot = self.snapshot.load();
-        let mut iter = snapshot.ready.iter(key);
-        let backend = iter.next()?.clone();
-        let guard = iter.track_last()?;
-        Some((backend, guard))
+        let _ = key; // least connections ignores the key
+        self.snapshot.load().ready.pick_tracked()
     }
 
     /// Requests in flight to `backend` through tracked selects now.
@@ -351,10 +346,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 #[async_trait]
-impl<S: BackendSelection> BackgroundService for LoadBalancer<S>
-where
-    S::Iter: Send,
-{
+impl<S: BackendSelection> BackgroundService for LoadBalancer<S> {
     /// Run discovery and the health check once now, then each at its
     /// frequency, until `shutdown` turns `true` (an update or a round of
     /// checks in progress is abandoned then).

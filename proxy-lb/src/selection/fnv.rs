@@ -46,6 +46,10 @@ impl BackendSelection for FNVHash {
         }
     }
 
+    fn first(&self, key: &[u8]) -> Option<&Backend> {
+        self.backends.get(self.index.pick(fnv1a(key))?)
+    }
+
     fn iter(self: &Arc<Self>, key: &[u8]) -> FNVHashIter {
         FNVHashIter {
             fnv: self.clone(),

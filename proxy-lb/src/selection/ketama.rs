@@ -53,21 +53,21 @@ impl Default for KetamaConfig {
     }
 }
 
-/// One point of the circle.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    hash: u32,
-    /// Index into `backends`.
-    backend: u32,
-}
-
 /// Ketama consistent hashing, laid out as nginx's `hash ... consistent`
 /// (see the module docs).
 #[derive(Debug)]
 pub struct KetamaHashing {
     backends: Box<[Backend]>,
-    /// Sorted by hash, hashes unique.
-    points: Box<[Point]>,
+    /// The points' hashes, sorted, unique.
+    hashes: Box<[u32]>,
+    /// The backend (index into `backends`) of each point.
+    owners: Box<[u32]>,
+    /// `index[b]` = the first point whose top `32 - shift` bits are at least
+    /// `b`: a key's search is confined to its bucket's few points instead of
+    /// a binary search over the whole circle (which misses the cache once
+    /// the circle outgrows it: 10,000 backends make 1.6 million points).
+    index: Box<[u32]>,
+    shift: u32,
 }
 
 /// [`KetamaHashing`] under the name the tutorial and Pingora use.
@@ -104,27 +104,33 @@ impl BackendSelection for KetamaHashing {
     fn build_with_config(backends: &BTreeSet<Backend>, config: &KetamaConfig) -> Self {
         let backends = usable(backends);
         let multiple = u64::from(config.point_multiple.max(1));
-        let mut points = Vec::new();
+        let mut points: Vec<(u32, u32)> = Vec::new();
         for (i, b) in backends.iter().enumerate() {
             let n = (b.weight as u64).saturating_mul(multiple);
             let name = b.addr.to_string();
-            points.extend(server_points(&name, n).map(|hash| Point {
-                hash,
-                backend: i as u32,
-            }));
+            points.extend(server_points(&name, n).map(|hash| (hash, i as u32)));
         }
         // stable: equal hashes stay in server order, then the first is kept
-        points.sort_by_key(|p| p.hash);
-        points.dedup_by_key(|p| p.hash);
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
+        let (hashes, owners): (Vec<u32>, Vec<u32>) = points.into_iter().unzip();
+        let (index, shift) = bucket_index(&hashes);
         KetamaHashing {
             backends: backends.into_boxed_slice(),
-            points: points.into_boxed_slice(),
+            hashes: hashes.into_boxed_slice(),
+            owners: owners.into_boxed_slice(),
+            index,
+            shift,
         }
     }
 
+    fn first(&self, key: &[u8]) -> Option<&Backend> {
+        let point = self.position(crc32(key)) % self.hashes.len().max(1);
+        self.backends.get(*self.owners.get(point)? as usize)
+    }
+
     fn iter(self: &Arc<Self>, key: &[u8]) -> KetamaIter {
-        let hash = crc32(key);
-        let start = self.points.partition_point(|p| p.hash < hash);
+        let start = self.position(crc32(key));
         KetamaIter {
             ketama: self.clone(),
             next_point: start,
@@ -132,6 +138,42 @@ impl BackendSelection for KetamaHashing {
             last: None,
         }
     }
+}
+
+impl KetamaHashing {
+    /// The first point whose hash is at least `hash` (`hashes.len()` when
+    /// there is none: the caller wraps to point 0).
+    fn position(&self, hash: u32) -> usize {
+        let bucket = (hash >> self.shift) as usize;
+        let lo = self.index.get(bucket).map_or(0, |&i| i as usize);
+        let hi = self
+            .index
+            .get(bucket + 1)
+            .map_or(self.hashes.len(), |&i| i as usize);
+        lo + self
+            .hashes
+            .get(lo..hi)
+            .map_or(0, |bucket| bucket.partition_point(|&h| h < hash))
+    }
+}
+
+/// The bucket index of sorted `hashes`: about four points per bucket,
+/// between 2^1 and 2^20 buckets; returns it with the shift that maps a hash
+/// to its bucket.
+fn bucket_index(hashes: &[u32]) -> (Box<[u32]>, u32) {
+    let wanted = (hashes.len() / 4).max(2);
+    let bits = (usize::BITS - (wanted - 1).leading_zeros()).clamp(1, 20);
+    let shift = 32 - bits;
+    let buckets = 1usize << bits;
+    let mut index = Vec::with_capacity(buckets + 1);
+    let mut p = 0usize;
+    for b in 0..=buckets {
+        while hashes.get(p).is_some_and(|&h| ((h >> shift) as usize) < b) {
+            p += 1;
+        }
+        index.push(p as u32);
+    }
+    (index.into_boxed_slice(), shift)
 }
 
 /// The candidates of a [`KetamaHashing`] select: the servers of the points
@@ -147,14 +189,14 @@ pub struct KetamaIter {
 
 impl BackendIter for KetamaIter {
     fn next(&mut self) -> Option<&Backend> {
-        let points = &self.ketama.points;
-        while self.visited < points.len() {
-            let point = points.get(self.next_point % points.len())?;
+        let owners = &self.ketama.owners;
+        while self.visited < owners.len() {
+            let owner = *owners.get(self.next_point % owners.len())?;
             self.next_point += 1;
             self.visited += 1;
-            if self.last != Some(point.backend) {
-                self.last = Some(point.backend);
-                return self.ketama.backends.get(point.backend as usize);
+            if self.last != Some(owner) {
+                self.last = Some(owner);
+                return self.ketama.backends.get(owner as usize);
             }
         }
         None
@@ -196,10 +238,10 @@ mod tests {
     fn each_unit_of_weight_gets_160_points() {
         let k = KetamaHashing::build(&weighted(&[(1, 1), (2, 3)]));
         // a collision among 640 points of 2^32 is possible but unlikely; allow it
-        assert!((638..=640).contains(&k.points.len()), "{}", k.points.len());
-        let of_second = k.points.iter().filter(|p| p.backend == 1).count();
+        assert!((638..=640).contains(&k.hashes.len()), "{}", k.hashes.len());
+        let of_second = k.owners.iter().filter(|&&o| o == 1).count();
         assert!((478..=480).contains(&of_second), "{of_second}");
-        assert!(k.points.windows(2).all(|w| w[0].hash < w[1].hash));
+        assert!(k.hashes.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
@@ -281,9 +323,32 @@ mod tests {
     }
 
     #[test]
+    fn bucket_index_finds_what_a_full_binary_search_finds() {
+        for n in [1usize, 3, 100] {
+            let k = KetamaHashing::build(&backends(n, 2));
+            let mut probes: Vec<u32> = k
+                .hashes
+                .iter()
+                .flat_map(|&h| [h, h.wrapping_add(1), h.wrapping_sub(1)])
+                .collect();
+            probes.extend([0, 1, u32::MAX, u32::MAX - 1, 1 << 31]);
+            probes.extend((0..2000u32).map(|i| i.wrapping_mul(2_654_435_761)));
+            for h in probes {
+                assert_eq!(
+                    k.position(h),
+                    k.hashes.partition_point(|&x| x < h),
+                    "n {n} hash {h}"
+                );
+            }
+        }
+        let (index, shift) = bucket_index(&[]);
+        assert_eq!((index.len(), shift), (3, 31));
+    }
+
+    #[test]
     fn point_multiple_is_configurable() {
         let k =
             KetamaHashing::build_with_config(&backends(2, 1), &KetamaConfig { point_multiple: 10 });
-        assert!(k.points.len() <= 20 && k.points.len() >= 19);
+        assert!(k.hashes.len() <= 20 && k.hashes.len() >= 19);
     }
 }

@@ -171,6 +171,15 @@ impl LeastConnections {
             self.two_choices()
         }
     }
+
+    /// The least loaded backend, counted in flight until the guard drops.
+    pub(crate) fn pick_tracked(&self) -> Option<(Backend, InFlightGuard)> {
+        let i = self.pick()?;
+        let backend = self.backends.get(i)?.clone();
+        let counter = self.counters.get(i)?.clone();
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some((backend, InFlightGuard { counter }))
+    }
 }
 
 impl BackendSelection for LeastConnections {
@@ -185,6 +194,10 @@ impl BackendSelection for LeastConnections {
             backends: backends.into_boxed_slice(),
             scan_up_to: config.scan_up_to,
         }
+    }
+
+    fn first(&self, _key: &[u8]) -> Option<&Backend> {
+        self.backends.get(self.pick()?)
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> LeastConnectionsIter {

@@ -31,7 +31,7 @@ pub use fnv::{FNVHash, FVNHash};
 pub use ketama::{Consistent, KetamaConfig, KetamaHashing};
 pub use least_conn::{InFlightGuard, LeastConnections, LeastConnectionsConfig};
 pub use random::Random;
-pub use round_robin::RoundRobin;
+pub use round_robin::{RoundRobin, RoundRobinConfig};
 
 /// An algorithm that picks backends out of a set.
 ///
@@ -57,6 +57,12 @@ pub trait BackendSelection: Sized + Send + Sync + 'static {
     /// accept any (the tutorial passes `b""`). The iterator may repeat a
     /// backend; callers bound how many candidates they look at.
     fn iter(self: &Arc<Self>, key: &[u8]) -> Self::Iter;
+
+    /// The best candidate for `key`: what `iter(key).next()` gives, without
+    /// making an iterator. This is `LoadBalancer::select`'s path: it touches
+    /// no reference count, so threads selecting at once share no cache line
+    /// beyond what the algorithm itself shares.
+    fn first(&self, key: &[u8]) -> Option<&Backend>;
 }
 
 /// The candidates of one selection, best first.
@@ -115,6 +121,21 @@ pub(crate) mod test_util {
         spec.iter()
             .map(|(port, w)| Backend::new_with_weight(&format!("127.0.0.1:{port}"), *w).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn first_is_the_iterators_first_for_hashing_algorithms() {
+        let set = weighted(&[(1, 1), (2, 2), (3, 3), (4, 1)]);
+        let fnv = Arc::new(FNVHash::build(&set));
+        let ketama = Arc::new(KetamaHashing::build(&set));
+        for i in 0..500 {
+            let key = format!("k{i}");
+            let key = key.as_bytes();
+            assert_eq!(fnv.first(key), fnv.iter(key).next());
+            assert_eq!(ketama.first(key), ketama.iter(key).next());
+        }
+        let empty = Arc::new(KetamaHashing::build(&BTreeSet::new()));
+        assert_eq!(empty.first(b"k"), None);
     }
 
     /// The first candidate for `key`.

@@ -34,6 +34,10 @@ impl BackendSelection for Random {
             random: self.clone(),
         }
     }
+
+    fn first(&self, _key: &[u8]) -> Option<&Backend> {
+        self.backends.get(self.index.random()?)
+    }
 }
 
 /// The candidates of a [`Random`] select: independent weighted draws.
@@ -44,8 +48,7 @@ pub struct RandomIter {
 
 impl BackendIter for RandomIter {
     fn next(&mut self) -> Option<&Backend> {
-        let i = self.random.index.random()?;
-        self.random.backends.get(i)
+        self.random.first(b"")
     }
 }
 

@@ -23,6 +23,15 @@
 //! the `k`-th turn of a backend of weight `w` sits at `(k + ½) / w`. That
 //! has the same exact counts and the same even spread, but may order ties
 //! differently from nginx.
+//!
+//! One shared turn counter is what makes the split exact across threads,
+//! and it is also the one cache line every selecting core writes: with two
+//! cores selecting at once a select costs about two and a half times what it
+//! costs on one (see `docs/benchmarks.md`). [`RoundRobinConfig::per_thread_turns`]
+//! gives each thread its own counter instead (each starting at a different
+//! point of the period): selects then share nothing and cost the same on any
+//! number of cores, and each thread's picks keep the exact proportions, but
+//! the total over threads is exact only to within a period per thread.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +39,28 @@ use std::sync::Arc;
 
 use super::{usable, BackendIter, BackendSelection, CachePadded};
 use crate::Backend;
+
+/// Turn counters when each thread has its own (threads beyond this share).
+const TURN_SHARDS: usize = 16;
+
+/// The turn-counter shard of the calling thread: threads are numbered in the
+/// order they first select, so the first 16 get distinct shards.
+fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % TURN_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// Settings of [`RoundRobin`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundRobinConfig {
+    /// Give each thread its own turn counter (see the module docs): selects
+    /// scale with cores, proportions are exact per thread rather than
+    /// overall. Default `false`: one shared counter, exact overall.
+    pub per_thread_turns: bool,
+}
 
 /// The longest period stored, entries.
 const MAX_PERIOD: u64 = 1 << 22;
@@ -62,15 +93,16 @@ pub struct RoundRobin {
     backends: Box<[Backend]>,
     /// One period of the sequence: indices into `backends`.
     period: Box<[u32]>,
-    /// The number of picks so far; the next pick is `period[turn % len]`.
-    turn: CachePadded<AtomicUsize>,
+    /// Picks so far, one counter or one per thread shard; shard `s` takes
+    /// `period[(turns[s] + s * len / shards) % len]`.
+    turns: Box<[CachePadded<AtomicUsize>]>,
 }
 
 impl BackendSelection for RoundRobin {
     type Iter = RoundRobinIter;
-    type Config = ();
+    type Config = RoundRobinConfig;
 
-    fn build_with_config(backends: &BTreeSet<Backend>, _config: &()) -> Self {
+    fn build_with_config(backends: &BTreeSet<Backend>, config: &RoundRobinConfig) -> Self {
         let backends = usable(backends);
         let weights: Vec<u64> = backends
             .iter()
@@ -79,12 +111,42 @@ impl BackendSelection for RoundRobin {
         RoundRobin {
             period: build_period(&weights).into_boxed_slice(),
             backends: backends.into_boxed_slice(),
-            turn: CachePadded(AtomicUsize::new(0)),
+            turns: (0..if config.per_thread_turns {
+                TURN_SHARDS
+            } else {
+                1
+            })
+                .map(|_| CachePadded(AtomicUsize::new(0)))
+                .collect(),
         }
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> RoundRobinIter {
         RoundRobinIter { rr: self.clone() }
+    }
+
+    fn first(&self, _key: &[u8]) -> Option<&Backend> {
+        self.next_turn()
+    }
+}
+
+impl RoundRobin {
+    /// Take the next turn of the sequence.
+    fn next_turn(&self) -> Option<&Backend> {
+        if self.period.is_empty() {
+            return None;
+        }
+        let len = self.period.len();
+        let (shard, offset) = match self.turns.len() {
+            1 => (0, 0),
+            shards => {
+                let s = thread_shard() % shards;
+                (s, s * len / shards)
+            }
+        };
+        let turn = self.turns.get(shard)?.fetch_add(1, Ordering::Relaxed);
+        let index = *self.period.get((turn % len + offset) % len)?;
+        self.backends.get(index as usize)
     }
 }
 
@@ -97,13 +159,7 @@ pub struct RoundRobinIter {
 
 impl BackendIter for RoundRobinIter {
     fn next(&mut self) -> Option<&Backend> {
-        let rr = &*self.rr;
-        if rr.period.is_empty() {
-            return None;
-        }
-        let turn = rr.turn.fetch_add(1, Ordering::Relaxed) % rr.period.len();
-        let index = *rr.period.get(turn)?;
-        rr.backends.get(index as usize)
+        self.rr.next_turn()
     }
 }
 
@@ -279,6 +335,32 @@ mod tests {
         assert_eq!(ports(&rr, 3), [2, 2, 2]);
         let rr = Arc::new(RoundRobin::build(&weighted(&[(1, 0)])));
         assert!(first(&rr, b"").is_none());
+    }
+
+    #[test]
+    fn per_thread_turns_keep_each_threads_proportions_exact() {
+        let config = RoundRobinConfig {
+            per_thread_turns: true,
+        };
+        let rr = Arc::new(RoundRobin::build_with_config(
+            &weighted(&[(1, 5), (2, 3), (3, 2)]),
+            &config,
+        ));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let rr = rr.clone();
+                std::thread::spawn(move || {
+                    let mut counts = [0usize; 4];
+                    for _ in 0..1000 {
+                        counts[rr.first(b"").unwrap().addr.port() as usize] += 1;
+                    }
+                    counts
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), [0, 500, 300, 200]);
+        }
     }
 
     #[test]
