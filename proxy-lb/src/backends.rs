@@ -91,8 +91,8 @@ impl Backends {
     }
 
     /// Let `backend` take traffic (`true`) or not; whether that changed
-    /// anything. Discovery's enablement map overrides it on the next update
-    /// that changes the set.
+    /// anything. It holds until discovery's enablement map names the
+    /// backend (static discovery never does).
     pub(crate) fn set_enable(&self, backend: &Backend, enabled: bool) -> bool {
         self.members
             .load()
@@ -106,8 +106,9 @@ impl Backends {
     }
 
     /// Ask discovery for the current set and take it in. Members that stay
-    /// keep their health; newcomers start healthy (enabled as discovery
-    /// says). Returns whether the set or any enablement changed.
+    /// keep their health and, unless discovery's enablement map names them,
+    /// their enablement; newcomers start healthy, enabled unless the map
+    /// says otherwise. Returns whether the set or any enablement changed.
     ///
     /// # Errors
     /// Discovery's error; the current set is then kept.
@@ -118,13 +119,12 @@ impl Backends {
     pub async fn update(&self) -> Result<bool> {
         let (set, enablement) = self.discovery.discover().await?;
         let current = self.members.load_full();
-        let enabled_of = |b: &Backend| enablement.get(&b.hash_key()).copied().unwrap_or(true);
-        let enablement_changed = set.iter().any(|b| {
-            current
-                .health
-                .get(b)
-                .is_some_and(|h| h.enabled() != enabled_of(b))
-        });
+        // discovery decides enablement only for the backends its map names;
+        // the others keep theirs (newcomers start enabled)
+        let named = |b: &Backend| enablement.get(&b.hash_key()).copied();
+        let enablement_changed = set.iter().any(
+            |b| matches!((named(b), current.health.get(b)), (Some(e), Some(h)) if h.enabled() != e),
+        );
         if set == current.set && !enablement_changed {
             return Ok(false);
         }
@@ -132,10 +132,12 @@ impl Backends {
         for b in &set {
             let h = match current.health.get(b) {
                 Some(h) => {
-                    h.set_enabled(enabled_of(b));
+                    if let Some(enabled) = named(b) {
+                        h.set_enabled(enabled);
+                    }
                     h.clone()
                 }
-                None => Arc::new(Health::new(enabled_of(b))),
+                None => Arc::new(Health::new(named(b).unwrap_or(true))),
             };
             health.insert(b.clone(), h);
         }

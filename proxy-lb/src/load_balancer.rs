@@ -520,6 +520,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn set_enable_survives_updates_of_a_static_list() {
+        let (lb, _) = lb_with(&[1, 2]);
+        let one = Backend::new("127.0.0.1:1").unwrap();
+        lb.set_enable(&one, false);
+        lb.update().await.unwrap();
+        assert!(!lb.backends().ready(&one));
+        assert_eq!(ports_of(&lb, 2), [2, 2]);
+    }
+
+    #[tokio::test]
     async fn update_picks_up_discovery_changes() {
         // keep a handle on the list: discovery behind an Arc is discovery too
         let list: Arc<Static> = Arc::from(Static::try_from_iter(["127.0.0.1:1"]).unwrap());

@@ -22,8 +22,9 @@ const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Decides whether a response header means healthy.
 pub type Validator = Box<dyn Fn(&ResponseHeader) -> Result<()> + Send + Sync>;
 
-/// Healthy when the backend answers [`HttpHealthCheck::req`] with `200`
-/// (or, with a [`Validator`], a response it accepts) and a body of at most
+/// Healthy when the backend answers [`HttpHealthCheck::req`] with
+/// [`HttpHealthCheck::expected_status`] (200 by default; or, with a
+/// [`Validator`], a response it accepts) and a body of at most
 /// `max_body_bytes`, within the template's timeouts (1 s to connect, 1 s
 /// per read and write by default).
 ///
@@ -55,7 +56,11 @@ pub struct HttpHealthCheck {
     pub reuse_connection: bool,
     /// The request sent: `GET /` with `Host` as given to `new`.
     pub req: RequestHeader,
-    /// Decides from the response header; `None` (the default) wants status 200.
+    /// The status a healthy backend answers with, when there is no
+    /// `validator`. Default 200.
+    pub expected_status: u16,
+    /// Decides from the response header instead of `expected_status`.
+    /// Default `None`.
     pub validator: Option<Validator>,
     /// Probe this port instead of the backend's. Default `None`.
     pub port_override: Option<u16>,
@@ -108,6 +113,7 @@ impl HttpHealthCheck {
             peer_template,
             reuse_connection: false,
             req,
+            expected_status: 200,
             validator: None,
             port_override: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -122,14 +128,17 @@ impl HttpHealthCheck {
     }
 
     /// The status check used without a validator.
-    fn default_validate(resp: &ResponseHeader) -> Result<()> {
+    fn check_status(&self, resp: &ResponseHeader) -> Result<()> {
         let code = resp.status.as_u16();
-        if code == 200 {
+        if code == self.expected_status {
             Ok(())
         } else {
             Error::e_explain(
-                ErrorType::CustomCode("non 200 code", code),
-                format!("HTTP health check got status {code}"),
+                ErrorType::CustomCode("unexpected status", code),
+                format!(
+                    "HTTP health check got status {code}, expected {}",
+                    self.expected_status
+                ),
             )
         }
     }
@@ -139,7 +148,7 @@ impl HttpHealthCheck {
 impl HealthCheck for HttpHealthCheck {
     /// # Errors
     /// The connect, write or read error (timeouts included); the validator's
-    /// error, or `CustomCode("non 200 code", status)`; `Custom("BodyTooLong")`
+    /// error, or `CustomCode("unexpected status", status)`; `Custom("BodyTooLong")`
     /// past `max_body_bytes`. Each names the backend.
     async fn check(&self, target: &Backend) -> Result<()> {
         let mut peer = self.peer_template.clone();
@@ -165,7 +174,7 @@ impl HealthCheck for HttpHealthCheck {
                 Some(resp) => {
                     match &self.validator {
                         Some(validate) => validate(resp),
-                        None => Self::default_validate(resp),
+                        None => self.check_status(resp),
                     }
                     .map_err(describe)?;
                     break;
@@ -283,10 +292,13 @@ mod tests {
         let e = hc.check(&b).await.unwrap_err();
         assert_eq!(
             e.etype(),
-            &ErrorType::CustomCode("non 200 code", 503),
+            &ErrorType::CustomCode("unexpected status", 503),
             "{e}"
         );
         assert!(e.to_string().contains(&b.addr.to_string()), "{e}");
+        hc.expected_status = 503;
+        hc.check(&b).await.unwrap();
+        hc.expected_status = 200;
         hc.validator = Some(Box::new(|r: &ResponseHeader| {
             if r.status.as_u16() == 503 {
                 Ok(())
