@@ -4,6 +4,7 @@
 //!
 //! The programs themselves are in `src/bin/`:
 //! `part-01-first-proxy` (forward everything to the upstreams, set `Host`),
+//! `part-02-load-balancing` (round robin with health checks over the upstreams),
 //! `part-03-filters` (API-key check, response header filter, access log) and
 //! `demo-origin` (the demo origin, standalone).
 

@@ -11,6 +11,10 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+// The one helper built on the framework (an in-process proxy over a load
+// balancer); everything else here treats the proxy as a black box.
+pub(crate) mod lb_proxy;
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::fs;
@@ -435,7 +439,13 @@ type OriginBody = BoxBody<Bytes, hyper::Error>;
 impl TestOrigin {
     /// Starts the origin on `127.0.0.1:0`.
     pub(crate) fn start() -> TestOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test origin");
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts the origin on `addr` (e.g. again on the address of one that
+    /// was stopped, to bring a backend back).
+    pub(crate) fn start_on(addr: SocketAddr) -> TestOrigin {
+        let listener = TcpListener::bind(addr).expect("bind test origin");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local_addr");
         let connections = Arc::new(AtomicUsize::new(0));
