@@ -14,7 +14,7 @@ use http::Method;
 use proxy_core::apps::{HttpServerOptions, ServerApp};
 use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
-use proxy_core::error::{Error, ErrorType, Result};
+use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::protocols::http::error_resp::gen_error_response;
 use proxy_core::protocols::http::ServerSession;
 use proxy_core::protocols::Stream;
@@ -199,7 +199,16 @@ where
     async fn proxy_to_upstream(&self, session: &mut Session, ctx: &mut SV::CTX) -> Result<()> {
         let mut retries = 0usize;
         loop {
-            let peer = self.inner.upstream_peer(session, ctx).await?;
+            // No upstream to go to is a bad gateway (502), not a fault of
+            // ours: an error without a source (e.g. `Error::new_str("no
+            // healthy upstream")`, as the tutorial writes) counts as upstream.
+            let peer = self.inner.upstream_peer(session, ctx).await.map_err(|e| {
+                if *e.esource() == ErrorSource::Unset {
+                    e.into_up()
+                } else {
+                    e
+                }
+            })?;
             let (mut client, reused) = match self.client_connector.get_http_session(&peer).await {
                 Ok(c) => c,
                 Err(e) => {
