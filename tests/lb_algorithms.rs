@@ -80,6 +80,14 @@ fn wait_released(lb: &LoadBalancer<LeastConnections>, addr: SocketAddr) {
 }
 
 #[test]
+fn no_backend_to_pick_is_a_502_with_the_tutorials_error() {
+    let proxy = InProcessProxy::start(Box::new(|_| None), None);
+    let mut client = None;
+    let r = fetch(&mut client, proxy.addr(), "/none");
+    assert_eq!(r.status, 502, "{}", r.head);
+}
+
+#[test]
 fn weighted_round_robin_splits_10000_requests_in_exact_proportion() {
     let origins: Vec<TestOrigin> = (0..3).map(|_| TestOrigin::start()).collect();
     let lb = balancer::<RoundRobin>(&[

@@ -52,13 +52,10 @@ impl ProxyHttp for LbTestProxy {
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let key = session.req_header().uri.path().as_bytes().to_vec();
-        let (backend, guard) = (self.pick)(&key).ok_or_else(|| {
-            Error::explain(
-                ErrorType::Custom("NoHealthyUpstream"),
-                "no healthy upstream available",
-            )
-            .into_up()
-        })?;
+        // as the tutorial writes it: an error without a source, which the
+        // framework answers with 502
+        let (backend, guard) = (self.pick)(&key)
+            .ok_or_else(|| Error::new_str("no healthy upstream available"))?;
         let peer = HttpPeer::new(&backend, false, String::new());
         ctx.backend = Some(backend);
         ctx._in_flight = guard;
