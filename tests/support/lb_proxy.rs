@@ -54,8 +54,8 @@ impl ProxyHttp for LbTestProxy {
         let key = session.req_header().uri.path().as_bytes().to_vec();
         // as the tutorial writes it: an error without a source, which the
         // framework answers with 502
-        let (backend, guard) = (self.pick)(&key)
-            .ok_or_else(|| Error::new_str("no healthy upstream available"))?;
+        let (backend, guard) =
+            (self.pick)(&key).ok_or_else(|| Error::new_str("no healthy upstream available"))?;
         let peer = HttpPeer::new(&backend, false, String::new());
         ctx.backend = Some(backend);
         ctx._in_flight = guard;
