@@ -3,8 +3,8 @@
 //! The framework in one crate: `proxy-core` at the root (so `server`,
 //! `services`, `listeners`, `connectors`, `protocols`, `upstreams`, `http` and
 //! the error types sit where Pingora users expect them), the proxy under
-//! [`proxy`] (feature `proxy`, on by default), and a [`prelude`] with what a
-//! proxy program imports.
+//! [`proxy`] (feature `proxy`, on by default), rate limiting under `limits`
+//! (feature `limits`), and a [`prelude`] with what a proxy program imports.
 //!
 //! The tutorial's first program, with only the crate path changed (this
 //! doc test keeps it compiling):
@@ -53,6 +53,14 @@ pub use proxy_core::*;
 #[cfg(feature = "proxy")]
 pub mod proxy {
     pub use proxy_http::*;
+}
+
+/// Rate estimation, in-flight counting and keyed rate limiting in fixed
+/// memory without locks (feature `limits`): [`limits::Rate`],
+/// [`limits::Inflight`], [`limits::RateLimiter`], [`limits::Estimator`].
+#[cfg(feature = "limits")]
+pub mod limits {
+    pub use proxy_limits::*;
 }
 
 /// What a proxy program imports: `Server`, `Opt`, `HttpPeer`, the error
