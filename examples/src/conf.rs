@@ -11,6 +11,8 @@
 //! upstream_connect_timeout_ms: 1000   # ours, optional
 //! upstream_read_timeout_ms: 5000      # ours, optional
 //! api_key: secret123                  # ours, part 3, default secret123
+//! rate_limit_per_sec: 10              # ours, part 7, default 10
+//! rate_limit_burst: 20                # ours, part 7, default 20
 //! ```
 
 use std::io;
@@ -25,10 +27,14 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:6188";
 pub const DEFAULT_API_KEY: &str = "secret123";
 /// The request header part 3 checks against [`ExampleConf::api_key`].
 pub const API_KEY_HEADER: &str = "X-API-Key";
+/// Default for [`ExampleConf::rate_limit_per_sec`].
+pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 10.0;
+/// Default for [`ExampleConf::rate_limit_burst`].
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
 
 /// The examples' keys; every key is optional (serde `default`), unknown keys
 /// (the server's own) are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ExampleConf {
     /// Address the proxy listens on, `host:port`. Default [`DEFAULT_LISTEN`].
@@ -48,6 +54,13 @@ pub struct ExampleConf {
     /// The key part 3 expects in the `X-API-Key` header. Default
     /// [`DEFAULT_API_KEY`].
     pub api_key: String,
+    /// Part 7: requests per second each client IP address may make once
+    /// its burst is spent (a number above 0; fractions allowed: `0.5` is one
+    /// request every 2 s). Default [`DEFAULT_RATE_LIMIT_PER_SEC`].
+    pub rate_limit_per_sec: f64,
+    /// Part 7: requests a client IP address may make at once, after a
+    /// quiet spell (at least 1). Default [`DEFAULT_RATE_LIMIT_BURST`].
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ExampleConf {
@@ -58,6 +71,8 @@ impl Default for ExampleConf {
             upstream_connect_timeout_ms: None,
             upstream_read_timeout_ms: None,
             api_key: DEFAULT_API_KEY.to_owned(),
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
         }
     }
 }
@@ -173,6 +188,8 @@ mod tests {
         assert_eq!(conf, ExampleConf::default());
         assert_eq!(conf.listen, "0.0.0.0:6188");
         assert_eq!(conf.api_key, "secret123");
+        assert_eq!(conf.rate_limit_per_sec, 10.0);
+        assert_eq!(conf.rate_limit_burst, 20);
         assert!(conf.upstreams.is_empty());
         assert_eq!(conf.connect_timeout(), None);
         assert_eq!(conf.read_timeout(), None);
@@ -181,7 +198,7 @@ mod tests {
     #[test]
     fn our_keys_are_read_and_server_keys_ignored() {
         let conf = ExampleConf::from_yaml(
-            "---\nversion: 1\nthreads: 2\nlisten: 127.0.0.1:9000\nupstreams: [\"127.0.0.1:8000\", \"127.0.0.1:8001\"]\nupstream_connect_timeout_ms: 250\nupstream_read_timeout_ms: 500\napi_key: k\n",
+            "---\nversion: 1\nthreads: 2\nlisten: 127.0.0.1:9000\nupstreams: [\"127.0.0.1:8000\", \"127.0.0.1:8001\"]\nupstream_connect_timeout_ms: 250\nupstream_read_timeout_ms: 500\napi_key: k\nrate_limit_per_sec: 0.5\nrate_limit_burst: 3\n",
         )
         .unwrap();
         assert_eq!(conf.listen, "127.0.0.1:9000");
@@ -189,6 +206,14 @@ mod tests {
         assert_eq!(conf.connect_timeout(), Some(Duration::from_millis(250)));
         assert_eq!(conf.read_timeout(), Some(Duration::from_millis(500)));
         assert_eq!(conf.api_key, "k");
+        assert_eq!(conf.rate_limit_per_sec, 0.5);
+        assert_eq!(conf.rate_limit_burst, 3);
+    }
+
+    #[test]
+    fn an_integer_rate_reads_as_a_number() {
+        let conf = ExampleConf::from_yaml("rate_limit_per_sec: 25\n").unwrap();
+        assert_eq!(conf.rate_limit_per_sec, 25.0);
     }
 
     #[test]

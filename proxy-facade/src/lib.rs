@@ -4,8 +4,8 @@
 //! `services`, `listeners`, `connectors`, `protocols`, `upstreams`, `http` and
 //! the error types sit where Pingora users expect them), the proxy under
 //! [`proxy`] (feature `proxy`, on by default), load balancing under [`lb`]
-//! (feature `lb`, on by default), and a [`prelude`] with what a proxy
-//! program imports.
+//! (feature `lb`, on by default), rate limiting under `limits` (feature
+//! `limits`), and a [`prelude`] with what a proxy program imports.
 //!
 //! The tutorial's first program, with only the crate path changed (this
 //! doc test keeps it compiling):
@@ -119,6 +119,14 @@ pub mod proxy {
 #[cfg(feature = "lb")]
 pub mod lb {
     pub use proxy_lb::*;
+}
+
+/// Rate estimation, in-flight counting and keyed rate limiting in fixed
+/// memory without locks (feature `limits`): [`limits::Rate`],
+/// [`limits::Inflight`], [`limits::RateLimiter`], [`limits::Estimator`].
+#[cfg(feature = "limits")]
+pub mod limits {
+    pub use proxy_limits::*;
 }
 
 /// What a proxy program imports: `Server`, `Opt`, `HttpPeer`,
