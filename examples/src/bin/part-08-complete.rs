@@ -88,8 +88,15 @@ impl ProxyHttp for CompleteProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // 1. the client's budget, by IP address (not port: a client opens
         //    many connections); clients without one (a Unix socket) share one
-        let client: Option<IpAddr> = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        if let Some(wait) = self.limiter.check_at(&client, ctx.started).retry_after_secs() {
+        let client: Option<IpAddr> = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Some(wait) = self
+            .limiter
+            .check_at(&client, ctx.started)
+            .retry_after_secs()
+        {
             ctx.limited = true;
             let body = Bytes::from(format!("Too many requests. Retry after {wait} s.\n"));
             let mut resp = ResponseHeader::build(429, Some(4))?;
@@ -208,7 +215,10 @@ fn upstream_addrs(conf: &ExampleConf) -> Result<Vec<String>> {
             .or_err(ErrorType::InternalError, "starting a demo origin")?;
         addrs.push(addr.to_string());
     }
-    log::info!("no upstreams configured: demo origins on {}", addrs.join(" and "));
+    log::info!(
+        "no upstreams configured: demo origins on {}",
+        addrs.join(" and ")
+    );
     Ok(addrs)
 }
 
@@ -223,8 +233,10 @@ fn main() {
 fn run() -> Result<()> {
     let mut server = Server::new(Some(Opt::parse_args()))?;
     let conf = conf::load(&server)?;
-    let limiter = RateLimiter::new(conf.rate_limit_per_sec, conf.rate_limit_burst)
-        .or_err(ErrorType::InternalError, "rate_limit_per_sec / rate_limit_burst")?;
+    let limiter = RateLimiter::new(conf.rate_limit_per_sec, conf.rate_limit_burst).or_err(
+        ErrorType::InternalError,
+        "rate_limit_per_sec / rate_limit_burst",
+    )?;
     let addrs = upstream_addrs(&conf)?;
     server.bootstrap();
 
