@@ -123,9 +123,7 @@ impl WindowedSketch {
         let tag = tag_of(window);
         let sketch = self.sketch(window);
         let mut min = MAX_COUNT;
-        let fast_events = u64::try_from(events)
-            .ok()
-            .filter(|e| *e <= MAX_FAST_EVENTS);
+        let fast_events = u64::try_from(events).ok().filter(|e| *e <= MAX_FAST_EVENTS);
         for i in self.rows.indices(hash) {
             let Some(cell) = sketch.get(i) else { continue };
             // The common case, one `fetch_add`: the counter is already this
