@@ -5,7 +5,9 @@
 //! The programs themselves are in `src/bin/`:
 //! `part-01-first-proxy` (forward everything to the upstreams, set `Host`),
 //! `part-02-load-balancing` (round robin with health checks over the upstreams),
-//! `part-03-filters` (API-key check, response header filter, access log) and
+//! `part-03-filters` (API-key check, response header filter, access log),
+//! `part-07-rate-limiting` (429 with `Retry-After` per client IP),
+//! `part-08-complete` (the tutorial's complete proxy) and
 //! `demo-origin` (the demo origin, standalone).
 
 pub mod conf;

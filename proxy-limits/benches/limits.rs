@@ -81,8 +81,11 @@ fn bench(c: &mut Criterion) {
             black_box(r.observe_at(k, 1, now));
         },
     );
-    bench_op(c, "Rate::rate", rate, |r, k| {
+    bench_op(c, "Rate::rate", Arc::clone(&rate), |r, k| {
         black_box(r.rate(k));
+    });
+    bench_op(c, "Rate::rate_at (clock read once)", rate, move |r, k| {
+        black_box(r.rate_at(k, now));
     });
 
     bench_op(
@@ -105,17 +108,51 @@ fn bench(c: &mut Criterion) {
         },
     );
 
-    // Allowed every time: 10^9 per second is one request per ns, and more
-    // than a ns passes between calls.
-    let open = Arc::new(RateLimiter::new(1e9, 1_000).unwrap());
-    bench_op(c, "RateLimiter::check (allowed)", open, |l, k| {
-        black_box(l.check(k));
-    });
+    // Allowed every time: 10^9 per second (one request per ns) with a
+    // burst of 2^32 - 1 (4.3 s of requests at once), more than a run makes.
+    let open = Arc::new(RateLimiter::new(1e9, u32::MAX).unwrap());
+    bench_op(
+        c,
+        "RateLimiter::check (allowed)",
+        Arc::clone(&open),
+        |l, k| {
+            black_box(l.check(k));
+        },
+    );
+    // A fresh limiter and a fresh `now` for the `_at` case: each check moves
+    // the key's arrival time 1 ns past `now`, far from the 4.3 s of burst in
+    // one run (checked after it, so the case measured is the one named).
+    let open_at = Arc::new(RateLimiter::new(1e9, u32::MAX).unwrap());
+    let fresh_now = Instant::now();
+    bench_op(
+        c,
+        "RateLimiter::check_at (allowed, clock read once)",
+        Arc::clone(&open_at),
+        move |l, k| {
+            black_box(l.check_at(k, fresh_now));
+        },
+    );
+    assert!(open.check(&CLIENT_A).is_allowed());
+    assert!(open_at.check_at(&CLIENT_A, fresh_now).is_allowed());
     // Denied every time after the first: 1 per hour.
     let shut = Arc::new(RateLimiter::new(1.0 / 3600.0, 1).unwrap());
-    bench_op(c, "RateLimiter::check (denied)", shut, |l, k| {
-        black_box(l.check(k));
-    });
+    bench_op(
+        c,
+        "RateLimiter::check (denied)",
+        Arc::clone(&shut),
+        |l, k| {
+            black_box(l.check(k));
+        },
+    );
+    bench_op(
+        c,
+        "RateLimiter::check_at (denied, clock read once)",
+        Arc::clone(&shut),
+        move |l, k| {
+            black_box(l.check_at(k, now));
+        },
+    );
+    assert!(!shut.check(&CLIENT_B).is_allowed());
 }
 
 criterion_group!(benches, bench);

@@ -13,6 +13,13 @@
 //! clock, then was descheduled for a whole window) is dropped rather than
 //! let it replace the newer count: its window is over and no longer read.
 //!
+//! An addition to a counter already tagged with its window is one
+//! `fetch_add` (the compare-and-swap is only for a window's first addition
+//! to a counter, and near saturation). Should a thread stall for a whole
+//! window between reading such a counter and adding to it, while another
+//! moves the counter on two windows, its events count in the later window:
+//! an over-estimate by them, never a lost or negative count.
+//!
 //! Limits, by construction: a window's count saturates at 2^40 − 1 (about
 //! 1.1 × 10^12) per counter; tags repeat every 2^24 − 1 windows (194 days
 //! of 1-second windows), so a counter left untouched for exactly a multiple
@@ -30,6 +37,12 @@ use crate::hash::Rows;
 const COUNT_BITS: u32 = 40;
 /// The largest count a counter holds (it saturates there).
 pub(crate) const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
+/// Largest `events` [`WindowedSketch::add`] adds with a plain `fetch_add`.
+const MAX_FAST_EVENTS: u64 = 1 << 20;
+/// Largest count [`WindowedSketch::add`] adds to with a plain `fetch_add`:
+/// a carry into the tag would take 2^19 concurrent additions of
+/// [`MAX_FAST_EVENTS`] between one load and its add.
+const MAX_FAST_COUNT: u64 = MAX_COUNT / 2;
 /// Tags cycle through `1..=TAG_CYCLE`; tag 0 is a counter never written.
 const TAG_CYCLE: u64 = (1 << (64 - COUNT_BITS)) - 1;
 
@@ -110,14 +123,34 @@ impl WindowedSketch {
         let tag = tag_of(window);
         let sketch = self.sketch(window);
         let mut min = MAX_COUNT;
+        let fast_events = u64::try_from(events).ok().filter(|e| *e <= MAX_FAST_EVENTS);
         for i in self.rows.indices(hash) {
             let Some(cell) = sketch.get(i) else { continue };
+            // The common case, one `fetch_add`: the counter is already this
+            // window's and far from saturating. (If another thread moves it
+            // to a later window between the load and the add, this caller
+            // was stalled for a whole window in between, and its events
+            // count in the later window: an over-estimate, never a loss.)
+            if let Some(e) = fast_events {
+                let v = cell.load(Ordering::Relaxed);
+                if v >> COUNT_BITS == tag && v & MAX_COUNT <= MAX_FAST_COUNT {
+                    let old = cell.fetch_add(e, Ordering::Relaxed);
+                    min = min.min(((old & MAX_COUNT) + e).min(MAX_COUNT));
+                    continue;
+                }
+            }
             // A counter already moved on to a later window is left alone:
             // this caller read the clock at least two windows ago (it was
             // descheduled), and its window is over and no longer read.
             let update = |v: u64| {
-                (!is_later(v, tag))
-                    .then(|| (tag << COUNT_BITS) | add_events(count_in(v, tag), events))
+                if v >> COUNT_BITS == tag {
+                    // the common case: this window's counter
+                    Some((tag << COUNT_BITS) | add_events(v & MAX_COUNT, events))
+                } else if is_later(v, tag) {
+                    None
+                } else {
+                    Some((tag << COUNT_BITS) | add_events(0, events))
+                }
             };
             let count = match cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, update) {
                 Ok(old) => add_events(count_in(old, tag), events),
