@@ -44,14 +44,6 @@ fn curl_from(from: &str, url: &str) -> (u16, String, String) {
     (code.trim().parse().unwrap(), head, body.to_owned())
 }
 
-/// The value of `name` in a response head (case-insensitive).
-fn header_in(head: &str, name: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-}
-
 /// Access-log lines (written by `logging`) in the proxy's stderr.
 fn access_lines(stderr: &str) -> Vec<&str> {
     stderr
@@ -111,7 +103,7 @@ fn retry_after_is_the_wait_in_whole_seconds_and_waiting_it_is_enough() {
     let (code, head, body) = curl_from("127.0.0.1", &url);
     let elapsed = start.elapsed();
     assert_eq!(code, 429, "{head}");
-    let retry_after: u64 = header_in(&head, "Retry-After").unwrap().parse().unwrap();
+    let retry_after: u64 = head_header(&head, "Retry-After").unwrap().parse().unwrap();
     // 2 s after the first request, less the time that passed, rounded up
     let expected = if elapsed < Duration::from_secs(1) {
         2

@@ -28,35 +28,13 @@ fn access_lines_with_status(stderr: &str, code: &str) -> usize {
         .count()
 }
 
-/// `curl` a URL with extra headers; returns (status code, response headers).
-fn curl_status_and_headers(url: &str, headers: &[&str]) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let head_file = temp_path(&dir, "headers");
-    let mut args = vec![
-        "-o",
-        "/dev/null",
-        "-D",
-        head_file.to_str().unwrap(),
-        "-w",
-        "%{http_code}",
-    ];
-    for h in headers {
-        args.push("-H");
-        args.push(h);
-    }
-    args.push(url);
-    let out = curl(&args);
-    let head = std::fs::read_to_string(&head_file).unwrap_or_default();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), head)
-}
-
 #[test]
 fn missing_or_wrong_api_key_gets_401_and_the_origin_sees_no_connection() {
     let origin = TestOrigin::start();
     let proxy = Proxy::start(PART3, &[origin.addr()], "api_key: k-123\n");
-    let (code, _) = curl_status_and_headers(&proxy.url("/"), &[]);
+    let (code, _) = curl_status_and_head(&proxy.url("/"), &[]);
     assert_eq!(code, "401");
-    let (code, _) = curl_status_and_headers(&proxy.url("/"), &["X-API-Key: wrong"]);
+    let (code, _) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: wrong"]);
     assert_eq!(code, "401");
     assert_eq!(
         origin.connections(),
@@ -69,7 +47,7 @@ fn missing_or_wrong_api_key_gets_401_and_the_origin_sees_no_connection() {
 fn right_api_key_gets_200_without_server_and_x_powered_by() {
     let origin = TestOrigin::start();
     let proxy = Proxy::start(PART3, &[origin.addr()], "api_key: k-123\n");
-    let (code, head) = curl_status_and_headers(&proxy.url("/"), &["X-API-Key: k-123"]);
+    let (code, head) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: k-123"]);
     assert_eq!(code, "200", "{head}");
     let head = head.to_ascii_lowercase();
     assert!(
@@ -96,10 +74,10 @@ fn logging_writes_exactly_one_line_per_request() {
     let origin = TestOrigin::start();
     let proxy = Proxy::start(PART3, &[origin.addr()], "");
     for _ in 0..3 {
-        assert_eq!(curl_status_and_headers(&proxy.url("/"), &[]).0, "401");
+        assert_eq!(curl_status_and_head(&proxy.url("/"), &[]).0, "401");
     }
     for _ in 0..2 {
-        let (code, _) = curl_status_and_headers(&proxy.url("/"), &["X-API-Key: secret123"]);
+        let (code, _) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: secret123"]);
         assert_eq!(code, "200");
     }
     let n = proxy.wait_for_stderr(5, access_lines);
@@ -116,9 +94,9 @@ fn logging_writes_exactly_one_line_per_request() {
 fn logging_runs_once_for_a_failed_upstream_too() {
     // Upstream: nothing listening. 1 refused (401) + 2 failing (502).
     let proxy = Proxy::start(PART3, &[dead_addr()], "");
-    assert_eq!(curl_status_and_headers(&proxy.url("/"), &[]).0, "401");
+    assert_eq!(curl_status_and_head(&proxy.url("/"), &[]).0, "401");
     for _ in 0..2 {
-        let (code, _) = curl_status_and_headers(&proxy.url("/"), &["X-API-Key: secret123"]);
+        let (code, _) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: secret123"]);
         assert_eq!(code, "502");
     }
     proxy.wait_for_stderr(3, access_lines);

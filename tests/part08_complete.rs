@@ -15,38 +15,6 @@ const PART8: &str = env!("CARGO_BIN_EXE_part-08-complete");
 const KEY_YAML: &str = "api_key: k-8\n";
 const KEY: &str = "X-API-Key: k-8";
 
-/// `curl` a URL with extra headers; returns (status code, response head).
-fn fetch(url: &str, headers: &[&str]) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let head_file = temp_path(&dir, "headers");
-    let mut args = vec![
-        "-o",
-        "/dev/null",
-        "-D",
-        head_file.to_str().unwrap(),
-        "-w",
-        "%{http_code}",
-    ];
-    for h in headers {
-        args.push("-H");
-        args.push(h);
-    }
-    args.push(url);
-    let out = curl(&args);
-    let head = std::fs::read_to_string(&head_file).unwrap_or_default();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), head)
-}
-
-/// The value of header `name` in a response head (case-insensitive).
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_owned())
-    })
-}
-
 /// Access-log lines (from `logging`) in the proxy's stderr.
 fn access_lines(stderr: &str) -> Vec<&str> {
     stderr
@@ -58,9 +26,9 @@ fn access_lines(stderr: &str) -> Vec<&str> {
 #[test]
 fn embedded_default_answers_with_the_key_and_refuses_without() {
     let proxy = Proxy::start(PART8, &[], "");
-    let (code, head) = fetch(&proxy.url("/"), &["X-API-Key: secret123"]);
+    let (code, head) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: secret123"]);
     assert_eq!(code, "200", "{head}");
-    let (code, _) = fetch(&proxy.url("/"), &[]);
+    let (code, _) = curl_status_and_head(&proxy.url("/"), &[]);
     assert_eq!(code, "401");
 }
 
@@ -68,25 +36,25 @@ fn embedded_default_answers_with_the_key_and_refuses_without() {
 fn authenticated_requests_reach_the_origin_cleaned_up_and_without_the_key() {
     let origin = TestOrigin::start();
     let proxy = Proxy::start(PART8, &[origin.addr()], KEY_YAML);
-    let (code, head) = fetch(&proxy.url("/"), &[KEY]);
+    let (code, head) = curl_status_and_head(&proxy.url("/"), &[KEY]);
     assert_eq!(code, "200", "{head}");
     assert_eq!(
-        header(&head, "server"),
+        head_header(&head, "server"),
         None,
         "Server must be removed: {head}"
     );
-    assert_eq!(header(&head, "x-powered-by"), None, "{head}");
+    assert_eq!(head_header(&head, "x-powered-by"), None, "{head}");
     assert_eq!(
-        header(&head, SAW_API_KEY).as_deref(),
+        head_header(&head, SAW_API_KEY).as_deref(),
         Some("-"),
         "the key must not be forwarded"
     );
     assert_eq!(
-        header(&head, SAW_HOST),
+        head_header(&head, SAW_HOST),
         Some(origin.addr().to_string()),
         "Host names the upstream"
     );
-    let (code, _) = fetch(&proxy.url("/"), &["X-API-Key: wrong"]);
+    let (code, _) = curl_status_and_head(&proxy.url("/"), &["X-API-Key: wrong"]);
     assert_eq!(code, "401");
     assert_eq!(
         origin.requests(),
@@ -103,9 +71,9 @@ fn a_client_over_its_burst_gets_429_with_retry_after_and_is_logged() {
     let mut codes = Vec::new();
     let mut retry_after = None;
     for _ in 0..5 {
-        let (code, head) = fetch(&proxy.url("/"), &[KEY]);
+        let (code, head) = curl_status_and_head(&proxy.url("/"), &[KEY]);
         if code == "429" {
-            retry_after = retry_after.or_else(|| header(&head, "retry-after"));
+            retry_after = retry_after.or_else(|| head_header(&head, "retry-after"));
         }
         codes.push(code);
     }
@@ -121,7 +89,7 @@ fn a_client_over_its_burst_gets_429_with_retry_after_and_is_logged() {
         "limited requests never reach the origin"
     );
     std::thread::sleep(std::time::Duration::from_secs(wait));
-    let (code, _) = fetch(&proxy.url("/"), &[KEY]);
+    let (code, _) = curl_status_and_head(&proxy.url("/"), &[KEY]);
     assert_eq!(code, "200", "allowed again after Retry-After");
     proxy.wait_for_stderr(6, |s| access_lines(s).len());
     let stderr = proxy.stderr();
@@ -143,7 +111,7 @@ fn a_dead_upstream_in_the_list_fails_no_request() {
     let dead = dead_addr();
     let proxy = Proxy::start(PART8, &[live.addr(), dead], KEY_YAML);
     for i in 0..10 {
-        let (code, head) = fetch(&proxy.url(&format!("/r{i}")), &[KEY]);
+        let (code, head) = curl_status_and_head(&proxy.url(&format!("/r{i}")), &[KEY]);
         assert_eq!(code, "200", "request {i}: {head}");
     }
     assert_eq!(live.requests(), 10);

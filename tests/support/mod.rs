@@ -843,6 +843,32 @@ pub(crate) fn header_fields(head: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of header `name` in a message head (case-insensitive; the
+/// first if repeated).
+pub(crate) fn head_header(head: &str, name: &str) -> Option<String> {
+    header_fields(head)
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// `curl` a URL with extra request headers (`"Name: value"` each); returns
+/// (status code as curl prints it, response head).
+pub(crate) fn curl_status_and_head(url: &str, headers: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let head_file = temp_path(&dir, "headers");
+    let head_path = head_file.to_str().expect("utf-8 temp path");
+    let mut args = vec!["-o", "/dev/null", "-D", head_path, "-w", "%{http_code}"];
+    for h in headers {
+        args.push("-H");
+        args.push(h);
+    }
+    args.push(url);
+    let out = curl(&args);
+    let head = std::fs::read_to_string(&head_file).unwrap_or_default();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), head)
+}
+
 /// One thing a [`RawOrigin`] does in answer to a request.
 #[derive(Debug, Clone)]
 pub(crate) enum Step {

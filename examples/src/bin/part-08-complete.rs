@@ -209,12 +209,8 @@ fn upstream_addrs(conf: &ExampleConf) -> Result<Vec<String>> {
     if !conf.upstreams.is_empty() {
         return Ok(conf.upstreams.clone());
     }
-    let mut addrs = Vec::new();
-    for _ in 0..2 {
-        let addr = proxy_examples::demo_origin::spawn_background("127.0.0.1:0")
-            .or_err(ErrorType::InternalError, "starting a demo origin")?;
-        addrs.push(addr.to_string());
-    }
+    let addrs = proxy_examples::demo_origin::spawn_several(2)
+        .or_err(ErrorType::InternalError, "starting the demo origins")?;
     log::info!(
         "no upstreams configured: demo origins on {}",
         addrs.join(" and ")
