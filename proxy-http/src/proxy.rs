@@ -41,6 +41,10 @@ pub struct HttpProxy<SV> {
     max_retries: usize,
 }
 
+/// How long an idle keep-alive connection still waits for a next request
+/// once a graceful shutdown has begun (see `serve_connection`).
+const DRAIN_IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<SV> HttpProxy<SV> {
     /// Wrap `inner`, with the pool size (`upstream_keepalive_pool_size`) and
     /// retry bound (`max_retries`) from `conf`.
@@ -85,9 +89,21 @@ where
             self.apply_server_options(&mut downstream);
             let arrived = tokio::select! {
                 biased;
-                r = downstream.wait_for_request() => matches!(r, Ok(true)),
-                // an idle keep-alive connection closes as soon as shutdown begins
-                _ = shutdown.wait_for(|s| *s), if served > 0 => false,
+                r = downstream.wait_for_request() => Some(matches!(r, Ok(true))),
+                _ = shutdown.wait_for(|s| *s), if served > 0 => None,
+            };
+            let arrived = match arrived {
+                Some(arrived) => arrived,
+                // Shutdown began while this keep-alive connection was idle.
+                // The client may be sending its next request right now, and
+                // closing under it would fail that request (RFC 9112 §9.3.1
+                // lets a client retry only idempotent ones, and many do not):
+                // wait a moment, serve a request that arrives with
+                // `Connection: close`, and close if none does.
+                None => matches!(
+                    tokio::time::timeout(DRAIN_IDLE_WAIT, downstream.wait_for_request()).await,
+                    Ok(Ok(true))
+                ),
             };
             if !arrived {
                 return;

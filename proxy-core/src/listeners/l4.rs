@@ -2,6 +2,7 @@
 
 use std::fs::Permissions;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener};
 use super::{ServerAddress, TcpSocketOptions};
 use crate::error::{Error, ErrorType::*, OrErr, Result};
 use crate::protocols::{SocketAddr, Stream};
+use crate::server::ListenFds;
 
 /// Backlog of every listening socket (the kernel caps it at `somaxconn`).
 const LISTENER_BACKLOG: i32 = 65535;
@@ -53,28 +55,107 @@ pub struct ListenerEndpoint {
     listener: Listener,
 }
 
-impl ListenerEndpoint {
-    /// Bind one address (see [`super::Listeners::build`]).
-    pub(crate) async fn bind(address: &ServerAddress, retry: BindRetry) -> Result<Self> {
-        let (listener, local_addr) = match address {
-            ServerAddress::Tcp(addr, opts) => {
-                let l = bind_tcp(addr, opts.as_ref(), retry).await?;
-                let local = l
-                    .local_addr()
-                    .or_err_with(SocketError, || format!("getsockname of {addr}"))?;
-                (Listener::Tcp(l, opts.clone()), SocketAddr::Inet(local))
+/// A listening socket bound (or inherited from a previous process) on the
+/// main thread before the runtimes start; [`BoundListener::into_endpoint`]
+/// makes it a [`ListenerEndpoint`] inside a runtime.
+#[derive(Debug)]
+pub(crate) struct BoundListener {
+    address: ServerAddress,
+    socket: BoundSocket,
+}
+
+#[derive(Debug)]
+enum BoundSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl BoundListener {
+    /// Take the socket `fds` inherited for `address`, or bind a new one
+    /// (retrying an address in use as `retry` says, sleeping on this thread),
+    /// and record it in `fds` so it can be handed over in turn.
+    ///
+    /// # Errors
+    /// `BindError` naming the address (see [`super::Listeners::build`]).
+    pub(crate) fn bind(
+        address: &ServerAddress,
+        retry: BindRetry,
+        fds: &mut ListenFds,
+    ) -> Result<Self> {
+        let key = address.to_string();
+        let socket = match (fds.take_inherited(&key), address) {
+            (Some(fd), ServerAddress::Tcp(..)) => {
+                debug!("using the inherited socket of {address}");
+                BoundSocket::Tcp(std::net::TcpListener::from(fd))
             }
-            ServerAddress::Uds(path, perms) => {
-                let l = bind_uds(path, perms.clone())?;
-                (Listener::Unix(l), SocketAddr::Unix(Some(path.into())))
+            (Some(fd), ServerAddress::Uds(..)) => {
+                debug!("using the inherited socket of {address}");
+                BoundSocket::Unix(std::os::unix::net::UnixListener::from(fd))
+            }
+            (None, ServerAddress::Tcp(addr, opts)) => {
+                BoundSocket::Tcp(bind_tcp(addr, opts.as_ref(), retry)?)
+            }
+            (None, ServerAddress::Uds(path, perms)) => {
+                BoundSocket::Unix(bind_uds(path, perms.clone())?)
+            }
+        };
+        let fd = match &socket {
+            BoundSocket::Tcp(l) => l.as_fd(),
+            BoundSocket::Unix(l) => l.as_fd(),
+        };
+        fds.record(key, fd)?;
+        Ok(BoundListener {
+            address: address.clone(),
+            socket,
+        })
+    }
+
+    /// Register the socket with the current tokio runtime.
+    ///
+    /// # Errors
+    /// `SocketError` when it cannot be made non-blocking or registered (no
+    /// runtime, or the descriptor is not a listening socket of its kind).
+    pub(crate) fn into_endpoint(self) -> Result<ListenerEndpoint> {
+        let address = self.address;
+        let ctx = || format!("registering listener {address}");
+        let (listener, local_addr) = match self.socket {
+            BoundSocket::Tcp(l) => {
+                l.set_nonblocking(true).or_err_with(SocketError, ctx)?;
+                let local = l.local_addr().or_err_with(SocketError, ctx)?;
+                let l = TcpListener::from_std(l).or_err_with(SocketError, ctx)?;
+                let opts = match &address {
+                    ServerAddress::Tcp(_, opts) => opts.clone(),
+                    ServerAddress::Uds(..) => None,
+                };
+                (Listener::Tcp(l, opts), SocketAddr::Inet(local))
+            }
+            BoundSocket::Unix(l) => {
+                l.set_nonblocking(true).or_err_with(SocketError, ctx)?;
+                let l = UnixListener::from_std(l).or_err_with(SocketError, ctx)?;
+                let path = address.as_str().into();
+                (Listener::Unix(l), SocketAddr::Unix(Some(path)))
             }
         };
         debug!("listening on {address}");
         Ok(ListenerEndpoint {
-            address: address.clone(),
+            address,
             local_addr,
             listener,
         })
+    }
+}
+
+impl ListenerEndpoint {
+    /// Bind one address (see [`super::Listeners::build`]) on a blocking
+    /// thread, since a bind may wait for an address in use.
+    pub(crate) async fn bind(address: &ServerAddress, retry: BindRetry) -> Result<Self> {
+        let addr = address.clone();
+        let bound = tokio::task::spawn_blocking(move || {
+            BoundListener::bind(&addr, retry, &mut ListenFds::new())
+        })
+        .await
+        .or_err(InternalError, "binding task failed")??;
+        bound.into_endpoint()
     }
 
     /// The address as the user gave it.
@@ -150,11 +231,11 @@ fn apply_accepted_tcp_options(
     }
 }
 
-async fn bind_tcp(
+fn bind_tcp(
     addr: &str,
     opts: Option<&TcpSocketOptions>,
     retry: BindRetry,
-) -> Result<TcpListener> {
+) -> Result<std::net::TcpListener> {
     let sock_addr: std::net::SocketAddr = addr.parse().map_err(|e| {
         Error::explain(
             BindError,
@@ -172,7 +253,7 @@ async fn bind_tcp(
                     retry.delay
                 );
                 attempt += 1;
-                tokio::time::sleep(retry.delay).await;
+                std::thread::sleep(retry.delay);
             }
             Err(e) => {
                 return Err(Error::because(
@@ -188,7 +269,7 @@ async fn bind_tcp(
 fn try_bind_tcp(
     addr: std::net::SocketAddr,
     opts: Option<&TcpSocketOptions>,
-) -> io::Result<TcpListener> {
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if let Some(opts) = opts {
@@ -199,13 +280,12 @@ fn try_bind_tcp(
             socket.set_reuse_port(reuse)?;
         }
     }
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTENER_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
-fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<UnixListener> {
+fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<std::os::unix::net::UnixListener> {
     let p = Path::new(path);
     // A socket file left by a previous process would make bind fail with
     // "address in use"; a file of another kind is not ours to delete.
@@ -215,8 +295,8 @@ fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<UnixListener> {
                 .or_err_with(BindError, || format!("removing stale socket file {path}"))?;
         }
     }
-    let listener =
-        UnixListener::bind(p).or_err_with(BindError, || format!("binding Unix listener {path}"))?;
+    let listener = std::os::unix::net::UnixListener::bind(p)
+        .or_err_with(BindError, || format!("binding Unix listener {path}"))?;
     let perms = perms.unwrap_or_else(|| Permissions::from_mode(DEFAULT_UDS_MODE));
     std::fs::set_permissions(p, perms)
         .or_err_with(BindError, || format!("setting permissions of {path}"))?;

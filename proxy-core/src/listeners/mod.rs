@@ -18,8 +18,8 @@ mod l4;
 use std::fs::Permissions;
 use std::time::Duration;
 
-pub(crate) use l4::BindRetry;
 pub use l4::ListenerEndpoint;
+pub(crate) use l4::{BindRetry, BoundListener};
 
 use crate::error::Result;
 
@@ -152,6 +152,24 @@ impl Listeners {
     /// Dropping the future closes the sockets bound so far.
     pub async fn build(&self) -> Result<Vec<ListenerEndpoint>> {
         self.build_with_retry(BindRetry::default()).await
+    }
+
+    /// Bind every address on this thread (sleeping while an address in use
+    /// is retried), taking the sockets `fds` inherited where it has one for
+    /// an address and recording every socket in it.
+    ///
+    /// # Errors
+    /// As [`Listeners::build`]; the sockets bound before the failing one are
+    /// closed (their duplicates stay in `fds`).
+    pub(crate) fn bind_all(
+        &self,
+        retry: BindRetry,
+        fds: &mut crate::server::ListenFds,
+    ) -> Result<Vec<BoundListener>> {
+        self.endpoints
+            .iter()
+            .map(|addr| BoundListener::bind(addr, retry, fds))
+            .collect()
     }
 
     pub(crate) async fn build_with_retry(&self, retry: BindRetry) -> Result<Vec<ListenerEndpoint>> {

@@ -9,11 +9,20 @@
 //! server.run_forever();
 //! ```
 //!
-//! [`Server::run_forever`] starts every service on its own runtime and waits
-//! for a signal: SIGINT stops at once; SIGTERM stops accepting, lets
-//! in-flight connections finish for up to `grace_period_seconds`, then gives
-//! the runtimes `graceful_shutdown_timeout_seconds` to stop; SIGQUIT
-//! (graceful upgrade) is not implemented yet and drains like SIGTERM.
+//! [`Server::run_forever`] binds every service's listening sockets (or takes
+//! them over from the old process with `-u`), forks into the background when
+//! `daemon` is set, starts every service on its own runtime and waits for a
+//! signal:
+//! - SIGINT stops at once;
+//! - SIGTERM stops accepting, lets in-flight requests finish for up to
+//!   `grace_period_seconds` (idle keep-alive connections are closed), then
+//!   gives the runtimes `graceful_shutdown_timeout_seconds` to stop;
+//! - SIGQUIT hands the listening sockets to a new process started with `-u`
+//!   (see [`ListenFds`]), then drains like SIGTERM. If no new process takes
+//!   them, this process logs the error and keeps serving.
+
+mod daemon;
+mod fds;
 
 pub mod configuration;
 pub mod runtime;
@@ -27,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::services::Service;
 use configuration::{conf_for_opt, describe_conf_error, Opt, ServerConf};
+pub use fds::ListenFds;
 use runtime::{BlockingPoolOpts, Runtime};
 pub use signals::{RunArgs, ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch};
 
@@ -39,6 +49,8 @@ pub type ShutdownWatch = tokio::sync::watch::Receiver<bool>;
 pub struct Server {
     services: Vec<Box<dyn Service>>,
     shutdown_watch: watch::Sender<bool>,
+    listen_fds: ListenFds,
+    listeners_bound: bool,
     /// The configuration every service reads (`threads`, grace periods...).
     pub configuration: Arc<ServerConf>,
     /// The command-line options, when the server was made from them.
@@ -89,6 +101,8 @@ impl Server {
         Server {
             services: Vec::new(),
             shutdown_watch,
+            listen_fds: ListenFds::new(),
+            listeners_bound: false,
             configuration: Arc::new(conf),
             options,
         }
@@ -98,9 +112,9 @@ impl Server {
     /// loaded and validated by [`Server::new`]: this prints
     /// `configuration <file> OK` to stderr and exits with code 0.
     ///
-    /// `-u` (upgrade) and `-d` (daemon) are not implemented yet: they are
-    /// logged as warnings and the server runs in the foreground with fresh
-    /// sockets.
+    /// `-u` (upgrade) and `-d` (daemon) take effect in [`Server::run_forever`]:
+    /// a daemon forks first and then waits for the old process's sockets, so
+    /// `proxy -d -u` returns at once and the old process can be sent SIGQUIT.
     pub fn bootstrap(&mut self) {
         let Some(opt) = self.options.clone() else {
             return;
@@ -110,12 +124,34 @@ impl Server {
             info!("configuration test passed, exiting");
             std::process::exit(0);
         }
-        if opt.upgrade {
-            warn!("graceful upgrade (-u) is not implemented yet; binding fresh sockets");
+    }
+
+    fn upgrading(&self) -> bool {
+        self.options.as_ref().is_some_and(|o| o.upgrade)
+    }
+
+    /// Take the old process's sockets (with `-u`) and bind every service's
+    /// listeners, once. Exits with code 1 naming the problem on failure.
+    fn bind_listeners(&mut self) {
+        if self.listeners_bound {
+            return;
         }
-        if opt.daemon || self.configuration.daemon {
-            warn!("daemon mode (-d) is not implemented yet; running in the foreground");
+        self.listeners_bound = true;
+        if self.upgrading() {
+            let conf = &self.configuration;
+            let path = std::path::Path::new(&conf.upgrade_sock);
+            let attempts = conf.upgrade_sock_connect_accept_max_retries.unwrap_or(5);
+            match ListenFds::receive_from_sock(path, attempts) {
+                Ok(fds) => self.listen_fds = fds,
+                Err(e) => fatal(&format!("graceful upgrade: {e}")),
+            }
         }
+        for service in &mut self.services {
+            if let Err(e) = service.bind_listeners(&mut self.listen_fds) {
+                fatal(&e.to_string());
+            }
+        }
+        self.listen_fds.close_unclaimed();
     }
 
     /// The line `-t` prints.
@@ -143,8 +179,28 @@ impl Server {
 
     /// Run the services until a Unix signal says stop (see the module docs),
     /// then exit the process with code 0.
-    pub fn run_forever(self) -> ! {
+    ///
+    /// With `daemon` (`-d`), the listening sockets are bound in the
+    /// foreground (so a bind error is printed where the operator sees it),
+    /// then the process forks into the background, writes `pid_file` and
+    /// starts its threads; with `-d -u` it forks first and takes the sockets
+    /// from the old process in the background. The pid file is removed on
+    /// exit if it still names this process.
+    pub fn run_forever(mut self) -> ! {
+        let daemon = self.configuration.daemon;
+        if daemon {
+            if !self.upgrading() {
+                self.bind_listeners();
+            }
+            if let Err(e) = daemon::daemonize(&self.configuration) {
+                fatal(&e.to_string());
+            }
+        }
+        let conf = self.configuration.clone();
         self.run(RunArgs::default());
+        if daemon {
+            daemon::remove_pid_file(&conf.pid_file);
+        }
         info!("server exited");
         std::process::exit(0)
     }
@@ -163,7 +219,8 @@ impl Server {
     /// `grace_period_seconds` have passed, then shuts each runtime down with
     /// `graceful_shutdown_timeout_seconds`. On [`ShutdownSignal::FastShutdown`]
     /// the runtimes are shut down at once.
-    pub fn run(self, run_args: RunArgs) {
+    pub fn run(mut self, run_args: RunArgs) {
+        self.bind_listeners();
         let conf = self.configuration.clone();
         let blocking = BlockingPoolOpts {
             max_threads: conf.max_blocking_threads,
@@ -194,18 +251,31 @@ impl Server {
             .enable_all()
             .build()
             .unwrap_or_else(|e| fatal(&format!("building the signal runtime: {e}")));
-        let signal = main_rt.block_on(run_args.shutdown_signal.recv());
+        let signal = loop {
+            let signal = main_rt.block_on(run_args.shutdown_signal.recv());
+            if signal != ShutdownSignal::GracefulUpgrade {
+                break signal;
+            }
+            let path = std::path::Path::new(&conf.upgrade_sock);
+            let attempts = conf.upgrade_sock_connect_accept_max_retries.unwrap_or(5);
+            match self.listen_fds.send_to_sock(path, attempts) {
+                Ok(()) => break signal,
+                Err(e) => error!("graceful upgrade failed, still serving: {e}"),
+            }
+        };
         let runtime_timeout = match signal {
             ShutdownSignal::FastShutdown => {
                 info!("fast shutdown");
                 Duration::ZERO
             }
             ShutdownSignal::GracefulTerminate | ShutdownSignal::GracefulUpgrade => {
-                if signal == ShutdownSignal::GracefulUpgrade {
-                    warn!("graceful upgrade is not implemented yet; shutting down gracefully");
-                }
                 let grace = conf.grace_period();
                 info!("graceful shutdown: draining for at most {grace:?}");
+                // close our duplicates of the listening sockets, so that once
+                // the accept tasks stop a new connection is refused (or, after
+                // an upgrade, goes to the new process) instead of waiting in
+                // a queue nobody accepts from
+                drop(std::mem::take(&mut self.listen_fds));
                 self.shutdown_watch.send_replace(true);
                 main_rt.block_on(wait_for_services(running, grace));
                 conf.graceful_shutdown_timeout()

@@ -38,10 +38,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::apps::ServerApp;
 use crate::error::{Error, ErrorType::*, Result};
-use crate::listeners::{BindRetry, ListenerEndpoint, Listeners, ServerAddress, TcpSocketOptions};
+use crate::listeners::{
+    BindRetry, BoundListener, ListenerEndpoint, Listeners, ServerAddress, TcpSocketOptions,
+};
 use crate::protocols::{SocketAddr, Stream};
 use crate::server::runtime::current_handle;
-use crate::server::ShutdownWatch;
+use crate::server::{ListenFds, ShutdownWatch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -57,6 +59,9 @@ pub struct Service<A> {
     pub threads: Option<usize>,
     bound: watch::Sender<Vec<SocketAddr>>,
     bind_retry: BindRetry,
+    /// Sockets bound by [`crate::services::Service::bind_listeners`], taken
+    /// when the service starts.
+    prebound: Option<Vec<BoundListener>>,
 }
 
 impl<A> Service<A> {
@@ -75,6 +80,7 @@ impl<A> Service<A> {
             threads: None,
             bound: watch::Sender::new(Vec::new()),
             bind_retry: BindRetry::default(),
+            prebound: None,
         }
     }
 
@@ -130,11 +136,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             Some(app) => app.clone(),
             None => return Error::e_explain(InternalError, "listening service has no app"),
         };
-        let endpoints = self
-            .listeners
-            .build_with_retry(self.bind_retry)
-            .await
-            .map_err(|e| e.more_context(format!("service {}", self.name)))?;
+        let endpoints = match self.prebound.take() {
+            Some(bound) => bound
+                .into_iter()
+                .map(BoundListener::into_endpoint)
+                .collect::<Result<Vec<_>>>(),
+            None => self.listeners.build_with_retry(self.bind_retry).await,
+        }
+        .map_err(|e| e.more_context(format!("service {}", self.name)))?;
         self.bound
             .send_replace(endpoints.iter().map(|e| e.local_addr().clone()).collect());
         if endpoints.is_empty() {
@@ -192,6 +201,16 @@ impl<A: ServerApp + Send + Sync + 'static> crate::services::Service for Service<
             eprintln!("error: {e}");
             std::process::exit(1);
         }
+    }
+
+    /// Bind (or take from `fds`) every address of this service, in order.
+    fn bind_listeners(&mut self, fds: &mut ListenFds) -> Result<()> {
+        let bound = self
+            .listeners
+            .bind_all(self.bind_retry, fds)
+            .map_err(|e| e.more_context(format!("service {}", self.name)))?;
+        self.prebound = Some(bound);
+        Ok(())
     }
 
     fn name(&self) -> &str {
