@@ -22,6 +22,7 @@ pub(crate) use l4::BindRetry;
 pub use l4::ListenerEndpoint;
 
 use crate::error::Result;
+use crate::tls::{TlsAcceptor, TlsSettings};
 
 /// TCP keepalive probes for accepted connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ impl std::fmt::Display for ServerAddress {
 #[derive(Debug, Clone, Default)]
 pub struct Listeners {
     endpoints: Vec<ServerAddress>,
+    /// The TLS acceptor of each endpoint (same index), `None` for plaintext.
+    tls: Vec<Option<TlsAcceptor>>,
 }
 
 impl Listeners {
@@ -126,7 +129,45 @@ impl Listeners {
 
     /// Add any address.
     pub fn add_address(&mut self, addr: ServerAddress) {
+        self.add_endpoint(addr, None);
+    }
+
+    /// Add a TCP address (`ip:port`) that speaks TLS with Mozilla's
+    /// intermediate profile and the PEM certificate chain and key at
+    /// `cert_path` / `key_path` ([`TlsSettings::intermediate`]).
+    ///
+    /// # Errors
+    /// As [`TlsSettings::intermediate`]: the file named when it is missing,
+    /// unreadable, malformed or the key does not match.
+    pub fn add_tls(&mut self, addr: &str, cert_path: &str, key_path: &str) -> Result<()> {
+        let settings = TlsSettings::intermediate(cert_path, key_path)?;
+        self.add_tls_with_settings(addr, None, settings);
+        Ok(())
+    }
+
+    /// Add a TCP address (`ip:port`) that speaks TLS with `settings`.
+    /// The handshake of each connection runs on that connection's task.
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: TlsSettings,
+    ) {
+        self.add_endpoint(
+            ServerAddress::Tcp(addr.to_string(), sock_opt),
+            Some(settings),
+        );
+    }
+
+    /// Add any address, with TLS when `tls` is given.
+    pub fn add_endpoint(&mut self, addr: ServerAddress, tls: Option<TlsSettings>) {
         self.endpoints.push(addr);
+        self.tls.push(tls.map(TlsSettings::build));
+    }
+
+    /// The TLS acceptor of the `index`th address (as added), `None` for plaintext.
+    pub(crate) fn tls_acceptor(&self, index: usize) -> Option<&TlsAcceptor> {
+        self.tls.get(index).and_then(Option::as_ref)
     }
 
     /// The addresses added so far, in order.
