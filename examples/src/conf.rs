@@ -20,6 +20,7 @@
 //! upstream_tls: false                 # ours, part 4: speak TLS to the upstreams
 //! upstream_sni: origin.example        # ours, part 4: SNI and name to verify
 //! upstream_ca: origin-ca.pem          # ours, part 4, optional: CA to verify with
+//! upstream_alternative_cn: origin     # ours, part 4, optional: name accepted instead of the SNI
 //! ```
 
 use std::io;
@@ -91,9 +92,12 @@ pub struct ExampleConf {
     /// Part 4: PEM CA certificates to verify TLS upstreams with instead of
     /// the system store. Default: none (the system store).
     pub upstream_ca: Option<String>,
-    /// Part 4: check that the upstream certificate names `upstream_sni`.
-    /// Default `true`.
+    /// Part 4: check that the upstream certificate names `upstream_sni`
+    /// (or `upstream_alternative_cn`). Default `true`.
     pub upstream_verify_hostname: bool,
+    /// Part 4: another name the upstream certificate may carry instead of
+    /// `upstream_sni`. Default: none.
+    pub upstream_alternative_cn: Option<String>,
 }
 
 impl Default for ExampleConf {
@@ -114,6 +118,7 @@ impl Default for ExampleConf {
             upstream_sni: String::new(),
             upstream_ca: None,
             upstream_verify_hostname: true,
+            upstream_alternative_cn: None,
         }
     }
 }

@@ -13,8 +13,8 @@
 //! ```
 //!
 //! Optional keys: `tls_client_ca` requires client certificates signed by
-//! that CA (mTLS); `upstream_tls`, `upstream_sni`, `upstream_ca` and
-//! `upstream_verify_hostname` make the proxy speak verified TLS to its
+//! that CA (mTLS); `upstream_tls`, `upstream_sni`, `upstream_ca`,
+//! `upstream_alternative_cn` and `upstream_verify_hostname` make the proxy speak verified TLS to its
 //! upstreams. The `logging` phase writes each request's TLS facts (version,
 //! cipher, SNI, client certificate) to the log.
 //!
@@ -78,6 +78,7 @@ impl ProxyHttp for TlsProxy {
             peer.sni = self.conf.upstream_sni.clone();
             peer.options.ca = self.upstream_ca.clone();
             peer.options.verify_hostname = self.conf.upstream_verify_hostname;
+            peer.options.alternative_cn = self.conf.upstream_alternative_cn.clone();
         }
         Ok(peer)
     }
