@@ -1,7 +1,8 @@
 //! The addresses a listening service accepts connections on.
 //!
 //! [`Listeners`] is a list of [`ServerAddress`]es (TCP `ip:port` with
-//! [`TcpSocketOptions`], or a Unix socket path with permissions). Nothing is
+//! [`TcpSocketOptions`], optionally with TLS ([`Listeners::add_tls`], see
+//! [`crate::tls`]), or a Unix socket path with permissions). Nothing is
 //! bound until the service starts; [`Listeners::build`] binds them all and
 //! returns one [`ListenerEndpoint`] per address.
 //!
@@ -14,12 +15,14 @@
 //! ```
 
 mod l4;
+pub mod tls;
 
 use std::fs::Permissions;
 use std::time::Duration;
 
 pub(crate) use l4::BindRetry;
 pub use l4::ListenerEndpoint;
+pub use tls::TlsAccept;
 
 use crate::error::Result;
 use crate::tls::{TlsAcceptor, TlsSettings};
