@@ -18,7 +18,7 @@
 //! [`PeerOptions`](crate::upstreams::peer::PeerOptions).
 
 mod acceptor;
-mod cert;
+pub(crate) mod cert;
 mod digest;
 mod settings;
 mod stream;

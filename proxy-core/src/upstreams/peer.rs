@@ -812,6 +812,7 @@ mod tests {
     fn reuse_hash_differs_by_anything_that_changes_the_connection() {
         let base = HttpPeer::new(("127.0.0.1", 443), true, "a.example".into());
         let h = base.reuse_hash();
+        let (cert, key) = crate::tls::cert::tests::self_signed("client.example", 1);
         let variants: Vec<HttpPeer> = vec![
             HttpPeer::new(("127.0.0.1", 444), true, "a.example".into()),
             HttpPeer::new(("127.0.0.1", 443), false, "a.example".into()),
@@ -849,6 +850,27 @@ mod tests {
             {
                 let mut p = base.clone();
                 p.options.ca = Some(Arc::new(b"-----BEGIN CERTIFICATE-----".to_vec()));
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.use_system_certs = false;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.min_tls_version = Some(TlsVersion::Tls13);
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.max_tls_version = Some(TlsVersion::Tls12);
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.client_cert_key =
+                    Some(Arc::new(crate::tls::CertKey::new(vec![cert], key).unwrap()));
                 p
             },
         ];
