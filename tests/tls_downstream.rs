@@ -231,3 +231,56 @@ fn a_bad_certificate_or_key_stops_startup_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn sighup_reloads_the_certificate_files_for_new_handshakes() {
+    let origin = TestOrigin::start();
+    let pki = Pki::new("hup-ca");
+    let first = pki.issue("localhost", "DNS:localhost,IP:127.0.0.1", "0F1F");
+    let second = pki.issue("localhost", "DNS:localhost,IP:127.0.0.1", "0F2F");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let (proxy, tls) = start(
+        &origin,
+        &format!(
+            "tls_cert: \"{}\"\ntls_key: \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert_eq!(presented_cert(tls, "localhost").serial, "0F1F");
+    // before its handler is installed, SIGHUP would end the process
+    let n = proxy.wait_for_stderr(1, |s| {
+        s.matches("SIGHUP reloads the certificate files").count()
+    });
+    assert_eq!(n, 1, "{}", proxy.stderr());
+
+    // broken files: refused, logged, the old certificate stays
+    std::fs::write(&key, "garbage").unwrap();
+    proxy.signal("HUP");
+    let n = proxy.wait_for_stderr(1, |s| s.matches("certificate not reloaded").count());
+    assert_eq!(n, 1, "{}", proxy.stderr());
+    assert_eq!(presented_cert(tls, "localhost").serial, "0F1F");
+
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    proxy.signal("HUP");
+    let n = proxy.wait_for_stderr(1, |s| {
+        s.matches("certificate reloaded, serial 0F2F").count()
+    });
+    assert_eq!(n, 1, "{}", proxy.stderr());
+    assert_eq!(presented_cert(tls, "localhost").serial, "0F2F");
+    // still serving
+    let out = curl(&[
+        "-k",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://{tls}/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+}

@@ -30,7 +30,10 @@
 //! ```
 //!
 //! A missing, unreadable or malformed certificate or key, or a key that does
-//! not match, stops the program at startup with the file named.
+//! not match, stops the program at startup with the file named. After
+//! renewing the files, `kill -HUP <pid>` reloads them: new handshakes get the
+//! new certificate, open connections keep theirs, and broken files are
+//! refused (logged) with the old certificate kept.
 
 use std::sync::Arc;
 
@@ -40,7 +43,9 @@ use proxy_facade::http::RequestHeader;
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
-use proxy_facade::tls::TlsSettings;
+use proxy_facade::server::ShutdownWatch;
+use proxy_facade::services::background::{background_service, BackgroundService};
+use proxy_facade::tls::{CertReloader, TlsSettings};
 use proxy_facade::upstreams::peer::HttpPeer;
 
 struct TlsProxy {
@@ -120,6 +125,33 @@ impl ProxyHttp for TlsProxy {
     }
 }
 
+/// Reloads the certificate files on `SIGHUP`, until shutdown.
+struct ReloadOnHangup(CertReloader);
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot watch SIGHUP, certificate reload disabled: {e}");
+                return;
+            }
+        };
+        log::info!("SIGHUP reloads the certificate files");
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hangups.recv() => match self.0.reload() {
+                    Ok(s) => log::info!("SIGHUP: certificate reloaded, serial {} sha256 {}", s.serial, s.sha256),
+                    Err(e) => log::error!("SIGHUP: certificate not reloaded, the current one stays: {e}"),
+                },
+            }
+        }
+    }
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(e) = run() {
@@ -183,6 +215,7 @@ fn run() -> Result<()> {
     server.bootstrap();
 
     let (listen, tls_listen) = (conf.listen.clone(), conf.tls_listen.clone());
+    let conf_has_files = conf.tls_cert.is_some();
     let proxy = TlsProxy {
         upstreams,
         conf,
@@ -190,8 +223,14 @@ fn run() -> Result<()> {
     };
     let mut service = http_proxy_service(&server.configuration, proxy);
     service.add_tcp(&listen);
+    // certificates from files can be reloaded; a generated one cannot
+    let reload =
+        conf_has_files.then(|| background_service("cert reload", ReloadOnHangup(tls.reloader())));
     service.add_tls_with_settings(&tls_listen, None, tls);
     log::info!("proxy listening on http://{listen}/ and https://{tls_listen}/");
     server.add_service(service);
+    if let Some(reload) = reload {
+        server.add_service(reload);
+    }
     server.run_forever();
 }
