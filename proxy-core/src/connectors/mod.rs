@@ -178,13 +178,14 @@ impl TransportConnector {
     /// Open a new connection to `peer`, never from the pool.
     ///
     /// TCP connections get `TCP_NODELAY`. The peer's `connection_timeout`
-    /// bounds the TCP/Unix connect and its `total_connection_timeout` the
-    /// whole call.
+    /// (default 60 s) bounds the TCP/Unix connect and, separately, the TLS
+    /// handshake; its `total_connection_timeout` bounds the whole call.
     ///
     /// # Errors
     /// - `TLSHandshakeFailure` when `peer.tls()` and the handshake or the
     ///   certificate verification fails (never a fallback to plaintext);
-    /// - `ConnectTimedout` when either timeout runs out (the context names which);
+    /// - `ConnectTimedout` when either timeout runs out (the context names which),
+    ///   `TLSHandshakeTimedout` when the handshake alone runs past `connection_timeout`;
     /// - `ConnectRefused`, `ConnectNoRoute`, `ConnectError` from the OS;
     /// - `BindError` / `SocketError` when the source address or a socket option fails.
     ///
@@ -207,12 +208,22 @@ impl TransportConnector {
             tcp_recv_buf: peer.tcp_recv_buf(),
         };
         let total = peer.total_connection_timeout();
+        // the handshake gets its own bound, as nginx's proxy_connect_timeout
+        // bounds its SSL handshake: a server that accepts and stays silent
+        // must not hold the request forever
+        let handshake_timeout = opts.connection_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
         let connect = async {
             let stream = l4::connect(&addr, &opts).await?;
-            if peer.tls() {
-                self.tls.connect(stream, peer).await
-            } else {
-                Ok(stream)
+            if !peer.tls() {
+                return Ok(stream);
+            }
+            match tokio::time::timeout(handshake_timeout, self.tls.connect(stream, peer)).await {
+                Ok(res) => res,
+                Err(_) => Err(crate::error::Error::explain(
+                    crate::error::ErrorType::TLSHandshakeTimedout,
+                    format!("TLS handshake with {peer} took over {handshake_timeout:?}"),
+                )
+                .into_up()),
             }
         };
         l4::with_connect_timeout(connect, total, "total-connection timeout", &addr).await
@@ -550,6 +561,20 @@ mod tests {
         assert_eq!(e.etype(), &ErrorType::TLSHandshakeFailure);
         assert_eq!(e.esource(), &crate::error::ErrorSource::Upstream);
         drop(server);
+    }
+
+    #[tokio::test]
+    async fn silent_tls_server_times_out_the_handshake() {
+        let mut o = origin().await;
+        let c = TransportConnector::new(None);
+        let mut peer = o.peer.clone();
+        peer.scheme = crate::upstreams::peer::Scheme::HTTPS;
+        peer.sni = "localhost".into();
+        peer.options.connection_timeout = Some(Duration::from_millis(200));
+        let (res, _server) = tokio::join!(c.new_stream(&peer), o.conns.recv());
+        let e = res.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::TLSHandshakeTimedout);
+        assert_eq!(e.esource(), &crate::error::ErrorSource::Upstream);
     }
 
     #[tokio::test]

@@ -238,9 +238,11 @@ pub struct PeerOptions {
     /// The local address to connect from. Default `None` (the OS picks;
     /// `ConnectorOptions::bind_to_v4`/`bind_to_v6` apply).
     pub bind_to: Option<BindTo>,
-    /// Limit on the TCP/Unix-socket connect. Default `None`, which the
-    /// connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`,
-    /// nginx's default). Exceeding it fails with `ConnectTimedout`.
+    /// Limit on the TCP/Unix-socket connect, and separately on the TLS
+    /// handshake (as nginx's `proxy_connect_timeout`). Default `None`, which
+    /// the connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`,
+    /// nginx's default). Exceeding it fails with `ConnectTimedout` (connect)
+    /// or `TLSHandshakeTimedout` (handshake).
     pub connection_timeout: Option<Duration>,
     /// Limit on the whole connect including the TLS handshake. Default
     /// `None`. Exceeding it fails with `ConnectTimedout`.
