@@ -369,3 +369,18 @@ fn intermediate_names_the_missing_file() {
     assert_eq!(e.etype(), &ErrorType::FileReadError);
     assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
 }
+
+#[tokio::test]
+async fn silent_client_times_out_the_downstream_handshake() {
+    let pki = Pki::new();
+    let mut settings = TlsSettings::with_cert(pki.leaf("origin.test", 7)).unwrap();
+    settings.set_handshake_timeout(Duration::from_millis(100));
+    let (addr, mut seen) = server(settings.build()).await;
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let e = tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(e.contains("TLSHandshakeTimedout"), "{e}");
+}
