@@ -76,16 +76,18 @@ impl ProxyHttp for TlsProxy {
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
         ctx.upstream = addr.to_owned();
-        let mut peer = conf::peer_for(addr, &self.conf);
-        if self.conf.upstream_tls {
-            // HttpPeer::new(addr, true, sni) in the tutorial's words
-            peer.scheme = proxy_facade::upstreams::peer::Scheme::HTTPS;
-            peer.sni = self.conf.upstream_sni.clone();
-            peer.options.ca = self.upstream_ca.clone();
-            peer.options.verify_hostname = self.conf.upstream_verify_hostname;
-            peer.options.alternative_cn = self.conf.upstream_alternative_cn.clone();
+        if !self.conf.upstream_tls {
+            return Ok(conf::peer_for(addr, &self.conf));
         }
-        Ok(peer)
+        // TLS to the upstream, sending `upstream_sni` and verifying the
+        // certificate against `upstream_ca` (or the system store)
+        let mut peer = HttpPeer::new(addr, true, self.conf.upstream_sni.clone());
+        peer.options.connection_timeout = self.conf.connect_timeout();
+        peer.options.read_timeout = self.conf.read_timeout();
+        peer.options.ca = self.upstream_ca.clone();
+        peer.options.verify_hostname = self.conf.upstream_verify_hostname;
+        peer.options.alternative_cn = self.conf.upstream_alternative_cn.clone();
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
