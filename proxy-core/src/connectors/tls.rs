@@ -185,8 +185,8 @@ impl TlsConnector {
     ///
     /// # Errors
     /// `TLSHandshakeFailure` (source Upstream) naming the peer and the
-    /// reason (e.g. `certificate verify failed: self signed certificate`,
-    /// `Hostname mismatch`); never a fallback to plaintext.
+    /// reason (e.g. `cert verification failed - unable to get local issuer
+    /// certificate`, `... - Hostname mismatch`); never a fallback to plaintext.
     pub(crate) async fn connect<P: Peer>(&self, stream: Stream, peer: &P) -> Result<Stream> {
         let ctx = self.context(peer)?;
         let err = |what: &str, e: boring::error::ErrorStack| setup_error(peer, what, &e);
@@ -236,18 +236,13 @@ impl TlsConnector {
             .await;
         match handshake {
             Ok(tls) => Ok(Box::new(TlsStream::new(tls))),
-            Err(e) => {
-                let verify = e
-                    .ssl()
-                    .and_then(|s| s.verify_result().err())
-                    .map(|r| format!(" ({})", r.error_string()))
-                    .unwrap_or_default();
-                Err(Error::explain(
-                    ErrorType::TLSHandshakeFailure,
-                    format!("TLS handshake with {peer} failed: {e}{verify}"),
-                )
-                .into_up())
-            }
+            // tokio-boring's message already carries the verification
+            // result ("cert verification failed - Hostname mismatch")
+            Err(e) => Err(Error::explain(
+                ErrorType::TLSHandshakeFailure,
+                format!("TLS handshake with {peer}: {e}"),
+            )
+            .into_up()),
         }
     }
 }
