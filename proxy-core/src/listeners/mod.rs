@@ -230,4 +230,24 @@ mod tests {
         );
         assert_eq!(Listeners::uds("/a", None).endpoints()[0].as_str(), "/a");
     }
+
+    #[test]
+    fn tls_endpoints_carry_an_acceptor_and_bad_files_add_nothing() {
+        let mut l = Listeners::tcp("127.0.0.1:1");
+        let e = l
+            .add_tls("127.0.0.1:2", "/nonexistent/c.pem", "/nonexistent/k.pem")
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
+        assert_eq!(l.endpoints().len(), 1);
+
+        let (cert, key) = crate::tls::cert::tests::self_signed("l.test", 1);
+        let ck = crate::tls::CertKey::new(vec![cert], key).unwrap();
+        let settings = TlsSettings::with_cert(std::sync::Arc::new(ck)).unwrap();
+        l.add_tls_with_settings("127.0.0.1:3", None, settings);
+        l.add_uds("/tmp/y.sock", None);
+        assert_eq!(l.endpoints().len(), 3);
+        assert!(l.tls_acceptor(0).is_none());
+        assert!(l.tls_acceptor(1).is_some());
+        assert!(l.tls_acceptor(2).is_none());
+    }
 }
