@@ -13,6 +13,14 @@
 //! api_key: secret123                  # ours, part 3, default secret123
 //! rate_limit_per_sec: 10              # ours, part 7, default 10
 //! rate_limit_burst: 20                # ours, part 7, default 20
+//! tls_listen: 0.0.0.0:6443            # ours, part 4, default 0.0.0.0:6443
+//! tls_cert: cert.pem                  # ours, part 4, default: self-signed at startup
+//! tls_key: key.pem                    # ours, part 4 (with tls_cert)
+//! tls_client_ca: clients-ca.pem       # ours, part 4, optional: require client certs
+//! upstream_tls: false                 # ours, part 4: speak TLS to the upstreams
+//! upstream_sni: origin.example        # ours, part 4: SNI and name to verify
+//! upstream_ca: origin-ca.pem          # ours, part 4, optional: CA to verify with
+//! upstream_alternative_cn: origin     # ours, part 4, optional: name accepted instead of the SNI
 //! ```
 
 use std::io;
@@ -23,6 +31,8 @@ use serde::Deserialize;
 
 /// Default for [`ExampleConf::listen`].
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6188";
+/// Default for [`ExampleConf::tls_listen`].
+pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:6443";
 /// Default for [`ExampleConf::api_key`].
 pub const DEFAULT_API_KEY: &str = "secret123";
 /// The request header part 3 checks against [`ExampleConf::api_key`].
@@ -61,6 +71,33 @@ pub struct ExampleConf {
     /// Part 7: requests a client IP address may make at once, after a
     /// quiet spell (at least 1). Default [`DEFAULT_RATE_LIMIT_BURST`].
     pub rate_limit_burst: u32,
+    /// Part 4: address of the HTTPS listener, `host:port`. Default
+    /// [`DEFAULT_TLS_LISTEN`].
+    pub tls_listen: String,
+    /// Part 4: PEM certificate chain (leaf, then intermediates) of the
+    /// HTTPS listener. Default: none, and part 4 makes a self-signed one for
+    /// `localhost` at startup. Needs `tls_key`.
+    pub tls_cert: Option<String>,
+    /// Part 4: PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// Part 4: PEM CA certificates; when set, HTTPS clients must present a
+    /// certificate signed by one of them (mTLS). Default: none.
+    pub tls_client_ca: Option<String>,
+    /// Part 4: connect to the upstreams over TLS. Default `false`.
+    pub upstream_tls: bool,
+    /// Part 4: the SNI sent to TLS upstreams, and the name their
+    /// certificate must carry. Default empty (no SNI; set it, or turn off
+    /// hostname checks with `upstream_verify_hostname: false`).
+    pub upstream_sni: String,
+    /// Part 4: PEM CA certificates to verify TLS upstreams with instead of
+    /// the system store. Default: none (the system store).
+    pub upstream_ca: Option<String>,
+    /// Part 4: check that the upstream certificate names `upstream_sni`
+    /// (or `upstream_alternative_cn`). Default `true`.
+    pub upstream_verify_hostname: bool,
+    /// Part 4: another name the upstream certificate may carry instead of
+    /// `upstream_sni`. Default: none.
+    pub upstream_alternative_cn: Option<String>,
 }
 
 impl Default for ExampleConf {
@@ -73,6 +110,15 @@ impl Default for ExampleConf {
             api_key: DEFAULT_API_KEY.to_owned(),
             rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            tls_listen: DEFAULT_TLS_LISTEN.to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            upstream_tls: false,
+            upstream_sni: String::new(),
+            upstream_ca: None,
+            upstream_verify_hostname: true,
+            upstream_alternative_cn: None,
         }
     }
 }

@@ -6,12 +6,14 @@
 //! `part-01-first-proxy` (forward everything to the upstreams, set `Host`),
 //! `part-02-load-balancing` (round robin with health checks over the upstreams),
 //! `part-03-filters` (API-key check, response header filter, access log),
+//! `part-04-tls` (HTTP and HTTPS listeners, optional mTLS, TLS upstreams),
 //! `part-07-rate-limiting` (429 with `Retry-After` per client IP),
 //! `part-08-complete` (the tutorial's complete proxy) and
 //! `demo-origin` (the demo origin, standalone).
 
 pub mod conf;
 pub mod demo_origin;
+pub mod self_signed;
 
 /// The memory allocator of every example program (a library's
 /// `#[global_allocator]` applies to each binary that links it).

@@ -14,6 +14,7 @@ pub mod pools;
 pub mod protocols;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod upstreams;
 
 pub use error::{

@@ -237,6 +237,7 @@ where
                     return Err(e);
                 }
             };
+            session.upstream_ssl_digest = client.ssl_digest();
             let result = async {
                 self.inner
                     .connected_to_upstream(session, reused, &peer, ctx)

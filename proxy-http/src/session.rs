@@ -1,12 +1,14 @@
 //! [`Session`]: one downstream request as the phases see it.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use proxy_core::error::Result;
 use proxy_core::http::ResponseHeader;
 use proxy_core::protocols::http::error_resp::gen_error_response;
 use proxy_core::protocols::http::ServerSession;
+use proxy_core::tls::SslDigest;
 
 use crate::retry_buffer::RetryBuffer;
 
@@ -21,6 +23,8 @@ pub struct Session {
     /// The request body read so far on its way upstream, kept (up to
     /// [`RetryBuffer::CAPACITY`] bytes) so a retry can send it again.
     pub(crate) retry_buffer: RetryBuffer,
+    /// The TLS facts of the last upstream connection, set once connected.
+    pub(crate) upstream_ssl_digest: Option<Arc<SslDigest>>,
 }
 
 impl Session {
@@ -29,7 +33,16 @@ impl Session {
         Session {
             downstream_session: Box::new(downstream_session),
             retry_buffer: RetryBuffer::default(),
+            upstream_ssl_digest: None,
         }
+    }
+
+    /// The TLS facts of the upstream connection this request went to
+    /// (server certificate, version, cipher, ALPN, resumed or not), from
+    /// `connected_to_upstream` on; `None` before, or over plaintext. The
+    /// downstream side's facts are [`ServerSession::ssl_digest`].
+    pub fn upstream_ssl_digest(&self) -> Option<&Arc<SslDigest>> {
+        self.upstream_ssl_digest.as_ref()
     }
 
     /// Read the next piece of the request body; `Ok(None)` at its end.

@@ -14,6 +14,8 @@
 // The one helper built on the framework (an in-process proxy over a load
 // balancer); everything else here treats the proxy as a black box.
 pub(crate) mod lb_proxy;
+// TLS helpers: a PKI made with the openssl CLI, nginx over TLS, s_client.
+pub(crate) mod tls;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -1,8 +1,8 @@
 //! Connectors: turn a [`Peer`] into a connected [`Stream`], reusing pooled
 //! connections when the peer allows.
 //!
-//! [`TransportConnector`] works at the transport level (TCP or Unix socket;
-//! TLS comes with a later issue). It owns one [`ConnectionPool`] keyed by
+//! [`TransportConnector`] works at the transport level (TCP or Unix socket,
+//! with TLS over it when the peer asks; see `connectors/tls.rs`). It owns one [`ConnectionPool`] keyed by
 //! [`Peer::reuse_hash`], shared by every thread that holds the connector (it
 //! is `Send + Sync`; share it behind an `Arc` or give each service one).
 //!
@@ -32,6 +32,7 @@
 
 pub mod http;
 pub mod l4;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::error::{Error, ErrorType, Result};
+use crate::error::Result;
 use crate::pools::{ConnectionPool, DEFAULT_POOL_SIZE};
 use crate::protocols::{SocketAddr, Stream};
 use crate::upstreams::peer::Peer;
@@ -156,6 +157,7 @@ pub struct TransportConnector {
     bind_turn: AtomicUsize,
     sweeper_started: AtomicBool,
     unexpected_data: Arc<AtomicUsize>,
+    tls: tls::TlsConnector,
 }
 
 impl TransportConnector {
@@ -169,19 +171,21 @@ impl TransportConnector {
             bind_turn: AtomicUsize::new(0),
             sweeper_started: AtomicBool::new(false),
             unexpected_data: Arc::new(AtomicUsize::new(0)),
+            tls: tls::TlsConnector::default(),
         }
     }
 
     /// Open a new connection to `peer`, never from the pool.
     ///
     /// TCP connections get `TCP_NODELAY`. The peer's `connection_timeout`
-    /// bounds the TCP/Unix connect and its `total_connection_timeout` the
-    /// whole call.
+    /// (default 60 s) bounds the TCP/Unix connect and, separately, the TLS
+    /// handshake; its `total_connection_timeout` bounds the whole call.
     ///
     /// # Errors
-    /// - `ConnectError` when `peer.tls()`: TLS upstreams are not supported yet
-    ///   (the connector never falls back to plaintext);
-    /// - `ConnectTimedout` when either timeout runs out (the context names which);
+    /// - `TLSHandshakeFailure` when `peer.tls()` and the handshake or the
+    ///   certificate verification fails (never a fallback to plaintext);
+    /// - `ConnectTimedout` when either timeout runs out (the context names which),
+    ///   `TLSHandshakeTimedout` when the handshake alone runs past `connection_timeout`;
     /// - `ConnectRefused`, `ConnectNoRoute`, `ConnectError` from the OS;
     /// - `BindError` / `SocketError` when the source address or a socket option fails.
     ///
@@ -190,13 +194,6 @@ impl TransportConnector {
     /// # Cancel safety
     /// Dropping the future closes the half-open socket; nothing is pooled.
     pub async fn new_stream<P: Peer>(&self, peer: &P) -> Result<Stream> {
-        if peer.tls() {
-            return Err(Error::explain(
-                ErrorType::ConnectError,
-                format!("connecting to {peer}: TLS upstreams are not supported yet"),
-            )
-            .into_up());
-        }
         // copy what the connect needs so no borrow of `peer` lives across .await
         let addr = peer.address().clone();
         let opts = L4Options {
@@ -211,13 +208,25 @@ impl TransportConnector {
             tcp_recv_buf: peer.tcp_recv_buf(),
         };
         let total = peer.total_connection_timeout();
-        l4::with_connect_timeout(
-            l4::connect(&addr, &opts),
-            total,
-            "total-connection timeout",
-            &addr,
-        )
-        .await
+        // the handshake gets its own bound, as nginx's proxy_connect_timeout
+        // bounds its SSL handshake: a server that accepts and stays silent
+        // must not hold the request forever
+        let handshake_timeout = opts.connection_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
+        let connect = async {
+            let stream = l4::connect(&addr, &opts).await?;
+            if !peer.tls() {
+                return Ok(stream);
+            }
+            match tokio::time::timeout(handshake_timeout, self.tls.connect(stream, peer)).await {
+                Ok(res) => res,
+                Err(_) => Err(crate::error::Error::explain(
+                    crate::error::ErrorType::TLSHandshakeTimedout,
+                    format!("TLS handshake with {peer} took over {handshake_timeout:?}"),
+                )
+                .into_up()),
+            }
+        };
+        l4::with_connect_timeout(connect, total, "total-connection timeout", &addr).await
     }
 
     /// A source address from `bind_to_v4`/`bind_to_v6` for `addr`'s family, in turn.
@@ -337,6 +346,7 @@ impl Default for TransportConnector {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::error::ErrorType;
     use crate::upstreams::peer::{BasicPeer, HttpPeer};
     use std::sync::atomic::AtomicUsize;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -532,17 +542,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_peer_is_refused_not_downgraded() {
-        let o = origin().await;
+    async fn tls_peer_against_plaintext_origin_fails_not_downgraded() {
+        let mut o = origin().await;
         let c = TransportConnector::new(None);
         let mut peer = o.peer.clone();
         peer.scheme = crate::upstreams::peer::Scheme::HTTPS;
-        let e = c.new_stream(&peer).await.unwrap_err();
-        assert_eq!(e.etype(), &ErrorType::ConnectError);
-        assert!(e
-            .to_string()
-            .contains("TLS upstreams are not supported yet"));
-        assert_eq!(o.accepted.load(Ordering::SeqCst), 0);
+        peer.sni = "localhost".into();
+        let (res, server) = tokio::join!(c.new_stream(&peer), async {
+            let mut server = o.conns.recv().await.unwrap();
+            // a plaintext server answers the ClientHello with garbage
+            server
+                .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                .await
+                .unwrap();
+            server
+        });
+        let e = res.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::TLSHandshakeFailure);
+        assert_eq!(e.esource(), &crate::error::ErrorSource::Upstream);
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn silent_tls_server_times_out_the_handshake() {
+        let mut o = origin().await;
+        let c = TransportConnector::new(None);
+        let mut peer = o.peer.clone();
+        peer.scheme = crate::upstreams::peer::Scheme::HTTPS;
+        peer.sni = "localhost".into();
+        peer.options.connection_timeout = Some(Duration::from_millis(200));
+        let (res, _server) = tokio::join!(c.new_stream(&peer), o.conns.recv());
+        let e = res.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::TLSHandshakeTimedout);
+        assert_eq!(e.esource(), &crate::error::ErrorSource::Upstream);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The addresses a listening service accepts connections on.
 //!
 //! [`Listeners`] is a list of [`ServerAddress`]es (TCP `ip:port` with
-//! [`TcpSocketOptions`], or a Unix socket path with permissions). Nothing is
+//! [`TcpSocketOptions`], optionally with TLS ([`Listeners::add_tls`], see
+//! [`crate::tls`]), or a Unix socket path with permissions). Nothing is
 //! bound until the service starts; [`Listeners::build`] binds them all and
 //! returns one [`ListenerEndpoint`] per address.
 //!
@@ -14,14 +15,17 @@
 //! ```
 
 mod l4;
+pub mod tls;
 
 use std::fs::Permissions;
 use std::time::Duration;
 
 pub use l4::ListenerEndpoint;
 pub(crate) use l4::{BindRetry, BoundListener};
+pub use tls::TlsAccept;
 
 use crate::error::Result;
+use crate::tls::{TlsAcceptor, TlsSettings};
 
 /// TCP keepalive probes for accepted connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +90,8 @@ impl std::fmt::Display for ServerAddress {
 #[derive(Debug, Clone, Default)]
 pub struct Listeners {
     endpoints: Vec<ServerAddress>,
+    /// The TLS acceptor of each endpoint (same index), `None` for plaintext.
+    tls: Vec<Option<TlsAcceptor>>,
 }
 
 impl Listeners {
@@ -126,7 +132,45 @@ impl Listeners {
 
     /// Add any address.
     pub fn add_address(&mut self, addr: ServerAddress) {
+        self.add_endpoint(addr, None);
+    }
+
+    /// Add a TCP address (`ip:port`) that speaks TLS with Mozilla's
+    /// intermediate profile and the PEM certificate chain and key at
+    /// `cert_path` / `key_path` ([`TlsSettings::intermediate`]).
+    ///
+    /// # Errors
+    /// As [`TlsSettings::intermediate`]: the file named when it is missing,
+    /// unreadable, malformed or the key does not match.
+    pub fn add_tls(&mut self, addr: &str, cert_path: &str, key_path: &str) -> Result<()> {
+        let settings = TlsSettings::intermediate(cert_path, key_path)?;
+        self.add_tls_with_settings(addr, None, settings);
+        Ok(())
+    }
+
+    /// Add a TCP address (`ip:port`) that speaks TLS with `settings`.
+    /// The handshake of each connection runs on that connection's task.
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: TlsSettings,
+    ) {
+        self.add_endpoint(
+            ServerAddress::Tcp(addr.to_string(), sock_opt),
+            Some(settings),
+        );
+    }
+
+    /// Add any address, with TLS when `tls` is given.
+    pub fn add_endpoint(&mut self, addr: ServerAddress, tls: Option<TlsSettings>) {
         self.endpoints.push(addr);
+        self.tls.push(tls.map(TlsSettings::build));
+    }
+
+    /// The TLS acceptor of the `index`th address (as added), `None` for plaintext.
+    pub(crate) fn tls_acceptor(&self, index: usize) -> Option<&TlsAcceptor> {
+        self.tls.get(index).and_then(Option::as_ref)
     }
 
     /// The addresses added so far, in order.
@@ -203,5 +247,25 @@ mod tests {
             ["tcp 127.0.0.1:1", "tcp [::1]:2", "unix /tmp/x.sock"]
         );
         assert_eq!(Listeners::uds("/a", None).endpoints()[0].as_str(), "/a");
+    }
+
+    #[test]
+    fn tls_endpoints_carry_an_acceptor_and_bad_files_add_nothing() {
+        let mut l = Listeners::tcp("127.0.0.1:1");
+        let e = l
+            .add_tls("127.0.0.1:2", "/nonexistent/c.pem", "/nonexistent/k.pem")
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
+        assert_eq!(l.endpoints().len(), 1);
+
+        let (cert, key) = crate::tls::cert::tests::self_signed("l.test", 1);
+        let ck = crate::tls::CertKey::new(vec![cert], key).unwrap();
+        let settings = TlsSettings::with_cert(std::sync::Arc::new(ck)).unwrap();
+        l.add_tls_with_settings("127.0.0.1:3", None, settings);
+        l.add_uds("/tmp/y.sock", None);
+        assert_eq!(l.endpoints().len(), 3);
+        assert!(l.tls_acceptor(0).is_none());
+        assert!(l.tls_acceptor(1).is_some());
+        assert!(l.tls_acceptor(2).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! Transports and wire protocols.
 //!
 //! A [`Stream`] is a boxed bidirectional byte stream ([`IO`]): a TCP or Unix
-//! socket now, a TLS stream over one of those later. The HTTP protocols in
+//! socket, or a [`crate::tls::TlsStream`] over one of those. The HTTP protocols in
 //! [`http`] read and write a `Stream` and know nothing of how it was made.
 
 pub mod http;
@@ -64,6 +64,11 @@ pub trait IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug + 'static {
     /// ready (a read then waits instead).
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+    /// The facts of the TLS handshake when this stream is TLS
+    /// ([`crate::tls::TlsStream`]); `None` for plaintext transports.
+    fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
+        None
     }
 }
 

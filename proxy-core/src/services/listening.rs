@@ -44,6 +44,7 @@ use crate::listeners::{
 use crate::protocols::{SocketAddr, Stream};
 use crate::server::runtime::current_handle;
 use crate::server::{ListenFds, ShutdownWatch};
+use crate::tls::{TlsAcceptor, TlsSettings};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -100,6 +101,29 @@ impl<A> Service<A> {
         self.listeners.add_uds(path, perms);
     }
 
+    /// Listen on a TCP `ip:port` with TLS: Mozilla's intermediate profile
+    /// (TLS 1.2 and 1.3) and the PEM certificate chain (leaf then
+    /// intermediates) and key at `cert_path` / `key_path`.
+    ///
+    /// # Errors
+    /// `FileReadError` / `InvalidCert` naming the file when it is missing,
+    /// unreadable, malformed, or the key does not match the certificate.
+    pub fn add_tls(&mut self, addr: &str, cert_path: &str, key_path: &str) -> Result<()> {
+        self.listeners.add_tls(addr, cert_path, key_path)
+    }
+
+    /// Listen on a TCP `ip:port` with TLS as `settings` say (certificate
+    /// callbacks, client certificates, reload: see [`TlsSettings`]).
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: TlsSettings,
+    ) {
+        self.listeners
+            .add_tls_with_settings(addr, sock_opt, settings);
+    }
+
     /// Listen on any address.
     pub fn add_address(&mut self, addr: ServerAddress) {
         self.listeners.add_address(addr);
@@ -152,16 +176,19 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
 
         let tracker = Arc::new(ConnTracker::default());
         let mut accept_tasks = Vec::new();
-        for endpoint in endpoints {
+        for (index, endpoint) in endpoints.into_iter().enumerate() {
+            let tls = self.listeners.tls_acceptor(index).cloned().map(Arc::new);
             info!(
-                "service {}: listening on {}",
+                "service {}: listening on {}{}",
                 self.name,
-                endpoint.local_addr()
+                endpoint.local_addr(),
+                if tls.is_some() { " (TLS)" } else { "" }
             );
             let endpoint = Arc::new(endpoint);
             for _ in 0..listeners_per_fd.max(1) {
                 accept_tasks.push(current_handle().spawn(accept_loop(
                     endpoint.clone(),
+                    tls.clone(),
                     app.clone(),
                     shutdown.clone(),
                     tracker.clone(),
@@ -225,6 +252,7 @@ impl<A: ServerApp + Send + Sync + 'static> crate::services::Service for Service<
 /// Accept on `endpoint` until shutdown, spawning a task per connection.
 async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     endpoint: Arc<ListenerEndpoint>,
+    tls: Option<Arc<TlsAcceptor>>,
     app: Arc<A>,
     mut shutdown: ShutdownWatch,
     tracker: Arc<ConnTracker>,
@@ -247,8 +275,21 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
                     let guard = tracker.enter();
                     let app = app.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     current_handle().spawn(async move {
                         let _guard = guard;
+                        // the handshake runs here, on the connection's task,
+                        // so a slow client never holds up the accept loop
+                        let stream = match tls {
+                            Some(tls) => match tls.handshake(stream).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    debug!("{e}");
+                                    return;
+                                }
+                            },
+                            None => stream,
+                        };
                         serve_connection(app, stream, &shutdown).await;
                     });
                 }

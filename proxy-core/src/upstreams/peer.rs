@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::connectors::l4::{BindTo, TcpKeepalive};
 use crate::error::{Error, ErrorType, OrErr, Result};
 use crate::protocols::SocketAddr;
+use crate::tls::CertKey;
 
 /// Longest Unix socket path `connect(2)` accepts on Linux (`sun_path` is 108
 /// bytes including the terminating NUL).
@@ -126,6 +127,27 @@ pub trait Peer: Display + Clone {
         self.get_peer_options().and_then(|o| o.ca.as_ref())
     }
 
+    /// Whether to trust the system's CA store when [`Peer::get_ca`] gives
+    /// none. Default `true` with options, `false` without.
+    fn use_system_certs(&self) -> bool {
+        self.get_peer_options().is_some_and(|o| o.use_system_certs)
+    }
+
+    /// The client certificate and key to present to this peer (upstream mTLS).
+    fn get_client_cert_key(&self) -> Option<&Arc<CertKey>> {
+        None
+    }
+
+    /// The lowest TLS version to accept from this peer (`None`: BoringSSL's default).
+    fn min_tls_version(&self) -> Option<TlsVersion> {
+        self.get_peer_options().and_then(|o| o.min_tls_version)
+    }
+
+    /// The highest TLS version to offer this peer (`None`: BoringSSL's default, TLS 1.3).
+    fn max_tls_version(&self) -> Option<TlsVersion> {
+        self.get_peer_options().and_then(|o| o.max_tls_version)
+    }
+
     /// TCP keepalive probing for connections to this peer.
     fn tcp_keepalive(&self) -> Option<&TcpKeepalive> {
         self.get_peer_options()
@@ -190,24 +212,37 @@ impl Display for ALPN {
     }
 }
 
+/// A TLS protocol version, for [`PeerOptions::min_tls_version`] and
+/// [`PeerOptions::max_tls_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+}
+
 /// How to connect to a peer. Defaults match Pingora's (see [`PeerOptions::new`]).
 ///
 /// The transport connector reads `bind_to`, `connection_timeout`,
 /// `total_connection_timeout`, `tcp_keepalive` and `tcp_recv_buf`; the pool
 /// reads `idle_timeout`; the HTTP client session reads `read_timeout` and
-/// `write_timeout`. The TLS fields (`verify_cert`, `verify_hostname`,
-/// `alternative_cn`, `alpn`, `ca`) and the HTTP/2 field `max_h2_streams` are
-/// read by the TLS and HTTP/2 connectors, which a later issue adds; they
-/// already count in [`HttpPeer`]'s reuse hash.
+/// `write_timeout`; the TLS connector reads `verify_cert`, `verify_hostname`,
+/// `alternative_cn`, `ca`, `use_system_certs`, `min_tls_version`,
+/// `max_tls_version` and `alpn`. The HTTP/2 field `max_h2_streams` is read
+/// by the HTTP/2 connector, which a later issue adds. Every field that changes
+/// what a connection is counts in [`HttpPeer`]'s reuse hash.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerOptions {
     /// The local address to connect from. Default `None` (the OS picks;
     /// `ConnectorOptions::bind_to_v4`/`bind_to_v6` apply).
     pub bind_to: Option<BindTo>,
-    /// Limit on the TCP/Unix-socket connect. Default `None`, which the
-    /// connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`,
-    /// nginx's default). Exceeding it fails with `ConnectTimedout`.
+    /// Limit on the TCP/Unix-socket connect, and separately on the TLS
+    /// handshake (as nginx's `proxy_connect_timeout`). Default `None`, which
+    /// the connector treats as 60 s (`connectors::DEFAULT_UPSTREAM_TIMEOUT`,
+    /// nginx's default). Exceeding it fails with `ConnectTimedout` (connect)
+    /// or `TLSHandshakeTimedout` (handshake).
     pub connection_timeout: Option<Duration>,
     /// Limit on the whole connect including the TLS handshake. Default
     /// `None`. Exceeding it fails with `ConnectTimedout`.
@@ -228,11 +263,21 @@ pub struct PeerOptions {
     pub verify_hostname: bool,
     /// A name the certificate may carry instead of the SNI. Default `None`.
     pub alternative_cn: Option<String>,
-    /// The ALPN to offer (TLS). Default [`ALPN::H1`].
+    /// The ALPN to offer (TLS). Default [`ALPN::H1`]. Until the HTTP/2
+    /// client exists every value offers `http/1.1` only, so an upstream
+    /// never picks a protocol the connection would not speak.
     pub alpn: ALPN,
     /// PEM-encoded CA certificates to verify the upstream with instead of the
     /// default trust store. Default `None`.
     pub ca: Option<Arc<Vec<u8>>>,
+    /// With no `ca`, verify against the system's CA store (BoringSSL's
+    /// default paths). Default `true`; `false` with no `ca` trusts nothing,
+    /// so every verified handshake fails.
+    pub use_system_certs: bool,
+    /// The lowest TLS version accepted. Default `None` (BoringSSL's default).
+    pub min_tls_version: Option<TlsVersion>,
+    /// The highest TLS version offered. Default `None` (TLS 1.3).
+    pub max_tls_version: Option<TlsVersion>,
     /// TCP keepalive probes on the upstream socket. Default `None` (off).
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// The socket receive buffer (`SO_RCVBUF`) in bytes. Default `None` (OS default).
@@ -261,6 +306,9 @@ impl PeerOptions {
             alternative_cn: None,
             alpn: ALPN::H1,
             ca: None,
+            use_system_certs: true,
+            min_tls_version: None,
+            max_tls_version: None,
             tcp_keepalive: None,
             tcp_recv_buf: None,
             max_h2_streams: 1,
@@ -281,6 +329,9 @@ impl PeerOptions {
         self.alternative_cn.hash(state);
         self.alpn.hash(state);
         self.ca.as_deref().hash(state);
+        self.use_system_certs.hash(state);
+        self.min_tls_version.hash(state);
+        self.max_tls_version.hash(state);
         self.max_h2_streams.hash(state);
     }
 }
@@ -459,6 +510,8 @@ pub struct HttpPeer {
     /// A user-chosen key mixed into [`Peer::reuse_hash`]: peers that differ
     /// only by group key never share pooled connections. Default 0.
     pub group_key: u64,
+    /// The client certificate and key presented to the upstream (mTLS). Default `None`.
+    pub client_cert_key: Option<Arc<CertKey>>,
     /// How to connect.
     pub options: PeerOptions,
 }
@@ -504,8 +557,20 @@ impl HttpPeer {
             scheme: Scheme::from_tls_bool(tls),
             sni,
             group_key: 0,
+            client_cert_key: None,
             options: PeerOptions::new(),
         }
+    }
+
+    /// A TLS peer at an inet address that is shown `cert_key` as the client
+    /// certificate (upstream mTLS).
+    ///
+    /// # Panics
+    /// As [`HttpPeer::new`], when the address does not parse or resolve.
+    pub fn new_mtls<A: ToInetSocketAddrs>(address: A, sni: String, cert_key: Arc<CertKey>) -> Self {
+        let mut peer = Self::new(address, true, sni);
+        peer.client_cert_key = Some(cert_key);
+        peer
     }
 
     /// Whether this peer speaks TLS.
@@ -533,6 +598,10 @@ impl Peer for HttpPeer {
         self.scheme.hash(&mut hasher);
         self.sni.hash(&mut hasher);
         self.group_key.hash(&mut hasher);
+        self.client_cert_key
+            .as_ref()
+            .map(|c| c.fingerprint())
+            .hash(&mut hasher);
         self.options.hash_reuse_fields(&mut hasher);
         hasher.finish()
     }
@@ -543,6 +612,10 @@ impl Peer for HttpPeer {
 
     fn get_mut_peer_options(&mut self) -> Option<&mut PeerOptions> {
         Some(&mut self.options)
+    }
+
+    fn get_client_cert_key(&self) -> Option<&Arc<CertKey>> {
+        self.client_cert_key.as_ref()
     }
 }
 
@@ -741,6 +814,7 @@ mod tests {
     fn reuse_hash_differs_by_anything_that_changes_the_connection() {
         let base = HttpPeer::new(("127.0.0.1", 443), true, "a.example".into());
         let h = base.reuse_hash();
+        let (cert, key) = crate::tls::cert::tests::self_signed("client.example", 1);
         let variants: Vec<HttpPeer> = vec![
             HttpPeer::new(("127.0.0.1", 444), true, "a.example".into()),
             HttpPeer::new(("127.0.0.1", 443), false, "a.example".into()),
@@ -778,6 +852,27 @@ mod tests {
             {
                 let mut p = base.clone();
                 p.options.ca = Some(Arc::new(b"-----BEGIN CERTIFICATE-----".to_vec()));
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.use_system_certs = false;
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.min_tls_version = Some(TlsVersion::Tls13);
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.options.max_tls_version = Some(TlsVersion::Tls12);
+                p
+            },
+            {
+                let mut p = base.clone();
+                p.client_cert_key =
+                    Some(Arc::new(crate::tls::CertKey::new(vec![cert], key).unwrap()));
                 p
             },
         ];

@@ -67,6 +67,15 @@ impl HttpSession {
         }
     }
 
+    /// The TLS facts of the upstream connection (version, cipher, ALPN, SNI
+    /// sent, the server's certificate, whether the session was resumed);
+    /// `None` over plaintext.
+    pub fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
+        match self {
+            HttpSession::H1(s) => s.stream().ssl_digest(),
+        }
+    }
+
     /// The last response header read.
     pub fn response_header(&self) -> Option<&ResponseHeader> {
         match self {

@@ -218,6 +218,14 @@ impl Session {
         }
     }
 
+    /// The TLS facts of this connection (version, cipher, ALPN, SNI, and the
+    /// verified client certificate under mTLS); `None` over plaintext.
+    pub fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
+        match self {
+            Session::H1(s) => s.stream().ssl_digest(),
+        }
+    }
+
     /// Whether the connection will be kept for another request.
     pub fn will_keepalive(&self) -> bool {
         match self {

@@ -1,0 +1,96 @@
+//! A TLS connection over a [`Stream`], usable wherever a `Stream` is.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_boring::SslStream;
+
+use crate::protocols::{SocketAddr, Stream, IO};
+use crate::tls::SslDigest;
+
+/// A TLS connection whose handshake has finished, over a TCP or Unix [`Stream`].
+///
+/// Reads and writes carry plaintext; the addresses are those of the
+/// transport underneath; [`IO::ssl_digest`] gives the handshake's facts,
+/// taken once when it finished. Shutting it down sends a TLS `close_notify`
+/// before closing the transport.
+pub struct TlsStream {
+    inner: SslStream<Stream>,
+    digest: Arc<SslDigest>,
+}
+
+impl TlsStream {
+    /// Wrap a connection whose handshake has just finished; reads its digest.
+    pub(crate) fn new(inner: SslStream<Stream>) -> Self {
+        let digest = Arc::new(SslDigest::from_ssl(inner.ssl()));
+        TlsStream { inner, digest }
+    }
+
+    /// The BoringSSL connection, for facts the digest does not carry.
+    pub fn ssl(&self) -> &boring::ssl::SslRef {
+        self.inner.ssl()
+    }
+
+    /// The handshake's facts.
+    pub fn digest(&self) -> &Arc<SslDigest> {
+        &self.digest
+    }
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("transport", self.inner.get_ref())
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl IO for TlsStream {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    // poll_read_ready keeps the default (always ready): BoringSSL may hold
+    // decrypted bytes the socket's readiness knows nothing of, so waiting on
+    // the socket could miss a request already received.
+
+    fn ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        Some(self.digest.clone())
+    }
+}
