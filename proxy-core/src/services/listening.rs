@@ -39,6 +39,7 @@ use tokio::sync::{watch, Notify};
 use crate::apps::ServerApp;
 use crate::error::{Error, ErrorType::*, Result};
 use crate::listeners::{BindRetry, ListenerEndpoint, Listeners, ServerAddress, TcpSocketOptions};
+use crate::metrics::connections::{self, LiveCount};
 use crate::protocols::{SocketAddr, Stream};
 use crate::server::runtime::current_handle;
 use crate::server::ShutdownWatch;
@@ -142,6 +143,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         }
 
         let tracker = Arc::new(ConnTracker::default());
+        let live: Arc<dyn LiveCount> = tracker.clone();
+        connections::track_active(&self.name, Arc::downgrade(&live));
         let mut accept_tasks = Vec::new();
         for endpoint in endpoints {
             info!(
@@ -266,10 +269,6 @@ impl ConnTracker {
         ConnGuard(self.clone())
     }
 
-    fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-
     /// Wait until no connection is live.
     async fn wait_idle(&self) {
         loop {
@@ -282,6 +281,12 @@ impl ConnTracker {
             }
             notified.await;
         }
+    }
+}
+
+impl LiveCount for ConnTracker {
+    fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 }
 
