@@ -196,7 +196,10 @@ mod tests {
         )
         .await;
         assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
-        assert!(out.contains("Content-Type: text/plain; version=0.0.4\r\n"), "{out}");
+        assert!(
+            out.contains("Content-Type: text/plain; version=0.0.4\r\n"),
+            "{out}"
+        );
         assert_eq!(out.matches("app_test_probe_total 7\n").count(), 2, "{out}");
     }
 
