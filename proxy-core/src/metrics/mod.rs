@@ -8,8 +8,14 @@
 //! uses the same version as the framework.
 //!
 //! ```no_run
+//! use proxy_core::metrics::prometheus::{register_int_counter, IntCounter};
 //! use proxy_core::server::Server;
 //! use proxy_core::services::listening::Service;
+//!
+//! // a program's own counter: on /metrics beside the framework's
+//! let rejections: IntCounter =
+//!     register_int_counter!("myproxy_rejections_total", "Requests refused.").unwrap();
+//! rejections.inc();
 //!
 //! let mut server = Server::new(None).unwrap();
 //! let mut metrics = Service::prometheus_http_service();
