@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod error;
 pub mod http;
 pub mod listeners;
+pub mod metrics;
 pub mod pools;
 pub mod protocols;
 pub mod server;

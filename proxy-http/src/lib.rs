@@ -24,6 +24,7 @@
 //! }
 //! ```
 
+mod metrics;
 mod proxy;
 mod proxy_h1;
 mod proxy_trait;

@@ -7,7 +7,7 @@
 //! [`crate::proxy_h1`] (one exchange with an HTTP/1 upstream).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::Method;
@@ -22,7 +22,9 @@ use proxy_core::server::configuration::ServerConf;
 use proxy_core::server::ShutdownWatch;
 use proxy_core::upstreams::peer::Peer;
 
+use crate::metrics::ServiceMetrics;
 use crate::proxy_trait::ProxyHttp;
+use crate::service::DEFAULT_SERVICE_NAME;
 use crate::session::Session;
 
 /// How long the proxy reads and discards an unread request body (e.g. after
@@ -39,6 +41,7 @@ pub struct HttpProxy<SV> {
     pub server_options: HttpServerOptions,
     client_connector: Connector,
     max_retries: usize,
+    metrics: ServiceMetrics,
 }
 
 /// How long an idle keep-alive connection still waits for a next request
@@ -48,15 +51,37 @@ const DRAIN_IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 impl<SV> HttpProxy<SV> {
     /// Wrap `inner`, with the pool size (`upstream_keepalive_pool_size`) and
     /// retry bound (`max_retries`) from `conf`.
+    ///
+    /// Its metrics carry the label `service="Proxy HTTP Service"`
+    /// ([`DEFAULT_SERVICE_NAME`]) until [`HttpProxy::set_metrics_service`].
     pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
+        Self::with_metrics_service(inner, conf, DEFAULT_SERVICE_NAME)
+    }
+
+    /// [`HttpProxy::new`] with `service` as the `service` label of its metrics.
+    pub(crate) fn with_metrics_service(inner: SV, conf: Arc<ServerConf>, service: &str) -> Self {
+        let metrics = ServiceMetrics::new(service);
+        let mut client_connector = Connector::new(Some(ConnectorOptions::new(
+            conf.upstream_keepalive_pool_size,
+        )));
+        client_connector.set_metrics(Some(metrics.upstream()));
         HttpProxy {
             inner,
             server_options: HttpServerOptions::default(),
-            client_connector: Connector::new(Some(ConnectorOptions::new(
-                conf.upstream_keepalive_pool_size,
-            ))),
+            client_connector,
             max_retries: conf.max_retries,
+            metrics,
         }
+    }
+
+    /// Set the `service` label of this proxy's metrics (requests, durations,
+    /// body bytes, errors, upstream connections; see
+    /// `proxy_core::metrics::FrameworkMetrics`). `http_proxy_service_with_name`
+    /// sets it to the service's name; call it before the service starts.
+    pub fn set_metrics_service(&mut self, service: &str) {
+        self.metrics = ServiceMetrics::new(service);
+        self.client_connector
+            .set_metrics(Some(self.metrics.upstream()));
     }
 
     /// The user's proxy logic.
@@ -128,18 +153,23 @@ where
         mut downstream: ServerSession,
         closing: bool,
     ) -> Option<ServerSession> {
+        let started = Instant::now();
         match downstream.read_request().await {
             Ok(Some(_)) => {}
             Ok(None) => return None,
             Err(e) => {
-                reject_request(downstream, &e).await;
+                self.metrics.error(&e);
+                let code = reject_request(downstream, &e).await;
+                self.metrics.request_rejected(code, started);
                 return None;
             }
         }
         if closing {
             downstream.set_keepalive(None);
         }
-        let (done, reuse) = self.process_request(Session::new(downstream)).await;
+        let (done, reuse) = self
+            .process_request(Session::new(downstream), started)
+            .await;
         if !reuse {
             if !done.is_body_done() {
                 done.close_lingering().await;
@@ -160,11 +190,17 @@ where
 
     /// One request: context, phases, error response, logging. Returns the
     /// downstream session and whether it may serve another request.
-    async fn process_request(&self, mut session: Session) -> (ServerSession, bool) {
+    /// `started`: when reading the request head began (for its metrics).
+    async fn process_request(
+        &self,
+        mut session: Session,
+        started: Instant,
+    ) -> (ServerSession, bool) {
         let mut ctx = self.inner.new_ctx();
         let error = self.run_phases(&mut session, &mut ctx).await.err();
         let mut reuse = true;
         if let Some(e) = error.as_deref() {
+            self.metrics.error(e);
             let fail = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
             reuse = fail.can_reuse_downstream;
             if !self.inner.suppress_error_log(&session, &ctx, e) {
@@ -178,6 +214,8 @@ where
         self.inner
             .logging(&mut session, error.as_deref(), &mut ctx)
             .await;
+        self.metrics
+            .request_done(&session.downstream_session, started);
         let mut downstream = *session.downstream_session;
         reuse = reuse && downstream.will_keepalive();
         if reuse && !downstream.is_body_done() {
@@ -271,8 +309,9 @@ where
 
 /// Answer a request whose head could not be read, then close: 400 for a
 /// malformed or smuggling-prone head, 431 (RFC 6585 §5) for an oversized one,
-/// nothing for timeouts or a client that went away.
-async fn reject_request(mut downstream: ServerSession, e: &Error) {
+/// nothing for timeouts or a client that went away. Returns the status
+/// sent, 0 when none was.
+async fn reject_request(mut downstream: ServerSession, e: &Error) -> u16 {
     let code = match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
         ErrorType::ReadTimedout | ErrorType::ConnectionClosed | ErrorType::ReadError => 0,
@@ -280,15 +319,17 @@ async fn reject_request(mut downstream: ServerSession, e: &Error) {
     };
     log::debug!("rejecting downstream request ({code}): {e}");
     if code == 0 {
-        return;
+        return 0;
     }
     if downstream
         .write_rejection(gen_error_response(code))
         .await
-        .is_ok()
+        .is_err()
     {
-        downstream.close_lingering().await;
+        return 0;
     }
+    downstream.close_lingering().await;
+    code
 }
 
 #[async_trait]

@@ -27,7 +27,7 @@ where
 }
 
 /// [`http_proxy_service`] with a service name of your own (it names the
-/// service's threads and log lines).
+/// service's threads and log lines, and is the `service` label of its metrics).
 pub fn http_proxy_service_with_name<SV>(
     conf: &Arc<ServerConf>,
     inner: SV,
@@ -37,5 +37,6 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
-    Service::new(name.to_string(), http_proxy(conf, inner))
+    let proxy = HttpProxy::with_metrics_service(inner, conf.clone(), name);
+    Service::new(name.to_string(), proxy)
 }

@@ -142,7 +142,11 @@ impl Backends {
             health.insert(b.clone(), h);
         }
         let added = set.difference(&current.set).count();
-        let removed = current.set.difference(&set).count();
+        let mut removed = 0;
+        for gone in current.set.difference(&set) {
+            crate::metrics::forget_backend(gone);
+            removed += 1;
+        }
         if added + removed > 0 {
             log::info!(
                 "backends updated: {} now ({added} added, {removed} removed)",
@@ -184,7 +188,9 @@ impl Backends {
                 let result = hc.check(&backend).await.map_err(|e| e.to_string());
                 let ok = result.is_ok();
                 let error = result.as_ref().err().cloned();
-                if !health.observe(result, hc.health_threshold(ok)) {
+                let flipped = health.observe(result, hc.health_threshold(ok));
+                crate::metrics::set_backend_healthy(&backend, health.healthy());
+                if !flipped {
                     return false;
                 }
                 if ok {

@@ -38,6 +38,7 @@ pub mod discovery;
 mod health;
 pub mod health_check;
 mod load_balancer;
+mod metrics;
 pub mod selection;
 
 pub use backend::Backend;

@@ -271,6 +271,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
         if !health.passive_failure(passive.max_connect_failures) {
             return false;
         }
+        crate::metrics::set_backend_healthy(backend, false);
         log::warn!(
             "backend {backend} is unhealthy after {} connect failures in a row, out of selection until a health check passes",
             passive.max_connect_failures

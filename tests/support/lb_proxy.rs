@@ -17,9 +17,10 @@ use proxy_facade::http::ResponseHeader;
 use proxy_facade::lb::selection::InFlightGuard;
 use proxy_facade::lb::Backend;
 use proxy_facade::prelude::*;
-use proxy_facade::proxy::{ProxyHttp, Session};
+use proxy_facade::proxy::{http_proxy_service_with_name, ProxyHttp, Session};
 use proxy_facade::server::configuration::ServerConf;
 use proxy_facade::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use proxy_facade::services::listening::Service as ListeningService;
 use proxy_facade::services::Service;
 use proxy_facade::upstreams::peer::HttpPeer;
 
@@ -100,6 +101,9 @@ impl ShutdownSignalWatch for StopSignal {
 /// A proxy server running in this process (see the module docs).
 pub(crate) struct InProcessProxy {
     addr: SocketAddr,
+    /// Where `Service::prometheus_http_service()` listens, when started
+    /// with [`InProcessProxy::start_with_metrics`].
+    metrics_addr: Option<SocketAddr>,
     stop: Arc<tokio::sync::Notify>,
     thread: Option<JoinHandle<()>>,
 }
@@ -109,19 +113,49 @@ impl InProcessProxy {
     /// asking `pick` for each request's backend, plus `background` (e.g.
     /// the load balancer's background service) when given.
     pub(crate) fn start(pick: Box<Pick>, background: Option<Box<dyn Service>>) -> InProcessProxy {
+        Self::start_inner(None, pick, background)
+    }
+
+    /// [`InProcessProxy::start`] with the proxy service named `name` (the
+    /// `service` label of its metrics) and a Prometheus service
+    /// (`Service::prometheus_http_service()`) on another `127.0.0.1:0`.
+    pub(crate) fn start_with_metrics(
+        name: &str,
+        pick: Box<Pick>,
+        background: Option<Box<dyn Service>>,
+    ) -> InProcessProxy {
+        Self::start_inner(Some(name), pick, background)
+    }
+
+    fn start_inner(
+        metrics_name: Option<&str>,
+        pick: Box<Pick>,
+        background: Option<Box<dyn Service>>,
+    ) -> InProcessProxy {
         let conf = ServerConf {
             version: 1,
             threads: 2,
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
-        let mut service = http_proxy_service(&server.configuration, LbTestProxy { pick });
+        let proxy = LbTestProxy { pick };
+        let mut service = match metrics_name {
+            Some(name) => http_proxy_service_with_name(&server.configuration, proxy, name),
+            None => http_proxy_service(&server.configuration, proxy),
+        };
         service.add_tcp("127.0.0.1:0");
         let bound = service.bound_addrs();
         if let Some(bg) = background {
             server.add_boxed_service(bg);
         }
         server.add_service(service);
+        let metrics_bound = metrics_name.map(|_| {
+            let mut metrics = ListeningService::prometheus_http_service();
+            metrics.add_tcp("127.0.0.1:0");
+            let bound = metrics.bound_addrs();
+            server.add_service(metrics);
+            bound
+        });
         let stop = Arc::new(tokio::sync::Notify::new());
         let signal = StopSignal(stop.clone());
         let thread = std::thread::spawn(move || {
@@ -130,15 +164,25 @@ impl InProcessProxy {
             })
         });
         let deadline = Instant::now() + WAIT;
-        let addr = loop {
-            if let Some(a) = bound.borrow().first().and_then(|a| a.as_inet().copied()) {
+        let wait_bound = |bound: &tokio::sync::watch::Receiver<Vec<_>>| loop {
+            if let Some(a) = bound
+                .borrow()
+                .first()
+                .and_then(|a: &proxy_facade::protocols::SocketAddr| a.as_inet().copied())
+            {
                 break a;
             }
-            assert!(Instant::now() < deadline, "in-process proxy did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "in-process server did not listen"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
+        let addr = wait_bound(&bound);
+        let metrics_addr = metrics_bound.as_ref().map(wait_bound);
         InProcessProxy {
             addr,
+            metrics_addr,
             stop,
             thread: Some(thread),
         }
@@ -147,6 +191,13 @@ impl InProcessProxy {
     /// The address the proxy listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the Prometheus service; panics (failing the test) if
+    /// the server was not started with [`InProcessProxy::start_with_metrics`].
+    pub(crate) fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .expect("started without metrics: use InProcessProxy::start_with_metrics")
     }
 }
 

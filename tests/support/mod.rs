@@ -692,6 +692,16 @@ impl Proxy {
     /// port, `upstreams`, and then the lines of `extra_yaml` (e.g.
     /// `"upstream_read_timeout_ms: 500\n"`). Waits until it accepts.
     pub(crate) fn start(bin: &str, upstreams: &[SocketAddr], extra_yaml: &str) -> Proxy {
+        Self::start_with_log(bin, upstreams, extra_yaml, "info")
+    }
+
+    /// [`Proxy::start`] with `RUST_LOG` set to `rust_log` (e.g. `warn`).
+    pub(crate) fn start_with_log(
+        bin: &str,
+        upstreams: &[SocketAddr],
+        extra_yaml: &str,
+        rust_log: &str,
+    ) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir for the proxy");
         let ups: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
         for attempt in 0..5 {
@@ -707,7 +717,7 @@ impl Proxy {
             let mut child = Command::new(bin)
                 .arg("-c")
                 .arg(&conf_path)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", rust_log)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr)

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::connectors::{ConnectorOptions, TransportConnector, DEFAULT_UPSTREAM_TIMEOUT};
 use crate::error::Result;
+use crate::metrics::UpstreamMetrics;
 use crate::protocols::http::client::HttpSession;
 use crate::protocols::http::v1::client::HttpSession as Http1Session;
 use crate::upstreams::peer::{HttpPeer, Peer};
@@ -57,5 +58,11 @@ impl Connector {
     /// The transport connector underneath, with its pool.
     pub fn transport(&self) -> &TransportConnector {
         &self.transport
+    }
+
+    /// Count opened and reused connections (see
+    /// [`TransportConnector::set_metrics`]).
+    pub fn set_metrics(&mut self, metrics: Option<UpstreamMetrics>) {
+        self.transport.set_metrics(metrics);
     }
 }

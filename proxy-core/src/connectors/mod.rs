@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::Result;
+use crate::metrics::UpstreamMetrics;
 use crate::pools::{ConnectionPool, DEFAULT_POOL_SIZE};
 use crate::protocols::{SocketAddr, Stream};
 use crate::upstreams::peer::Peer;
@@ -158,6 +159,8 @@ pub struct TransportConnector {
     sweeper_started: AtomicBool,
     unexpected_data: Arc<AtomicUsize>,
     tls: tls::TlsConnector,
+    /// Counts of opened and reused connections and connect times, if set.
+    metrics: Option<UpstreamMetrics>,
 }
 
 impl TransportConnector {
@@ -172,7 +175,15 @@ impl TransportConnector {
             sweeper_started: AtomicBool::new(false),
             unexpected_data: Arc::new(AtomicUsize::new(0)),
             tls: tls::TlsConnector::default(),
+            metrics: None,
         }
+    }
+
+    /// Count the connections [`TransportConnector::get_stream`] hands out
+    /// (opened or reused) and time the new ones, in `metrics`; `None` stops
+    /// counting.
+    pub fn set_metrics(&mut self, metrics: Option<UpstreamMetrics>) {
+        self.metrics = metrics;
     }
 
     /// Open a new connection to `peer`, never from the pool.
@@ -270,9 +281,16 @@ impl TransportConnector {
     /// taken when the future is dropped is closed.
     pub async fn get_stream<P: Peer>(&self, peer: &P) -> Result<(Stream, bool)> {
         if let Some(stream) = self.reused_stream(peer).await {
+            if let Some(m) = &self.metrics {
+                m.reused();
+            }
             return Ok((stream, true));
         }
+        let started = self.metrics.as_ref().map(|_| Instant::now());
         let stream = self.new_stream(peer).await?;
+        if let (Some(m), Some(started)) = (&self.metrics, started) {
+            m.opened(started.elapsed());
+        }
         Ok((stream, false))
     }
 

@@ -41,6 +41,7 @@ use crate::error::{Error, ErrorType::*, Result};
 use crate::listeners::{
     BindRetry, BoundListener, ListenerEndpoint, Listeners, ServerAddress, TcpSocketOptions,
 };
+use crate::metrics::connections::{self, LiveCount};
 use crate::protocols::{SocketAddr, Stream};
 use crate::server::runtime::current_handle;
 use crate::server::{ListenFds, ShutdownWatch};
@@ -175,6 +176,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         }
 
         let tracker = Arc::new(ConnTracker::default());
+        let live: Arc<dyn LiveCount> = tracker.clone();
+        connections::track_active(&self.name, Arc::downgrade(&live));
         let mut accept_tasks = Vec::new();
         for (index, endpoint) in endpoints.into_iter().enumerate() {
             let tls = self.listeners.tls_acceptor(index).cloned().map(Arc::new);
@@ -326,10 +329,6 @@ impl ConnTracker {
         ConnGuard(self.clone())
     }
 
-    fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-
     /// Wait until no connection is live.
     async fn wait_idle(&self) {
         loop {
@@ -342,6 +341,12 @@ impl ConnTracker {
             }
             notified.await;
         }
+    }
+}
+
+impl LiveCount for ConnTracker {
+    fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 }
 
