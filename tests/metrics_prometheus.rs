@@ -366,7 +366,15 @@ fn scraped_counters_equal_the_requests_sent() {
         BTreeMap::from([(200, 7), (404, 3), (405, 2), (502, 2)])
     );
 
-    let s = scrape(proxy.metrics_addr());
+    // a request is counted when it ends, just after its last byte is sent:
+    // wait until all 14 have ended
+    let s = scrape_until(proxy.metrics_addr(), "14 requests ended", |s| {
+        ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .map(|c| s.count("proxy_requests_total", &[svc[0], ("status_class", c)]))
+            .sum::<u64>()
+            == 14
+    });
     let req = |class| s.count("proxy_requests_total", &[svc[0], ("status_class", class)]);
     assert_eq!(
         [

@@ -21,6 +21,7 @@
 //! upstream_sni: origin.example        # ours, part 4: SNI and name to verify
 //! upstream_ca: origin-ca.pem          # ours, part 4, optional: CA to verify with
 //! upstream_alternative_cn: origin     # ours, part 4, optional: name accepted instead of the SNI
+//! metrics_listen: 127.0.0.1:6192      # ours, part 5, default 127.0.0.1:6192: Prometheus /metrics
 //! ```
 
 use std::io;
@@ -33,6 +34,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6188";
 /// Default for [`ExampleConf::tls_listen`].
 pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:6443";
+/// Default for [`ExampleConf::metrics_listen`].
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:6192";
 /// Default for [`ExampleConf::api_key`].
 pub const DEFAULT_API_KEY: &str = "secret123";
 /// The request header part 3 checks against [`ExampleConf::api_key`].
@@ -98,6 +101,10 @@ pub struct ExampleConf {
     /// Part 4: another name the upstream certificate may carry instead of
     /// `upstream_sni`. Default: none.
     pub upstream_alternative_cn: Option<String>,
+    /// Part 5: address of the Prometheus `/metrics` service, `host:port`.
+    /// Default [`DEFAULT_METRICS_LISTEN`] (loopback only: the counters name
+    /// your services and backends).
+    pub metrics_listen: String,
 }
 
 impl Default for ExampleConf {
@@ -119,6 +126,7 @@ impl Default for ExampleConf {
             upstream_ca: None,
             upstream_verify_hostname: true,
             upstream_alternative_cn: None,
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
         }
     }
 }

@@ -91,6 +91,72 @@ pub fn spawn_background(listen: &str) -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Demo origins bound now and served later, as a background service of the
+/// server: for programs that may run as a daemon, where a thread started
+/// before the fork (as [`spawn_background`] starts) would not survive it.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use proxy_facade::services::background::background_service;
+/// let origins = proxy_examples::demo_origin::DemoOrigins::bind(2)?;
+/// let addrs = origins.addrs(); // ["127.0.0.1:41234", ...]: the upstreams
+/// let service = background_service("demo origins", origins);
+/// // server.add_service(service);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DemoOrigins {
+    listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
+    addrs: Vec<String>,
+}
+
+impl DemoOrigins {
+    /// Bind `n` demo origins on `127.0.0.1` (free ports); they serve once
+    /// the service starts.
+    ///
+    /// # Errors
+    /// The I/O error of binding.
+    pub fn bind(n: usize) -> io::Result<Self> {
+        let listeners = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.to_string()))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(DemoOrigins {
+            listeners: std::sync::Mutex::new(listeners),
+            addrs,
+        })
+    }
+
+    /// Their `host:port` addresses, the form the `upstreams` key takes.
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl proxy_facade::services::background::BackgroundService for DemoOrigins {
+    /// Serve every origin until shutdown.
+    async fn start(&self, mut shutdown: proxy_facade::server::ShutdownWatch) {
+        // taken once: the lock is released before anything awaits
+        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in listeners {
+            let served = l.set_nonblocking(true).and_then(|()| TcpListener::from_std(l));
+            match served {
+                Ok(listener) => {
+                    tasks.spawn(serve(listener));
+                }
+                Err(e) => log::error!("demo origin could not start: {e}"),
+            }
+        }
+        let _ = shutdown.wait_for(|s| *s).await;
+        tasks.abort_all();
+    }
+}
+
 /// Serves the demo origin on `listener` until accepting fails; each
 /// connection (HTTP/1.1, keep-alive) runs on its own task.
 ///
