@@ -141,10 +141,13 @@ impl proxy_facade::services::background::BackgroundService for DemoOrigins {
     /// Serve every origin until shutdown.
     async fn start(&self, mut shutdown: proxy_facade::server::ShutdownWatch) {
         // taken once: the lock is released before anything awaits
-        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
         let mut tasks = tokio::task::JoinSet::new();
         for l in listeners {
-            let served = l.set_nonblocking(true).and_then(|()| TcpListener::from_std(l));
+            let served = l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l));
             match served {
                 Ok(listener) => {
                     tasks.spawn(serve(listener));

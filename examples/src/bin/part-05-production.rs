@@ -96,7 +96,10 @@ fn run() -> Result<()> {
     let addrs = if conf.upstreams.is_empty() {
         let origins = DemoOrigins::bind(2).or_err(ErrorType::InternalError, "demo origins")?;
         let addrs = origins.addrs();
-        log::info!("no upstreams configured: demo origins on {}", addrs.join(", "));
+        log::info!(
+            "no upstreams configured: demo origins on {}",
+            addrs.join(", ")
+        );
         server.add_service(background_service("demo origins", origins));
         addrs
     } else {
