@@ -102,6 +102,19 @@ impl Deployment {
         }
     }
 
+    /// Waits until the daemon's log contains `needle`.
+    fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in error_log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn log(&self) -> String {
         fs::read_to_string(self.path("error.log")).unwrap_or_default()
     }
@@ -313,7 +326,7 @@ fn graceful_upgrade_under_load_fails_and_refuses_no_request() {
     let mut d = Deployment::new(origin.addr(), "");
     d.launch(&["-d"]);
     let old = d.wait_pid(None);
-    wait_listening(d.addr);
+    d.wait_log("listening on");
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -380,13 +393,10 @@ fn sigquit_without_a_new_process_keeps_serving() {
     );
     d.launch(&["-d"]);
     let pid = d.wait_pid(None);
-    wait_listening(d.addr);
+    // the services run (and so the signal handlers are installed)
+    d.wait_log("listening on");
     kill(pid, "QUIT");
-    let deadline = Instant::now() + WAIT;
-    while !d.log().contains("graceful upgrade failed, still serving") {
-        assert!(Instant::now() < deadline, "log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_log("graceful upgrade failed, still serving");
     assert!(alive(pid));
     assert_eq!(get_on_new_connection(d.addr), Ok(200));
     kill(pid, "TERM");
@@ -400,11 +410,7 @@ fn a_user_that_cannot_be_switched_to_stops_the_daemon_with_its_name() {
     // the foreground part succeeds (sockets bound, fork done); the daemon
     // then fails to switch user and exits instead of running as is
     d.launch(&["-d"]);
-    let deadline = Instant::now() + WAIT;
-    while !d.log().contains("no-such-user-for-ops-test") {
-        assert!(Instant::now() < deadline, "error_log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_log("no-such-user-for-ops-test");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         TcpStream::connect(d.addr).is_err(),

@@ -108,22 +108,24 @@ impl Server {
         }
     }
 
-    /// Prepare to run. With `-t` (test), the configuration has already been
-    /// loaded and validated by [`Server::new`]: this prints
-    /// `configuration <file> OK` to stderr and exits with code 0.
+    /// Prepare to run.
     ///
-    /// `-u` (upgrade) and `-d` (daemon) take effect in [`Server::run_forever`]:
-    /// a daemon forks first and then waits for the old process's sockets, so
-    /// `proxy -d -u` returns at once and the old process can be sent SIGQUIT.
+    /// `-t` (test), `-u` (upgrade) and `-d` (daemon) take effect in
+    /// [`Server::run_forever`]: with `-t` the program still builds its
+    /// services, so the certificates its TLS listeners name are loaded and
+    /// checked (a bad one fails `add_tls` with the file's name), and
+    /// `run_forever` then prints `configuration <file> OK` and exits 0
+    /// without binding anything. A daemon forks first and then waits for the
+    /// old process's sockets, so `proxy -d -u` returns at once and the old
+    /// process can be sent SIGQUIT.
     pub fn bootstrap(&mut self) {
-        let Some(opt) = self.options.clone() else {
-            return;
-        };
-        if opt.test {
-            eprintln!("{}", self.test_report());
-            info!("configuration test passed, exiting");
-            std::process::exit(0);
+        if self.testing() {
+            info!("configuration test (-t): checking, not serving");
         }
+    }
+
+    fn testing(&self) -> bool {
+        self.options.as_ref().is_some_and(|o| o.test)
     }
 
     fn upgrading(&self) -> bool {
@@ -187,6 +189,11 @@ impl Server {
     /// from the old process in the background. The pid file is removed on
     /// exit if it still names this process.
     pub fn run_forever(mut self) -> ! {
+        if self.testing() {
+            eprintln!("{}", self.test_report());
+            info!("configuration test passed, exiting");
+            std::process::exit(0);
+        }
         let daemon = self.configuration.daemon;
         if daemon {
             if !self.upgrading() {
@@ -220,6 +227,14 @@ impl Server {
     /// `graceful_shutdown_timeout_seconds`. On [`ShutdownSignal::FastShutdown`]
     /// the runtimes are shut down at once.
     pub fn run(mut self, run_args: RunArgs) {
+        let main_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| fatal(&format!("building the signal runtime: {e}")));
+        {
+            let _in_runtime = main_rt.enter();
+            run_args.shutdown_signal.prepare();
+        }
         self.bind_listeners();
         let conf = self.configuration.clone();
         let blocking = BlockingPoolOpts {
@@ -247,10 +262,6 @@ impl Server {
             runtimes.push(rt);
         }
 
-        let main_rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| fatal(&format!("building the signal runtime: {e}")));
         let signal = loop {
             let signal = main_rt.block_on(run_args.shutdown_signal.recv());
             if signal != ShutdownSignal::GracefulUpgrade {

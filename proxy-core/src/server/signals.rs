@@ -26,11 +26,41 @@ pub trait ShutdownSignalWatch {
     /// # Cancel safety
     /// Called once per run; a dropped call loses nothing the next call needs.
     async fn recv(&self) -> ShutdownSignal;
+
+    /// Start listening for the signal now, before the services start, so
+    /// one sent early is not missed. Called by [`super::Server::run`] inside
+    /// a tokio runtime, before the first `recv`. Default: nothing.
+    fn prepare(&self) {}
 }
 
 /// Waits for SIGINT, SIGTERM or SIGQUIT.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnixShutdownSignalWatch;
+///
+/// The handlers are installed by [`ShutdownSignalWatch::prepare`] (or the
+/// first `recv`) and stay installed, so a signal that arrives between two
+/// `recv` calls is kept for the next one rather than killing the process
+/// (the default action of all three).
+#[derive(Debug, Default)]
+pub struct UnixShutdownSignalWatch {
+    signals: parking_lot::Mutex<Option<Signals>>,
+}
+
+/// The three signal streams, registered once.
+#[derive(Debug)]
+struct Signals {
+    int: Option<Signal>,
+    term: Option<Signal>,
+    quit: Option<Signal>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        Signals {
+            int: register(SignalKind::interrupt(), "SIGINT"),
+            term: register(SignalKind::terminate(), "SIGTERM"),
+            quit: register(SignalKind::quit(), "SIGQUIT"),
+        }
+    }
+}
 
 /// Wait for one signal; a signal that could not be registered never fires.
 async fn recv_opt(s: &mut Option<Signal>) {
@@ -56,24 +86,33 @@ fn register(kind: SignalKind, name: &str) -> Option<Signal> {
 
 #[async_trait]
 impl ShutdownSignalWatch for UnixShutdownSignalWatch {
+    fn prepare(&self) {
+        let mut slot = self.signals.lock();
+        if slot.is_none() {
+            *slot = Some(Signals::register());
+        }
+    }
+
     async fn recv(&self) -> ShutdownSignal {
-        let mut int = register(SignalKind::interrupt(), "SIGINT");
-        let mut term = register(SignalKind::terminate(), "SIGTERM");
-        let mut quit = register(SignalKind::quit(), "SIGQUIT");
-        tokio::select! {
-            _ = recv_opt(&mut int) => {
+        // taken out of the lock for the wait, put back afterwards
+        let taken = self.signals.lock().take();
+        let mut s = taken.unwrap_or_else(Signals::register);
+        let signal = tokio::select! {
+            _ = recv_opt(&mut s.int) => {
                 info!("SIGINT received: fast shutdown");
                 ShutdownSignal::FastShutdown
             }
-            _ = recv_opt(&mut term) => {
+            _ = recv_opt(&mut s.term) => {
                 info!("SIGTERM received: graceful shutdown");
                 ShutdownSignal::GracefulTerminate
             }
-            _ = recv_opt(&mut quit) => {
+            _ = recv_opt(&mut s.quit) => {
                 info!("SIGQUIT received: graceful upgrade");
                 ShutdownSignal::GracefulUpgrade
             }
-        }
+        };
+        *self.signals.lock() = Some(s);
+        signal
     }
 }
 
@@ -86,7 +125,7 @@ pub struct RunArgs {
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            shutdown_signal: Box::new(UnixShutdownSignalWatch),
+            shutdown_signal: Box::new(UnixShutdownSignalWatch::default()),
         }
     }
 }
