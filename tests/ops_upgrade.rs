@@ -458,3 +458,34 @@ fn root_daemon_runs_as_the_configured_user() {
     kill(pid, "TERM");
     assert!(wait_gone(pid, WAIT));
 }
+
+#[test]
+fn a_new_process_nobody_hands_sockets_to_gives_up_and_restores_the_pid_file() {
+    let origin = TestOrigin::start();
+    let mut d = Deployment::new(
+        origin.addr(),
+        "upgrade_sock_connect_accept_max_retries: 1\n",
+    );
+    d.launch(&["-d"]);
+    let old = d.wait_pid(None);
+    d.wait_log("listening on");
+    // no SIGQUIT follows: the new process waits 1 s for the sockets, then gives up
+    d.launch(&["-d", "-u"]);
+    d.wait_log("no old process handed its listeners over");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let named = fs::read_to_string(d.path("proxy.pid")).unwrap_or_default();
+        if named.trim() == old.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid file names {named:?}, not {old}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(old));
+    assert_eq!(get_on_new_connection(d.addr), Ok(200));
+    kill(old, "TERM");
+    assert!(wait_gone(old, WAIT));
+}

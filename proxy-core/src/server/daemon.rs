@@ -104,6 +104,21 @@ pub(crate) fn remove_pid_file(pid_file: &str) {
     }
 }
 
+/// Undo the pid-file move of [`daemonize`] when this daemon gives up before
+/// serving (a failed graceful upgrade): `<pid_file>.old`, the old process's,
+/// is put back if `pid_file` still names this process.
+pub(crate) fn restore_old_pid_file(pid_file: &str) {
+    let old = format!("{pid_file}.old");
+    let mine = std::process::id().to_string();
+    let ours = std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim() == mine);
+    if ours && Path::new(&old).exists() {
+        match std::fs::rename(&old, pid_file) {
+            Ok(()) => info!("restored {pid_file} from {old}: the old process still serves"),
+            Err(e) => warn!("restoring {pid_file} from {old}: {e}"),
+        }
+    }
+}
+
 fn open_log(path: &str) -> Result<File> {
     OpenOptions::new()
         .create(true)
@@ -142,6 +157,22 @@ mod tests {
         remove_pid_file(ours.to_str().unwrap());
         assert!(!ours.exists());
         remove_pid_file(dir.join("absent.pid").to_str().unwrap());
+    }
+
+    #[test]
+    fn a_failed_upgrade_puts_the_old_pid_file_back() {
+        let dir = tempfile_dir();
+        let pid = dir.join("restore.pid");
+        let pid = pid.to_str().unwrap();
+        std::fs::write(format!("{pid}.old"), "1\n").unwrap();
+        std::fs::write(pid, format!("{}\n", std::process::id())).unwrap();
+        restore_old_pid_file(pid);
+        assert_eq!(std::fs::read_to_string(pid).unwrap(), "1\n");
+        assert!(!std::path::Path::new(&format!("{pid}.old")).exists());
+        // a pid file naming another process is not ours to replace
+        std::fs::write(format!("{pid}.old"), "2\n").unwrap();
+        restore_old_pid_file(pid);
+        assert_eq!(std::fs::read_to_string(pid).unwrap(), "1\n");
     }
 
     #[test]

@@ -145,7 +145,12 @@ impl Server {
             let attempts = conf.upgrade_sock_connect_accept_max_retries.unwrap_or(5);
             match ListenFds::receive_from_sock(path, attempts) {
                 Ok(fds) => self.listen_fds = fds,
-                Err(e) => fatal(&format!("graceful upgrade: {e}")),
+                Err(e) => {
+                    if conf.daemon {
+                        daemon::restore_old_pid_file(&conf.pid_file);
+                    }
+                    fatal(&format!("graceful upgrade: {e}"))
+                }
             }
         }
         for service in &mut self.services {
