@@ -194,6 +194,23 @@ fn dead_upstream_gets_502() {
 }
 
 #[test]
+fn an_error_answer_on_a_keep_alive_connection_says_connection_close_and_closes() {
+    // RFC 9112 §9.6: a server that closes after a response says so in it
+    let proxy = Proxy::start(PART1, &[dead_addr()], "");
+    let mut c = RawClient::connect(proxy.addr());
+    c.write(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    let r = c.read_response(false).expect("a response");
+    assert_eq!(r.status, 502, "{}", r.head);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
+    assert!(c.read_response(false).is_none(), "the connection is closed");
+}
+
+#[test]
 fn silent_upstream_gets_504_after_the_read_timeout() {
     let silent = SilentOrigin::start();
     let proxy = Proxy::start(PART1, &[silent.addr()], "upstream_read_timeout_ms: 500\n");

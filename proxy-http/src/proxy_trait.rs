@@ -320,7 +320,8 @@ pub trait ProxyHttp {
 
     /// Write the error response for a request that failed, and say what was
     /// sent. The default answers with [`error_status`] unless a response
-    /// header was already sent, and never reuses the downstream connection.
+    /// header was already sent, and never reuses the downstream connection
+    /// (the error response carries `Connection: close`).
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -332,6 +333,9 @@ pub trait ProxyHttp {
     {
         let code = error_status(e);
         let code = if code > 0 && session.response_written().is_none() {
+            // the connection is closed after this answer (can_reuse_downstream
+            // below): say so in it, RFC 9112 §9.6
+            session.set_keepalive(None);
             match session.respond_error(code).await {
                 Ok(()) => code,
                 Err(we) => {
