@@ -7,36 +7,24 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use proxy_facade::lb::discovery::Static;
 use proxy_facade::lb::selection::Consistent;
 use proxy_facade::lb::{Backend, Backends, LoadBalancer};
 use support::*;
 
-/// nginx killed (by its PID) and reaped on drop.
+/// nginx and the address of its front server.
 struct NginxHash {
-    child: Child,
+    _process: ChildGuard,
     front: SocketAddr,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for NginxHash {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// nginx with one server block per backend answering its own port, and a
 /// front server balancing over them with `hash $arg_k consistent`.
 fn start_nginx(backends: &[(SocketAddr, usize)]) -> NginxHash {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut servers = String::new();
     let mut blocks = String::new();
     for (addr, weight) in backends {
@@ -46,57 +34,22 @@ fn start_nginx(backends: &[(SocketAddr, usize)]) -> NginxHash {
             addr.port()
         ));
     }
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp_body;
-    proxy_temp_path {d}/tmp_proxy;
-    fastcgi_temp_path {d}/tmp_fastcgi;
-    uwsgi_temp_path {d}/tmp_uwsgi;
-    scgi_temp_path {d}/tmp_scgi;
+    let (front, process) = start_nginx_in(dir.path(), "nginx (hash)", |front| {
+        format!(
+            r#"    access_log off;
     keepalive_requests 100000;
     upstream pool {{
         hash $arg_k consistent;
 {servers}    }}
 {blocks}    server {{ listen {front}; location / {{ proxy_pass http://pool; }} }}
-}}
 "#
-    );
-    let conf_path = dir.path().join("nginx.conf");
-    fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(NGINX)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {NGINX} (apt-get install nginx-light): {e}"));
-    let nginx = NginxHash {
-        child,
+        )
+    });
+    NginxHash {
+        _process: process,
         front,
         _dir: dir,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(front).is_err() {
-        let log = fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start; error.log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
-    nginx
 }
 
 #[test]

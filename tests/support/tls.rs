@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, ChildGuard, NGINX, WAIT};
+use super::{start_nginx_in, ChildGuard, WAIT};
 
 /// Runs `openssl` with `args` in `dir`; panics with its stderr when it fails.
 fn openssl(dir: &Path, args: &[&str]) {
@@ -232,23 +232,10 @@ impl NginxTls {
     /// Starts nginx on a free port of 127.0.0.1 with `issued` as its certificate.
     pub(crate) fn start(issued: &Issued) -> NginxTls {
         let dir = tempfile::tempdir().expect("temp dir for nginx");
-        for attempt in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let d = dir.path().display();
-            let conf = format!(
-                r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp_body;
-    proxy_temp_path {d}/tmp_proxy;
-    fastcgi_temp_path {d}/tmp_fastcgi;
-    uwsgi_temp_path {d}/tmp_uwsgi;
-    scgi_temp_path {d}/tmp_scgi;
+        let (cert, key) = (issued.cert.display(), issued.key.display());
+        let (addr, process) = start_nginx_in(dir.path(), "nginx (TLS)", |addr| {
+            format!(
+                r#"    access_log off;
     server {{
         listen {addr} ssl;
         ssl_certificate {cert};
@@ -259,46 +246,14 @@ http {{
             return 200 "nginx over tls\n";
         }}
     }}
-}}
-"#,
-                cert = issued.cert.display(),
-                key = issued.key.display(),
-            );
-            let conf_path = dir.path().join("nginx.conf");
-            fs::write(&conf_path, conf).expect("write nginx.conf");
-            let child = Command::new(NGINX)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {NGINX}: {e}"));
-            let mut guard = ChildGuard { child };
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    return NginxTls {
-                        _dir: dir,
-                        addr,
-                        _process: guard,
-                    };
-                }
-                if guard.try_wait().is_some() || Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let log = fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            if !log.contains("Address already in use") || attempt == 4 {
-                panic!("nginx (TLS) did not start on {addr}; error.log:\n{log}");
-            }
+"#
+            )
+        });
+        NginxTls {
+            _dir: dir,
+            addr,
+            _process: process,
         }
-        unreachable!("the loop returns or panics on its last attempt")
     }
 
     /// The address nginx listens on.
