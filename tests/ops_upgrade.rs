@@ -335,8 +335,11 @@ fn graceful_upgrade_under_load_fails_and_refuses_no_request() {
 
     std::thread::sleep(Duration::from_secs(2));
     let before = tally.ok.load(Ordering::Relaxed);
+    // the command: `proxy -d -u && kill -QUIT $(cat pid_file)`: until
+    // the new process has the sockets, the pid file names the old one
     d.launch(&["-d", "-u"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let named = fs::read_to_string(d.path("proxy.pid")).expect("pid file");
+    assert_eq!(named.trim(), old.to_string(), "pid file right after -d -u");
     kill(old, "QUIT");
     let new = d.wait_pid(Some(old));
     assert!(
@@ -460,7 +463,7 @@ fn root_daemon_runs_as_the_configured_user() {
 }
 
 #[test]
-fn a_new_process_nobody_hands_sockets_to_gives_up_and_restores_the_pid_file() {
+fn a_new_process_nobody_hands_sockets_to_gives_up_leaving_the_pid_file_to_the_old_one() {
     let origin = TestOrigin::start();
     let mut d = Deployment::new(
         origin.addr(),

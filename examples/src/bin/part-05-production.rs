@@ -20,7 +20,8 @@
 //!   `error_log`;
 //! - `-u`: wait on `upgrade_sock` for the old process's listening sockets
 //!   instead of binding them; the old process hands them over on SIGQUIT and
-//!   drains;
+//!   drains. Until the hand-over the pid file still names the old process,
+//!   so `$(cat pid_file)` right after `-d -u` is the process to signal;
 //! - SIGTERM: stop accepting, finish in-flight requests (up to
 //!   `grace_period_seconds`), exit; SIGINT: exit now;
 //! - `-t`: check the conf file and exit.

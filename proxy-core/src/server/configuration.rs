@@ -42,12 +42,11 @@ pub const CONF_ERROR: ErrorType = ErrorType::new("ConfError");
 #[derive(Parser, Debug, Default, Clone, PartialEq, Eq)]
 #[command(long_about = None)]
 pub struct Opt {
-    /// Take over the listening sockets of a running server (graceful upgrade).
-    /// Not implemented yet: the flag is parsed and ignored with a warning.
+    /// Take over the listening sockets of a running server (graceful upgrade):
+    /// wait on `upgrade_sock` for the old process to hand them over on SIGQUIT.
     #[arg(short, long)]
     pub upgrade: bool,
-    /// Run in the background. Not implemented yet: the flag is parsed and
-    /// the server runs in the foreground with a warning.
+    /// Run in the background as a daemon (sets `daemon` in the configuration).
     #[arg(short, long)]
     pub daemon: bool,
     /// Accepted and ignored: `cargo test` passes it to test binaries.
@@ -92,7 +91,7 @@ impl Opt {
 pub struct ServerConf {
     /// The configuration format version. Default `0` (`1` from [`ServerConf::new`]).
     pub version: usize,
-    /// Run in the background (also set by `-d`). Default `false`. Not implemented yet.
+    /// Run in the background as a daemon (also set by `-d`). Default `false`.
     pub daemon: bool,
     /// Where to write the error log when daemonized. Default none (stderr).
     pub error_log: Option<String>,
@@ -105,7 +104,8 @@ pub struct ServerConf {
     pub user: Option<String>,
     /// The group to switch to after daemonizing. Default none.
     pub group: Option<String>,
-    /// The working directory of the daemon. Default none.
+    /// The working directory of the daemon. Default none: the directory it
+    /// was started in (Pingora's default is `/`).
     pub working_directory: Option<PathBuf>,
     /// Worker threads of each service's runtime, unless the service sets its
     /// own. Default `1`; must be at least 1.

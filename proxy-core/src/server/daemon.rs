@@ -17,8 +17,10 @@ use crate::error::{Error, ErrorType::*, OrErr, Result};
 /// returns only in the daemon, whose pid is then in `pid_file`. Call it before
 /// any thread starts: a fork copies only the calling thread.
 ///
-/// - A pid file already at `pid_file` is renamed to `<pid_file>.old` first
-///   (Pingora's rule: the old process of a graceful upgrade may still hold it).
+/// - `write_pid`: write `pid_file` now. A graceful upgrade (`-d -u`) passes
+///   `false` and calls [`write_pid_file`] once the sockets are taken over, so
+///   that until then the pid file still names the old process, the one to
+///   send SIGQUIT to (`proxy -d -u && kill -QUIT $(cat pid_file)`).
 /// - stdout and stderr go to `error_log` (appended) when it is set, to
 ///   `/dev/null` otherwise.
 /// - The working directory stays the current one unless `working_directory`
@@ -31,29 +33,27 @@ use crate::error::{Error, ErrorType::*, OrErr, Result};
 /// `FileOpenError` naming `error_log` when it cannot be opened (reported in
 /// the foreground, before the fork); `InternalError` when the fork, the pid
 /// file or the privilege switch fails.
-pub(crate) fn daemonize(conf: &ServerConf) -> Result<()> {
+pub(crate) fn daemonize(conf: &ServerConf, write_pid: bool) -> Result<()> {
     let log_file = match &conf.error_log {
         Some(path) => Some(open_log(path)?),
         None => None,
     };
     let pid_file = Path::new(&conf.pid_file);
-    if pid_file.exists() {
-        let old = format!("{}.old", conf.pid_file);
-        if let Err(e) = std::fs::rename(pid_file, &old) {
-            warn!("moving the old pid file {} to {old}: {e}", conf.pid_file);
-        }
+    if write_pid {
+        move_old_pid_file(&conf.pid_file);
     }
     let cwd = match &conf.working_directory {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().or_err(InternalError, "reading the current directory")?,
     };
     let mut d = Daemonize::new()
-        .pid_file(pid_file)
-        .chown_pid_file(true)
         .working_directory(cwd)
         // keep the process umask: files the proxy writes (logs, caches) get the
         // modes the operator expects
         .umask(current_umask());
+    if write_pid {
+        d = d.pid_file(pid_file).chown_pid_file(true);
+    }
     if let Some(f) = log_file {
         let err = f
             .try_clone()
@@ -74,18 +74,55 @@ pub(crate) fn daemonize(conf: &ServerConf) -> Result<()> {
             g.as_deref().unwrap_or("(unchanged)")
         ),
     };
-    d.start().map_err(|e| {
-        Error::explain(
+    if let Err(e) = d.start() {
+        // in the daemon (the foreground process has exited): a pid file left
+        // empty by a failed user switch would name no process
+        if write_pid && std::fs::metadata(pid_file).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        return Err(Error::explain(
             InternalError,
             format!("daemonizing (pid file {}){who}: {e}", conf.pid_file),
-        )
-    })?;
-    info!(
-        "running as a daemon, pid {} written to {}{who}",
-        std::process::id(),
-        conf.pid_file
-    );
+        ));
+    }
+    if write_pid {
+        info!(
+            "running as a daemon, pid {} written to {}{who}",
+            std::process::id(),
+            conf.pid_file
+        );
+    } else {
+        info!("running as a daemon, pid {}{who}", std::process::id());
+    }
     Ok(())
+}
+
+/// Move a pid file already at `pid_file` to `<pid_file>.old` (Pingora's
+/// rule: the old process of a graceful upgrade may still hold its lock).
+fn move_old_pid_file(pid_file: &str) {
+    if Path::new(pid_file).exists() {
+        let old = format!("{pid_file}.old");
+        if let Err(e) = std::fs::rename(pid_file, &old) {
+            warn!("moving the old pid file {pid_file} to {old}: {e}");
+        }
+    }
+}
+
+/// Write this process's pid to `pid_file` (the old one moved to
+/// `<pid_file>.old`), replacing it in one rename so a reader never sees a
+/// partial file. Used by a daemon that took the sockets over.
+pub(crate) fn write_pid_file(pid_file: &str) {
+    move_old_pid_file(pid_file);
+    let tmp = format!("{pid_file}.tmp{}", std::process::id());
+    let written = std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, pid_file));
+    match written {
+        Ok(()) => info!("pid {} written to {pid_file}", std::process::id()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            warn!("writing pid file {pid_file}: {e}");
+        }
+    }
 }
 
 /// Remove `pid_file` if it still names this process (a newer process of a
@@ -101,21 +138,6 @@ pub(crate) fn remove_pid_file(pid_file: &str) {
         Ok(_) => info!("pid file {pid_file} belongs to a newer process: left in place"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => warn!("reading pid file {pid_file}: {e}"),
-    }
-}
-
-/// Undo the pid-file move of [`daemonize`] when this daemon gives up before
-/// serving (a failed graceful upgrade): `<pid_file>.old`, the old process's,
-/// is put back if `pid_file` still names this process.
-pub(crate) fn restore_old_pid_file(pid_file: &str) {
-    let old = format!("{pid_file}.old");
-    let mine = std::process::id().to_string();
-    let ours = std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim() == mine);
-    if ours && Path::new(&old).exists() {
-        match std::fs::rename(&old, pid_file) {
-            Ok(()) => info!("restored {pid_file} from {old}: the old process still serves"),
-            Err(e) => warn!("restoring {pid_file} from {old}: {e}"),
-        }
     }
 }
 
@@ -160,19 +182,18 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_upgrade_puts_the_old_pid_file_back() {
+    fn written_pid_file_names_this_process_and_keeps_the_old_one() {
         let dir = tempfile_dir();
-        let pid = dir.join("restore.pid");
+        let pid = dir.join("write.pid");
         let pid = pid.to_str().unwrap();
-        std::fs::write(format!("{pid}.old"), "1\n").unwrap();
-        std::fs::write(pid, format!("{}\n", std::process::id())).unwrap();
-        restore_old_pid_file(pid);
-        assert_eq!(std::fs::read_to_string(pid).unwrap(), "1\n");
-        assert!(!std::path::Path::new(&format!("{pid}.old")).exists());
-        // a pid file naming another process is not ours to replace
-        std::fs::write(format!("{pid}.old"), "2\n").unwrap();
-        restore_old_pid_file(pid);
-        assert_eq!(std::fs::read_to_string(pid).unwrap(), "1\n");
+        std::fs::write(pid, "1\n").unwrap();
+        write_pid_file(pid);
+        let mine = format!("{}\n", std::process::id());
+        assert_eq!(std::fs::read_to_string(pid).unwrap(), mine);
+        assert_eq!(
+            std::fs::read_to_string(format!("{pid}.old")).unwrap(),
+            "1\n"
+        );
     }
 
     #[test]

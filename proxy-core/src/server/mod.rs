@@ -144,13 +144,14 @@ impl Server {
             let path = std::path::Path::new(&conf.upgrade_sock);
             let attempts = conf.upgrade_sock_connect_accept_max_retries.unwrap_or(5);
             match ListenFds::receive_from_sock(path, attempts) {
-                Ok(fds) => self.listen_fds = fds,
-                Err(e) => {
+                Ok(fds) => {
+                    self.listen_fds = fds;
                     if conf.daemon {
-                        daemon::restore_old_pid_file(&conf.pid_file);
+                        // from now on this process is the one serving
+                        daemon::write_pid_file(&conf.pid_file);
                     }
-                    fatal(&format!("graceful upgrade: {e}"))
                 }
+                Err(e) => fatal(&format!("graceful upgrade: {e}")),
             }
         }
         for service in &mut self.services {
@@ -191,8 +192,10 @@ impl Server {
     /// foreground (so a bind error is printed where the operator sees it),
     /// then the process forks into the background, writes `pid_file` and
     /// starts its threads; with `-d -u` it forks first and takes the sockets
-    /// from the old process in the background. The pid file is removed on
-    /// exit if it still names this process.
+    /// from the old process in the background, and writes `pid_file` only
+    /// once it has them (until then the file names the old process, the one
+    /// to send SIGQUIT to). The pid file is removed on exit if it still names
+    /// this process.
     pub fn run_forever(mut self) -> ! {
         if self.testing() {
             eprintln!("{}", self.test_report());
@@ -204,7 +207,8 @@ impl Server {
             if !self.upgrading() {
                 self.bind_listeners();
             }
-            if let Err(e) = daemon::daemonize(&self.configuration) {
+            let write_pid = !self.upgrading();
+            if let Err(e) = daemon::daemonize(&self.configuration, write_pid) {
                 fatal(&e.to_string());
             }
         }

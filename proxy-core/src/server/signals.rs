@@ -8,8 +8,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 /// How the server should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownSignal {
-    /// SIGQUIT: hand the listening sockets to a new process, then drain.
-    /// Not implemented yet: treated as [`ShutdownSignal::GracefulTerminate`].
+    /// SIGQUIT: hand the listening sockets to a new process started with
+    /// `-u`, then drain as on SIGTERM (or keep serving if none takes them).
     GracefulUpgrade,
     /// SIGTERM: stop accepting, let in-flight connections finish within the
     /// grace period, then stop.
