@@ -25,7 +25,7 @@
 //! ```
 //!
 //! The framework's families are listed on [`FrameworkMetrics`]; the user
-//! guide's metrics reference (`docs/05-metrics.md`) has the same table.
+//! guide's metrics reference (`docs/05-production.md`) has the same table.
 //!
 //! Cost: label children are resolved once (per service, when a proxy or
 //! connector is built), so the per-request path only adds to atomic
