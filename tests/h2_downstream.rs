@@ -1,8 +1,9 @@
 //! HTTP/2 downstream with real clients: curl `--http2` over TLS (ALPN h2)
 //! with a large download and upload checked by digest, curl
 //! `--http2-prior-knowledge` on h2c, h2load with 100 concurrent streams on
-//! one connection, and a graceful GOAWAY that lets the stream in flight
-//! finish (the `h2` crate as the client).
+//! one connection, a graceful GOAWAY that lets the stream in flight
+//! finish, and a rapid-reset client (CVE-2023-44487) disconnected (the `h2`
+//! crate as the client of the last two).
 
 #![allow(clippy::unwrap_used)]
 
@@ -225,4 +226,56 @@ async fn graceful_shutdown_sends_goaway_and_the_stream_in_flight_finishes() {
         .await
         .unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_client_is_disconnected() {
+    // CVE-2023-44487: open a stream and reset it at once, without end
+    let origin = TestOrigin::start();
+    let (proxy, _tls) = start(origin.addr(), "h2c: true\n");
+    let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client;
+    let mut sent = 0u32;
+    let flood = async {
+        while sent < 100_000 {
+            client = match client.ready().await {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            let req = http::Request::get(format!("http://{}/", proxy.addr()))
+                .body(())
+                .unwrap();
+            match client.send_request(req, false) {
+                Ok((_response, mut stream)) => {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    sent += 1;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the flood ends in time");
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the connection is closed by the proxy")
+        .unwrap();
+    assert!(sent < 100_000, "all {sent} resets were taken");
+    // the proxy sends GOAWAY(ENHANCE_YOUR_CALM) and closes; a client still
+    // writing may see only the closed socket
+    let e = ended.expect_err("closed with an error");
+    assert!(
+        e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || e.is_io(),
+        "{e} after {sent} streams"
+    );
+    // and the reset streams were not all served upstream
+    let served = origin.requests();
+    assert!(
+        served < sent as usize,
+        "{served} of {sent} reset streams served"
+    );
+    eprintln!("disconnected after {sent} reset streams: {e}");
 }
