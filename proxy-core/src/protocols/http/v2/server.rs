@@ -474,3 +474,7 @@ impl HttpSession {
         &self.conn
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
