@@ -86,6 +86,9 @@ pub struct ExampleConf {
     /// Part 4: PEM CA certificates; when set, HTTPS clients must present a
     /// certificate signed by one of them (mTLS). Default: none.
     pub tls_client_ca: Option<String>,
+    /// Part 4: also serve cleartext HTTP/2 with prior knowledge (h2c) on
+    /// `listen` (`curl --http2-prior-knowledge`). Default `false`.
+    pub h2c: bool,
     /// Part 4: connect to the upstreams over TLS. Default `false`.
     pub upstream_tls: bool,
     /// Part 4: the SNI sent to TLS upstreams, and the name their
@@ -121,6 +124,7 @@ impl Default for ExampleConf {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            h2c: false,
             upstream_tls: false,
             upstream_sni: String::new(),
             upstream_ca: None,

@@ -54,6 +54,11 @@ pub struct HttpServerOptions {
     /// How many requests one connection may carry before it is closed;
     /// `None`: no limit (the default).
     pub keepalive_request_limit: Option<u32>,
+    /// Serve cleartext HTTP/2 with prior knowledge (h2c, RFC 9113 §3.3) on
+    /// plain listeners: a connection opening with the HTTP/2 preface is
+    /// served as HTTP/2, any other as HTTP/1.x. Default `false`. (Over TLS,
+    /// HTTP/2 is chosen by ALPN: `TlsSettings::enable_h2`.)
+    pub h2c: bool,
 }
 
 impl Default for HttpServerOptions {
@@ -64,6 +69,7 @@ impl Default for HttpServerOptions {
             body_read_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(60)),
             keepalive_request_limit: None,
+            h2c: false,
         }
     }
 }

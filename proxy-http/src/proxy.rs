@@ -16,6 +16,7 @@ use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::protocols::http::error_resp::gen_error_response;
+use proxy_core::protocols::http::v2::{prior_knowledge, H2Options};
 use proxy_core::protocols::http::ServerSession;
 use proxy_core::protocols::Stream;
 use proxy_core::server::configuration::ServerConf;
@@ -39,9 +40,13 @@ pub struct HttpProxy<SV> {
     /// Downstream keep-alive, timeouts and request limit; change them before
     /// the service starts (`service.app_logic_mut()`).
     pub server_options: HttpServerOptions,
+    /// The HTTP/2 server's settings (streams, header list, windows, reset
+    /// limits) for connections that negotiate `h2` or, with
+    /// `server_options.h2c`, open with the HTTP/2 preface.
+    pub h2_options: H2Options,
     client_connector: Connector,
     max_retries: usize,
-    metrics: ServiceMetrics,
+    pub(crate) metrics: ServiceMetrics,
 }
 
 /// How long an idle keep-alive connection still waits for a next request
@@ -68,6 +73,7 @@ impl<SV> HttpProxy<SV> {
         HttpProxy {
             inner,
             server_options: HttpServerOptions::default(),
+            h2_options: H2Options::default(),
             client_connector,
             max_retries: conf.max_retries,
             metrics,
@@ -191,7 +197,7 @@ where
     /// One request: context, phases, error response, logging. Returns the
     /// downstream session and whether it may serve another request.
     /// `started`: when reading the request head began (for its metrics).
-    async fn process_request(
+    pub(crate) async fn process_request(
         &self,
         mut session: Session,
         started: Instant,
@@ -343,6 +349,23 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // HTTP/2 when TLS chose it by ALPN, or (h2c) the client opens with
+        // the HTTP/2 preface on a plain listener; else HTTP/1.x
+        if stream.ssl_digest().is_some_and(|d| d.is_h2()) {
+            self.serve_h2(stream, shutdown).await;
+            return None;
+        }
+        let stream = if self.server_options.h2c && stream.ssl_digest().is_none() {
+            let (is_h2, stream) =
+                prior_knowledge::detect(stream, self.server_options.header_read_timeout).await;
+            if is_h2 {
+                self.serve_h2(stream, shutdown).await;
+                return None;
+            }
+            stream
+        } else {
+            stream
+        };
         self.serve_connection(stream, shutdown).await;
         None
     }

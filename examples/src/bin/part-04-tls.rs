@@ -192,8 +192,7 @@ fn tls_settings(conf: &ExampleConf) -> Result<TlsSettings> {
         tls.require_client_cert(ca)?;
         log::info!("HTTPS clients must present a certificate signed by {ca}");
     }
-    // asks for HTTP/2 by ALPN; until the HTTP/2 server exists the listener
-    // still answers HTTP/1.1 (see TlsSettings::enable_h2)
+    // HTTP/2 by ALPN (h2, then http/1.1): curl --http2 gets HTTP/2
     tls.enable_h2();
     Ok(tls)
 }
@@ -218,12 +217,17 @@ fn run() -> Result<()> {
 
     let (listen, tls_listen) = (conf.listen.clone(), conf.tls_listen.clone());
     let conf_has_files = conf.tls_cert.is_some();
+    let h2c = conf.h2c;
     let proxy = TlsProxy {
         upstreams,
         conf,
         upstream_ca,
     };
     let mut service = http_proxy_service(&server.configuration, proxy);
+    // h2c: a client opening with the HTTP/2 preface on `listen` gets HTTP/2
+    if let Some(app) = service.app_logic_mut() {
+        app.server_options.h2c = h2c;
+    }
     service.add_tcp(&listen);
     // certificates from files can be reloaded; a generated one cannot
     let reload =

@@ -24,6 +24,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// ALPN protocol id of HTTP/1.1 (RFC 7301 §6).
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// ALPN protocol id of HTTP/2 over TLS (RFC 9113 §3.2).
+const ALPN_H2: &[u8] = b"h2";
+/// `h2` then `http/1.1`, in ALPN's wire form (each id after its length byte).
+const ALPN_H2_H1_WIRE: &[u8] = b"\x02h2\x08http/1.1";
 
 /// Chooses the certificate of each downstream handshake (Pingora's
 /// `TlsAccept`), e.g. per SNI from a store of many certificates.
@@ -208,12 +212,10 @@ impl TlsSettings {
         })
     }
 
-    /// Ask for HTTP/2 by ALPN (`h2`, then `http/1.1`).
-    ///
-    /// The HTTP/2 server is not built yet, so for now this is recorded but
-    /// ALPN still offers only `http/1.1`: a client that offers `h2` and
-    /// `http/1.1` gets HTTP/1.1, and nothing breaks. [`TlsSettings::h2_enabled`]
-    /// tells what was asked.
+    /// Offer HTTP/2 by ALPN: `h2` first, then `http/1.1` (Pingora's `ALPN::H2H1`).
+    /// A client offering `h2` gets HTTP/2; one offering only `http/1.1`, or
+    /// no ALPN, gets HTTP/1.1. The HTTP app serving the listener sees the
+    /// choice in the connection's [`SslDigest`](crate::tls::SslDigest).
     pub fn enable_h2(&mut self) {
         self.h2 = true;
     }
@@ -319,11 +321,15 @@ impl TlsSettings {
                 },
             ),
         }
-        // ALPN: pick http/1.1 when the client offers it; HTTP/2 is not served yet
-        // (see enable_h2), so a client offering only h2 gets no ALPN answer.
-        self.builder.set_alpn_select_callback(|_, client| {
-            boring::ssl::select_next_proto(b"\x08http/1.1", client)
-                .filter(|p| *p == ALPN_HTTP11)
+        // ALPN (RFC 7301 §3.2): the server's preference wins. With h2 enabled,
+        // h2 then http/1.1; else http/1.1 only. A client offering none of
+        // ours gets no ALPN answer (and speaks HTTP/1.1 without it).
+        let h2 = self.h2;
+        self.builder.set_alpn_select_callback(move |_, client| {
+            let ours: &[u8] = if h2 { ALPN_H2_H1_WIRE } else { b"\x08http/1.1" };
+            boring::ssl::select_next_proto(ours, client)
+                // only a protocol of ours, whatever the wrapper does on no overlap
+                .filter(|p| *p == ALPN_HTTP11 || (h2 && *p == ALPN_H2))
                 .ok_or(AlpnError::NOACK)
         });
         TlsAcceptor::new(self.builder.build(), self.handshake_timeout)

@@ -1,7 +1,8 @@
 //! HTTP wire protocols.
 //!
-//! [`v1`] is HTTP/1.1. [`ServerSession`] and [`client::HttpSession`] are the
-//! protocol-agnostic wrappers the proxy uses (HTTP/2 variants come later).
+//! [`v1`] is HTTP/1.1, [`v2`] the HTTP/2 server. [`ServerSession`] and
+//! [`client::HttpSession`] are the protocol-agnostic wrappers the proxy uses
+//! (the HTTP/2 client comes later).
 //! [`hop_by_hop`] strips connection-specific headers when forwarding, and
 //! [`error_resp`] builds canned error responses.
 
@@ -10,5 +11,6 @@ pub mod error_resp;
 pub mod hop_by_hop;
 pub mod server;
 pub mod v1;
+pub mod v2;
 
 pub use server::Session as ServerSession;

@@ -5,17 +5,20 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::v1::server::HttpSession as SessionV1;
+use super::v2::server::HttpSession as SessionV2;
 use crate::error::Result;
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
 
-/// A downstream HTTP session, one variant per protocol (HTTP/2 will join).
+/// A downstream HTTP session, one variant per protocol.
 /// Every method delegates to the variant's session; see
 /// [`v1::server::HttpSession`](super::v1::server::HttpSession) for details.
 #[derive(Debug)]
 pub enum Session {
     /// HTTP/1.x.
     H1(SessionV1),
+    /// One HTTP/2 stream.
+    H2(SessionV2),
 }
 
 impl Session {
@@ -26,6 +29,7 @@ impl Session {
     pub async fn reuse(self) -> Option<Session> {
         match self {
             Session::H1(s) => s.reuse().await.map(Session::H1),
+            Session::H2(_) => None,
         }
     }
 
@@ -42,6 +46,7 @@ impl Session {
     pub async fn wait_for_request(&self) -> Result<bool> {
         match self {
             Session::H1(s) => s.wait_for_request().await,
+            Session::H2(_) => Ok(true),
         }
     }
 
@@ -53,6 +58,7 @@ impl Session {
     pub async fn read_request(&mut self) -> Result<Option<usize>> {
         match self {
             Session::H1(s) => s.read_request().await,
+            Session::H2(_) => Ok(Some(0)),
         }
     }
 
@@ -60,6 +66,7 @@ impl Session {
     pub fn req_header(&self) -> &RequestHeader {
         match self {
             Session::H1(s) => s.req_header(),
+            Session::H2(s) => s.req_header(),
         }
     }
 
@@ -67,6 +74,7 @@ impl Session {
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
         match self {
             Session::H1(s) => s.req_header_mut(),
+            Session::H2(s) => s.req_header_mut(),
         }
     }
 
@@ -77,6 +85,7 @@ impl Session {
     pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
         match self {
             Session::H1(s) => s.read_body_bytes().await,
+            Session::H2(s) => s.read_body_bytes().await,
         }
     }
 
@@ -87,6 +96,7 @@ impl Session {
     pub async fn drain_request_body(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.drain_request_body().await,
+            Session::H2(s) => s.drain_request_body().await,
         }
     }
 
@@ -97,6 +107,7 @@ impl Session {
     pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
         match self {
             Session::H1(s) => s.write_response_header(header).await,
+            Session::H2(s) => s.write_response_header(header).await,
         }
     }
 
@@ -107,6 +118,7 @@ impl Session {
     pub async fn write_response_body(&mut self, data: &[u8]) -> Result<()> {
         match self {
             Session::H1(s) => s.write_body(data).await,
+            Session::H2(s) => s.write_body(data).await,
         }
     }
 
@@ -117,6 +129,7 @@ impl Session {
     pub async fn finish_body(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.finish_body().await,
+            Session::H2(s) => s.finish_body().await,
         }
     }
 
@@ -124,6 +137,7 @@ impl Session {
     pub fn set_keepalive(&mut self, seconds: Option<u64>) {
         match self {
             Session::H1(s) => s.set_keepalive(seconds),
+            Session::H2(_) => {}
         }
     }
 
@@ -131,6 +145,7 @@ impl Session {
     pub fn get_keepalive(&self) -> Option<u64> {
         match self {
             Session::H1(s) => s.get_keepalive(),
+            Session::H2(_) => None,
         }
     }
 
@@ -138,6 +153,7 @@ impl Session {
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Session::H1(s) => s.set_read_timeout(timeout),
+            Session::H2(s) => s.set_read_timeout(timeout),
         }
     }
 
@@ -145,6 +161,7 @@ impl Session {
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Session::H1(s) => s.set_write_timeout(timeout),
+            Session::H2(s) => s.set_write_timeout(timeout),
         }
     }
 
@@ -152,6 +169,7 @@ impl Session {
     pub fn request_summary(&self) -> String {
         match self {
             Session::H1(s) => s.request_summary(),
+            Session::H2(s) => s.request_summary(),
         }
     }
 
@@ -159,6 +177,7 @@ impl Session {
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         match self {
             Session::H1(s) => s.response_written(),
+            Session::H2(s) => s.response_written(),
         }
     }
 
@@ -166,6 +185,7 @@ impl Session {
     pub fn is_upgrade_req(&self) -> bool {
         match self {
             Session::H1(s) => s.is_upgrade_req(),
+            Session::H2(_) => false,
         }
     }
 
@@ -173,6 +193,7 @@ impl Session {
     pub fn was_upgraded(&self) -> bool {
         match self {
             Session::H1(s) => s.was_upgraded(),
+            Session::H2(_) => false,
         }
     }
 
@@ -180,6 +201,7 @@ impl Session {
     pub fn is_body_done(&self) -> bool {
         match self {
             Session::H1(s) => s.is_body_done(),
+            Session::H2(s) => s.is_body_done(),
         }
     }
 
@@ -187,6 +209,7 @@ impl Session {
     pub fn is_body_empty(&self) -> bool {
         match self {
             Session::H1(s) => s.is_body_empty(),
+            Session::H2(s) => s.is_body_empty(),
         }
     }
 
@@ -194,6 +217,7 @@ impl Session {
     pub fn body_bytes_read(&self) -> usize {
         match self {
             Session::H1(s) => s.body_bytes_read(),
+            Session::H2(s) => s.body_bytes_read(),
         }
     }
 
@@ -201,6 +225,7 @@ impl Session {
     pub fn body_bytes_sent(&self) -> usize {
         match self {
             Session::H1(s) => s.body_bytes_sent(),
+            Session::H2(s) => s.body_bytes_sent(),
         }
     }
 
@@ -208,6 +233,7 @@ impl Session {
     pub fn client_addr(&self) -> Option<&SocketAddr> {
         match self {
             Session::H1(s) => s.client_addr(),
+            Session::H2(s) => s.conn_info().client_addr.as_ref(),
         }
     }
 
@@ -215,6 +241,7 @@ impl Session {
     pub fn server_addr(&self) -> Option<&SocketAddr> {
         match self {
             Session::H1(s) => s.server_addr(),
+            Session::H2(s) => s.conn_info().server_addr.as_ref(),
         }
     }
 
@@ -223,6 +250,7 @@ impl Session {
     pub fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
         match self {
             Session::H1(s) => s.stream().ssl_digest(),
+            Session::H2(s) => s.conn_info().ssl_digest.clone(),
         }
     }
 
@@ -230,6 +258,7 @@ impl Session {
     pub fn will_keepalive(&self) -> bool {
         match self {
             Session::H1(s) => s.will_keepalive(),
+            Session::H2(_) => false,
         }
     }
 
@@ -240,6 +269,7 @@ impl Session {
     pub async fn flush_response_header(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.flush_response_header().await,
+            Session::H2(s) => s.flush_response_header().await,
         }
     }
 
@@ -251,6 +281,10 @@ impl Session {
     pub async fn write_rejection(&mut self, resp: ResponseHeader) -> Result<()> {
         match self {
             Session::H1(s) => s.write_rejection(resp).await,
+            Session::H2(s) => {
+                s.write_response_header(Box::new(resp)).await?;
+                s.finish_body().await
+            }
         }
     }
 
@@ -259,6 +293,7 @@ impl Session {
     pub fn set_header_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Session::H1(s) => s.set_header_read_timeout(timeout),
+            Session::H2(_) => {}
         }
     }
 
@@ -267,6 +302,7 @@ impl Session {
     pub async fn close_lingering(self) {
         match self {
             Session::H1(s) => s.close_lingering().await,
+            Session::H2(_) => {}
         }
     }
 
@@ -274,6 +310,7 @@ impl Session {
     pub async fn shutdown(&mut self) {
         match self {
             Session::H1(s) => s.shutdown().await,
+            Session::H2(s) => s.shutdown(),
         }
     }
 
@@ -281,6 +318,15 @@ impl Session {
     pub fn as_http1(&self) -> Option<&SessionV1> {
         match self {
             Session::H1(s) => Some(s),
+            Session::H2(_) => None,
+        }
+    }
+
+    /// The HTTP/2 stream session, if this is one.
+    pub fn as_http2(&self) -> Option<&SessionV2> {
+        match self {
+            Session::H2(s) => Some(s),
+            Session::H1(_) => None,
         }
     }
 
@@ -288,7 +334,14 @@ impl Session {
     pub fn into_http1(self) -> Option<SessionV1> {
         match self {
             Session::H1(s) => Some(s),
+            Session::H2(_) => None,
         }
+    }
+}
+
+impl From<SessionV2> for Session {
+    fn from(s: SessionV2) -> Self {
+        Session::H2(s)
     }
 }
 

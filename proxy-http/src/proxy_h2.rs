@@ -1,0 +1,133 @@
+//! Serving an HTTP/2 downstream connection: every stream the client opens
+//! runs on its own task through the same request stage as an HTTP/1.1
+//! request (`process_request`: context, phases, error response, logging).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxy_core::protocols::http::v2::handshake;
+use proxy_core::protocols::http::v2::server::{ConnInfo, HttpSession as StreamSession};
+use proxy_core::protocols::http::ServerSession;
+use proxy_core::protocols::Stream;
+use proxy_core::server::ShutdownWatch;
+
+use crate::proxy::HttpProxy;
+use crate::proxy_trait::ProxyHttp;
+use crate::session::Session;
+
+/// How long a connection with no open stream is kept when the server
+/// options give no keep-alive timeout.
+const DEFAULT_H2_IDLE: Duration = Duration::from_secs(60);
+
+/// How long a stream whose response is complete still reads (and
+/// discards) an unread request body before it is dropped (and reset).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl<SV> HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    /// Serve an HTTP/2 connection until it closes: handshake with
+    /// `h2_options`, then accept streams and spawn one task per stream.
+    ///
+    /// When `shutdown` turns true, or the connection had no open stream
+    /// for a keep-alive timeout (checked once per timeout, so an idle
+    /// connection lasts between one and two), a graceful GOAWAY (RFC 9113
+    /// §6.8) is sent: streams in flight finish, new ones are refused, and
+    /// the connection closes when the last one ends.
+    pub(crate) async fn serve_h2(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let info = Arc::new(ConnInfo::of(&stream));
+        let handshake = handshake(stream, &self.h2_options);
+        let conn = match self.server_options.header_read_timeout {
+            Some(t) => tokio::time::timeout(t, handshake).await.ok(),
+            None => Some(handshake.await),
+        };
+        let mut conn = match conn {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                log::debug!("HTTP/2 handshake failed: {e}");
+                return;
+            }
+            None => {
+                log::debug!("HTTP/2 handshake timed out");
+                return;
+            }
+        };
+        let idle_for = self
+            .server_options
+            .keepalive_timeout_seconds
+            .filter(|s| *s > 0)
+            .map_or(DEFAULT_H2_IDLE, Duration::from_secs);
+        let mut shutdown = shutdown.clone();
+        let mut draining = false;
+        loop {
+            if !draining && *shutdown.borrow() {
+                draining = true;
+                conn.graceful_shutdown();
+            }
+            let next = tokio::select! {
+                next = conn.accept() => next,
+                _ = shutdown.wait_for(|s| *s), if !draining => continue,
+                _ = tokio::time::sleep(idle_for), if !draining => {
+                    if !conn.has_streams() {
+                        draining = true;
+                        conn.graceful_shutdown();
+                    }
+                    continue;
+                }
+            };
+            match next {
+                None => return,
+                Some(Err(e)) => {
+                    log::debug!("HTTP/2 connection ended: {e}");
+                    return;
+                }
+                Some(Ok((request, respond))) => {
+                    let app = Arc::clone(self);
+                    let info = Arc::clone(&info);
+                    tokio::spawn(async move {
+                        app.serve_h2_stream(request, respond, info).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// One stream: the request through the phases, then make sure the
+    /// stream ended (reset with `CANCEL` if the response could not finish).
+    async fn serve_h2_stream(
+        &self,
+        request: http::Request<h2::RecvStream>,
+        respond: h2::server::SendResponse<Bytes>,
+        info: Arc<ConnInfo>,
+    ) {
+        let started = Instant::now();
+        let session = match StreamSession::new(request, respond, info) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.error(&e);
+                log::debug!("HTTP/2 stream refused: {e}");
+                return;
+            }
+        };
+        let mut downstream = ServerSession::H2(session);
+        downstream.set_read_timeout(self.server_options.body_read_timeout);
+        downstream.set_write_timeout(self.server_options.write_timeout);
+        let (mut done, _) = self
+            .process_request(Session::new(downstream), started)
+            .await;
+        if let ServerSession::H2(s) = &mut done {
+            if !s.response_finished() {
+                s.shutdown();
+            } else if !s.is_body_done() {
+                // The response went out before the request body was read
+                // (e.g. an early 401 or 404). Dropping the stream now would
+                // reset it with CANCEL, which clients take as a failed
+                // request, so read the rest first, bounded, as HTTP/1 does.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, s.drain_request_body()).await;
+            }
+        }
+    }
+}
