@@ -48,7 +48,7 @@ fn get_returns_the_origin_files_byte_for_byte() {
             "{name}"
         );
     }
-    assert_eq!(nginx.access_log().len(), 3);
+    assert_eq!(nginx.wait_access_log(3).len(), 3);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn sequential_requests_reuse_upstream_connections() {
             "request {i}: {out:?}"
         );
     }
-    let log = nginx.access_log();
+    let log = nginx.wait_access_log(N);
     assert_eq!(log.len(), N, "{log:?}");
     let conns = nginx.distinct_connections();
     assert!(

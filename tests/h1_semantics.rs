@@ -244,7 +244,7 @@ fn ten_requests_on_one_client_connection_use_at_most_two_upstream_connections() 
         assert_eq!(reply.status, 200, "request {i}: {}", reply.head);
         assert_eq!(reply.body, nginx.file("1k"), "request {i}");
     }
-    let log = nginx.access_log();
+    let log = nginx.wait_access_log(10);
     assert_eq!(log.len(), 10, "{log:?}");
     assert!(nginx.distinct_connections() <= 2, "{log:?}");
 }

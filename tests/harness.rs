@@ -32,7 +32,7 @@ fn nginx_serves_files_and_logs_one_connection_for_keepalive_requests() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(&out_a).unwrap(), nginx.file("1k"));
     assert_eq!(std::fs::read(&out_b).unwrap(), pattern_bytes(1024));
-    let log = nginx.access_log();
+    let log = nginx.wait_access_log(2);
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(log[0].request, "GET /1k HTTP/1.1");
     assert_eq!(log[0].status, 200);

@@ -402,6 +402,8 @@ fn scraped_counters_equal_the_requests_sent() {
     };
     let (opened, reused) = (conns("opened"), conns("reused"));
     assert_eq!(opened + reused, 12, "{}", s.text);
+    // every request nginx answered is logged (12 reached it)
+    nginx.wait_access_log(12);
     assert_eq!(opened as usize, nginx.distinct_connections());
     assert!(
         reused >= 1,

@@ -324,6 +324,20 @@ impl Nginx {
         text.lines().filter_map(parse_access_line).collect()
     }
 
+    /// The access log once it has at least `n` lines (nginx writes a line
+    /// just after the response, so a client may finish first), or as it is
+    /// after [`WAIT`].
+    pub(crate) fn wait_access_log(&self, n: usize) -> Vec<AccessLine> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// How many distinct TCP connections the logged requests came on.
     pub(crate) fn distinct_connections(&self) -> usize {
         self.access_log()
