@@ -113,7 +113,9 @@ where
     /// boxed future that exists only while the request is in flight, so an
     /// idle keep-alive connection stays small.
     async fn serve_connection(&self, stream: Stream, shutdown: &ShutdownWatch) {
-        let mut downstream = ServerSession::new_http1(stream);
+        // boxed for the connection's life: a request moves a pointer, not the
+        // session, through the phases and back
+        let mut downstream = Box::new(ServerSession::new_http1(stream));
         let mut shutdown = shutdown.clone();
         let mut served: u32 = 0;
         loop {
@@ -156,16 +158,16 @@ where
     /// if the connection stays open. `closing`: answer, then close.
     async fn serve_request(
         &self,
-        mut downstream: ServerSession,
+        mut downstream: Box<ServerSession>,
         closing: bool,
-    ) -> Option<ServerSession> {
+    ) -> Option<Box<ServerSession>> {
         let started = Instant::now();
         match downstream.read_request().await {
             Ok(Some(_)) => {}
             Ok(None) => return None,
             Err(e) => {
                 self.metrics.error(&e);
-                let code = reject_request(downstream, &e).await;
+                let code = reject_request(*downstream, &e).await;
                 self.metrics.request_rejected(code, started);
                 return None;
             }
@@ -182,7 +184,7 @@ where
             }
             return None;
         }
-        done.reuse().await
+        done.reuse_boxed().await
     }
 
     /// Keep-alive and timeouts from [`HttpServerOptions`] for the next request.
@@ -201,7 +203,7 @@ where
         &self,
         mut session: Session,
         started: Instant,
-    ) -> (ServerSession, bool) {
+    ) -> (Box<ServerSession>, bool) {
         let mut ctx = self.inner.new_ctx();
         let error = self.run_phases(&mut session, &mut ctx).await.err();
         let mut reuse = true;
@@ -222,7 +224,7 @@ where
             .await;
         self.metrics
             .request_done(&session.downstream_session, started);
-        let mut downstream = *session.downstream_session;
+        let mut downstream = session.downstream_session;
         reuse = reuse && downstream.will_keepalive();
         if reuse && !downstream.is_body_done() {
             // the request body was not (fully) read: drain it, bounded, or close

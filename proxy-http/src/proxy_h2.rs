@@ -118,7 +118,7 @@ where
         let (mut done, _) = self
             .process_request(Session::new(downstream), started)
             .await;
-        if let ServerSession::H2(s) = &mut done {
+        if let ServerSession::H2(s) = &mut *done {
             if !s.response_finished() {
                 s.shutdown();
             } else if !s.is_body_done() {

@@ -28,10 +28,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// Wrap a downstream session whose request header has been read.
-    pub fn new(downstream_session: ServerSession) -> Self {
+    /// Wrap a downstream session whose request header has been read (the
+    /// session itself or already boxed: it is kept boxed).
+    pub fn new(downstream_session: impl Into<Box<ServerSession>>) -> Self {
         Session {
-            downstream_session: Box::new(downstream_session),
+            downstream_session: downstream_session.into(),
             retry_buffer: RetryBuffer::default(),
             upstream_ssl_digest: None,
         }

@@ -33,6 +33,21 @@ impl Session {
         }
     }
 
+    /// [`Session::reuse`] for a boxed session, without moving it out of its
+    /// box: the same box back, ready for the next request, or `None`.
+    pub async fn reuse_boxed(mut self: Box<Self>) -> Option<Box<Self>> {
+        match &mut *self {
+            Session::H1(s) => {
+                if s.prepare_reuse().await {
+                    Some(self)
+                } else {
+                    None
+                }
+            }
+            Session::H2(_) => None,
+        }
+    }
+
     /// An HTTP/1.x session over an accepted stream.
     pub fn new_http1(stream: Stream) -> Self {
         Session::H1(SessionV1::new(stream))

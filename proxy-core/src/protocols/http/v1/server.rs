@@ -670,40 +670,45 @@ impl HttpSession {
     /// Not cancel safe (it may drain the request body); dropping it closes
     /// the connection.
     pub async fn reuse(mut self) -> Option<HttpSession> {
+        if self.prepare_reuse().await {
+            Some(self)
+        } else {
+            None
+        }
+    }
+
+    /// [`HttpSession::reuse`] in place: `true` when this session is now
+    /// ready for the next request, `false` when the connection was shut down.
+    /// Lets a caller keep the session where it is (boxed, say) instead of
+    /// moving it out and back.
+    ///
+    /// # Cancel safety
+    /// As [`HttpSession::reuse`].
+    pub async fn prepare_reuse(&mut self) -> bool {
         if self.will_keepalive()
             && self.is_response_done()
             && self.drain_request_body().await.is_ok()
             && self.will_keepalive()
         {
-            let buf = common::compact(std::mem::take(&mut self.buf));
-            return Some(HttpSession {
-                stream: self.stream,
-                buf,
-                request_header: None,
-                request_read: false,
-                body_reader: BodyReader::Done,
-                body_writer: BodyWriter::Pending,
-                pending_head: BytesMut::new(),
-                response_written: None,
-                keepalive: self.keepalive,
-                read_timeout: self.read_timeout,
-                write_timeout: self.write_timeout,
-                header_timeout: self.header_timeout,
-                limits: self.limits,
-                continue_state: ContinueState::NotExpected,
-                request_keepalive: false,
-                must_close: false,
-                upgraded: false,
-                body_empty: true,
-                body_bytes_read: 0,
-                body_bytes_sent: 0,
-                reused: true,
-                client_addr: self.client_addr,
-                server_addr: self.server_addr,
-            });
+            self.buf = common::compact(std::mem::take(&mut self.buf));
+            self.request_header = None;
+            self.request_read = false;
+            self.body_reader = BodyReader::Done;
+            self.body_writer = BodyWriter::Pending;
+            self.pending_head = BytesMut::new();
+            self.response_written = None;
+            self.continue_state = ContinueState::NotExpected;
+            self.request_keepalive = false;
+            self.must_close = false;
+            self.upgraded = false;
+            self.body_empty = true;
+            self.body_bytes_read = 0;
+            self.body_bytes_sent = 0;
+            self.reused = true;
+            return true;
         }
         self.shutdown().await;
-        None
+        false
     }
 
     /// Flush and close our side of the connection; errors are ignored (the
