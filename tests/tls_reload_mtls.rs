@@ -171,10 +171,27 @@ fn reloaded_certificate_is_served_to_new_handshakes_and_live_connections_stay() 
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // let its handshake finish
+    // s_client reports its check of the served certificate on stderr: once
+    // it has, the handshake has picked the certificate of before the reload
+    let (seen, verified) = std::sync::mpsc::channel();
+    let stderr = live.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("verify return") {
+                let _ = seen.send(());
+            }
+        }
+    });
+    verified
+        .recv_timeout(WAIT)
+        .expect("s_client received the certificate");
 
     install(&second, &cert, &key);
     let summary = reloader.reload().unwrap();
