@@ -1,0 +1,24 @@
+//! An RFC 9111 HTTP cache for the proxy framework.
+//!
+//! - [`key`]: [`CacheKey`], what names an entry.
+//! - [`meta`]: [`CacheMeta`], the stored response header and its times.
+//! - [`reasons`]: the outcome enums ([`NoCacheReason`], [`HitStatus`],
+//!   [`ForcedFreshness`], [`RespCacheable`], [`CachePhase`]).
+//! - [`storage`]: the [`Storage`] trait and its hit/miss handlers.
+//! - [`eviction`]: eviction managers (byte budgets).
+//! - [`predictor`]: remembering uncacheable keys.
+
+pub mod eviction;
+pub mod key;
+pub mod meta;
+pub mod predictor;
+pub mod reasons;
+pub mod storage;
+
+pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use meta::{CacheMeta, CacheMetaDefaults};
+pub use predictor::CacheablePredictor;
+pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
+};
