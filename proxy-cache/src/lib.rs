@@ -6,16 +6,22 @@
 //!   [`ForcedFreshness`], [`RespCacheable`], [`CachePhase`]).
 //! - [`storage`]: the [`Storage`] trait and its hit/miss handlers.
 //! - [`eviction`]: eviction managers (byte budgets).
+//! - [`http_cache`]: [`HttpCache`], the per-request state machine.
+//! - [`lock`]: [`CacheLock`], one fill per key at a time.
 //! - [`predictor`]: remembering uncacheable keys.
 
 pub mod eviction;
+pub mod http_cache;
 pub mod key;
+pub mod lock;
 pub mod meta;
 pub mod predictor;
 pub mod reasons;
 pub mod storage;
 
+pub use http_cache::{CacheOptionOverrides, HttpCache};
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use lock::{CacheLock, LockStatus};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::CacheablePredictor;
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};

@@ -26,6 +26,7 @@
 
 mod metrics;
 mod proxy;
+mod proxy_cache;
 mod proxy_h1;
 mod proxy_h2;
 mod proxy_trait;
@@ -35,6 +36,7 @@ mod service;
 mod session;
 
 pub use proxy::HttpProxy;
+pub use proxy_cache::PurgeStatus;
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
 pub use ready::BoxFuture;
 pub use service::{

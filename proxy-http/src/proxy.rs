@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::Method;
+use proxy_cache::{HashBinary, NoCacheReason};
 use proxy_core::apps::{HttpServerOptions, ServerApp};
 use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
@@ -24,6 +25,7 @@ use proxy_core::server::ShutdownWatch;
 use proxy_core::upstreams::peer::Peer;
 
 use crate::metrics::ServiceMetrics;
+use crate::proxy_cache::CacheStep;
 use crate::proxy_trait::ProxyHttp;
 use crate::service::DEFAULT_SERVICE_NAME;
 use crate::session::Session;
@@ -47,6 +49,9 @@ pub struct HttpProxy<SV> {
     client_connector: Connector,
     max_retries: usize,
     pub(crate) metrics: ServiceMetrics,
+    /// Keys whose stale entry is being refreshed in the background
+    /// (stale-while-revalidate): one refresh per key at a time.
+    pub(crate) refreshing: parking_lot::Mutex<std::collections::HashSet<HashBinary>>,
 }
 
 /// How long an idle keep-alive connection still waits for a next request
@@ -77,6 +82,7 @@ impl<SV> HttpProxy<SV> {
             client_connector,
             max_retries: conf.max_retries,
             metrics,
+            refreshing: parking_lot::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -241,7 +247,9 @@ where
         if self.inner.request_filter(session, ctx).await? {
             return Ok(());
         }
-        // The cache stage (request_cache_filter, lookup, serving hits) goes here.
+        if let CacheStep::Served = self.cache_stage(session, ctx).await? {
+            return Ok(());
+        }
         if session.req_header().method == Method::CONNECT {
             // RFC 9110 §9.3.6: tunnelling is not a reverse proxy's job unless enabled
             return Error::e_explain(ErrorType::HTTPStatus(405), "CONNECT is not allowed");
@@ -252,7 +260,23 @@ where
             }
             return Ok(());
         }
-        self.proxy_to_upstream(session, ctx).await
+        match self.proxy_to_upstream(session, ctx).await {
+            Ok(()) => {
+                if session.cache.storage().is_some() {
+                    self.cache_after_response(session).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if session.cache.enabled() {
+                    if self.serve_stale_if_error(session, &e, ctx).await {
+                        return Ok(());
+                    }
+                    session.cache.disable(NoCacheReason::UpstreamError);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Pick a peer, connect (or reuse a pooled connection) and exchange the
