@@ -8,6 +8,7 @@
 //! - [`eviction`]: eviction managers (byte budgets).
 //! - [`predictor`]: remembering uncacheable keys.
 
+mod digest_map;
 pub mod eviction;
 pub mod key;
 pub mod meta;
@@ -19,6 +20,7 @@ pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::CacheablePredictor;
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::memory::MemCache;
 pub use storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
 };
