@@ -10,6 +10,7 @@
 //! - [`lock`]: [`CacheLock`], one fill per key at a time.
 //! - [`predictor`]: remembering uncacheable keys.
 
+mod digest_map;
 pub mod eviction;
 pub mod http_cache;
 pub mod key;
@@ -25,6 +26,7 @@ pub use lock::{CacheLock, LockStatus};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::CacheablePredictor;
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::memory::MemCache;
 pub use storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
 };

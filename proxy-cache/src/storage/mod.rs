@@ -11,6 +11,8 @@
 //! a partial body as if it were whole: a fill that does not reach
 //! [`HandleMiss::finish`] must not become visible as a complete entry.
 
+pub mod memory;
+
 use std::any::Any;
 
 use async_trait::async_trait;

@@ -1,0 +1,521 @@
+//! [`MemCache`]: an in-memory [`Storage`] fit for production.
+//!
+//! # Layout
+//! - 64 shards picked by the key's digest, each a `parking_lot::RwLock` over
+//!   two maps: complete entries and fills in progress, both keyed by
+//!   [`CacheKey::combined_bin`] (the primary digest, or the digest of the
+//!   primary and the variance). A lock is held only for one map operation and
+//!   never across an `.await`; a hit takes one shard's read lock to clone an
+//!   `Arc`, so hits on different keys do not touch the same lock, and there
+//!   is no global lock anywhere.
+//! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] (itself an
+//!   `Arc`) and its body as `Bytes` pieces. A hit clones the `Arc`s; body
+//!   bytes are never copied when read. A body written in several pieces of
+//!   at most [`COALESCE_MAX`] bytes in all is joined into one piece when the
+//!   fill finishes (one copy, at write time), which keeps small entries
+//!   small and releases any larger buffers the pieces were cut from.
+//!
+//! # Streaming fills
+//! [`MemCache::support_streaming_partial_write`] is true: while a fill is in
+//! progress, [`Storage::lookup`] returns it, and its reader yields each piece
+//! as the writer appends it (woken by a `tokio::sync::Notify`, no polling),
+//! ending when the writer finishes. A writer dropped without
+//! [`HandleMiss::finish`] makes its readers' `read_body` fail and leaves no
+//! entry behind (an older complete entry stays). A finished fill replaces the
+//! older complete entry in one map operation, so a lookup sees either the old
+//! entry or the new one, never a mix. When a second fill of the same key
+//! starts before the first finishes, the later one wins: the earlier one
+//! still serves its readers to the end but is not stored.
+//!
+//! # Bounds
+//! `MemCache` itself stores whatever it is given; pair it with an eviction
+//! manager ([`crate::eviction`]) for a byte budget, and with the cache's
+//! maximum file size for a per-entry bound.
+
+use std::any::Any;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use proxy_core::error::{Error, ErrorType, Result};
+use tokio::sync::Notify;
+
+use crate::digest_map::{digest_map, shard_index, DigestMap};
+use crate::key::{CacheKey, CompactCacheKey, HashBinary};
+use crate::meta::CacheMeta;
+use crate::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
+};
+
+/// Number of shards. A power of two well above the core count keeps two
+/// writers on the same shard rare.
+const SHARDS: usize = 64;
+
+/// Bodies written in several pieces and at most this many bytes in all are
+/// joined into one piece when the fill finishes.
+pub const COALESCE_MAX: usize = 16 * 1024;
+
+/// An in-memory, sharded cache storage. See the module docs.
+///
+/// ```
+/// use proxy_cache::MemCache;
+/// let storage: &'static MemCache = Box::leak(Box::new(MemCache::new()));
+/// assert_eq!(storage.len(), 0);
+/// ```
+pub struct MemCache {
+    shards: Box<[RwLock<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: DigestMap<Arc<Stored>>,
+    fills: DigestMap<Arc<Fill>>,
+}
+
+/// A complete entry.
+struct Stored {
+    meta: CacheMeta,
+    body: Body,
+}
+
+/// A complete body.
+#[derive(Clone)]
+enum Body {
+    One(Bytes),
+    Pieces { pieces: Box<[Bytes]>, len: usize },
+}
+
+impl Body {
+    fn from_pieces(mut pieces: Vec<Bytes>, len: usize) -> Body {
+        match pieces.len() {
+            0 => Body::One(Bytes::new()),
+            1 => Body::One(pieces.swap_remove(0)),
+            _ if len <= COALESCE_MAX => {
+                let mut joined = BytesMut::with_capacity(len);
+                for p in &pieces {
+                    joined.extend_from_slice(p);
+                }
+                Body::One(joined.freeze())
+            }
+            _ => Body::Pieces {
+                pieces: pieces.into_boxed_slice(),
+                len,
+            },
+        }
+    }
+
+    fn pieces(&self) -> &[Bytes] {
+        match self {
+            Body::One(b) => std::slice::from_ref(b),
+            Body::Pieces { pieces, .. } => pieces,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Body::One(b) => b.len(),
+            Body::Pieces { len, .. } => *len,
+        }
+    }
+}
+
+/// A fill in progress, shared by its writer and its readers.
+struct Fill {
+    meta: CacheMeta,
+    state: Mutex<FillState>,
+    /// Woken on every append and at the end (finished or abandoned).
+    notify: Notify,
+    /// A later fill of the same key, or an invalidation, took over: this one
+    /// must not be stored. Written and read under the shard's write lock.
+    superseded: AtomicBool,
+}
+
+struct FillState {
+    pieces: Vec<Bytes>,
+    len: usize,
+    phase: FillPhase,
+}
+
+/// Where a fill is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FillPhase {
+    /// The writer may append more.
+    Writing,
+    /// The writer finished: the pieces are the whole body.
+    Done,
+    /// The writer went away without finishing: the body is incomplete.
+    Abandoned,
+}
+
+impl MemCache {
+    /// An empty storage.
+    pub fn new() -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| RwLock::new(Shard::default()))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        MemCache { shards }
+    }
+
+    /// An empty storage with room for about `entries` complete entries
+    /// without growing its maps.
+    pub fn with_capacity(entries: usize) -> Self {
+        let per_shard = entries.div_ceil(SHARDS);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                RwLock::new(Shard {
+                    entries: digest_map(per_shard),
+                    fills: digest_map(0),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        MemCache { shards }
+    }
+
+    /// Number of complete entries (fills in progress not counted).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().entries.len()).sum()
+    }
+
+    /// Whether there is no complete entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, digest: &HashBinary) -> &RwLock<Shard> {
+        &self.shards[shard_index(digest, self.shards.len())]
+    }
+}
+
+impl Default for MemCache {
+    fn default() -> Self {
+        MemCache::new()
+    }
+}
+
+/// Bytes an entry's header is counted as: the fixed fields of the meta and
+/// the status line, plus each header's name and value and 4 bytes of
+/// framing. Close to [`CacheMeta::serialize`]'s length without allocating.
+pub fn header_size_estimate(meta: &CacheMeta) -> usize {
+    let header = meta.response_header();
+    let fields: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 6)
+        .sum();
+    64 + fields
+}
+
+#[async_trait]
+impl Storage for MemCache {
+    async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let digest = key.combined_bin();
+        let shard = self.shard(&digest).read();
+        if !shard.fills.is_empty() {
+            if let Some(fill) = shard.fills.get(&digest) {
+                let fill = fill.clone();
+                drop(shard);
+                let meta = fill.meta.clone();
+                return Ok(Some((meta, Box::new(FillHit { fill, next: 0 }))));
+            }
+        }
+        let Some(stored) = shard.entries.get(&digest).cloned() else {
+            return Ok(None);
+        };
+        drop(shard);
+        let meta = stored.meta.clone();
+        let end = stored.body.len();
+        Ok(Some((
+            meta,
+            Box::new(CompleteHit {
+                stored,
+                pos: 0,
+                end,
+                piece: 0,
+                piece_start: 0,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+    ) -> Result<MissHandler> {
+        let digest = key.combined_bin();
+        let fill = Arc::new(Fill {
+            meta: meta.clone(),
+            state: Mutex::new(FillState {
+                pieces: Vec::new(),
+                len: 0,
+                phase: FillPhase::Writing,
+            }),
+            notify: Notify::new(),
+            superseded: AtomicBool::new(false),
+        });
+        let older = self.shard(&digest).write().fills.insert(digest, fill.clone());
+        if let Some(older) = older {
+            older.superseded.store(true, Ordering::Relaxed);
+        }
+        Ok(Box::new(MemMiss {
+            cache: self,
+            digest,
+            fill,
+            header_size: header_size_estimate(meta),
+            finished: false,
+        }))
+    }
+
+    async fn purge(&'static self, key: &CompactCacheKey, purge_type: PurgeType) -> Result<bool> {
+        let digest = key.combined_bin();
+        let mut shard = self.shard(&digest).write();
+        let removed = shard.entries.remove(&digest).is_some();
+        // an invalidation also stops a fill in progress from being stored
+        // (it would bring back what was just invalidated); an eviction only
+        // drops the complete entry the manager chose
+        if purge_type == PurgeType::Invalidation {
+            if let Some(fill) = shard.fills.remove(&digest) {
+                fill.superseded.store(true, Ordering::Relaxed);
+                return Ok(true);
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta) -> Result<bool> {
+        let digest = key.combined_bin();
+        let mut shard = self.shard(&digest).write();
+        match shard.entries.get_mut(&digest) {
+            Some(stored) => {
+                *stored = Arc::new(Stored {
+                    meta: meta.clone(),
+                    body: stored.body.clone(),
+                });
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Reads a complete body, optionally a range of it.
+struct CompleteHit {
+    stored: Arc<Stored>,
+    /// Next byte to return.
+    pos: usize,
+    /// End of the range, exclusive.
+    end: usize,
+    /// Index of the piece `pos` was last found in, and where it starts: a
+    /// cursor so sequential reads do not rescan the pieces.
+    piece: usize,
+    piece_start: usize,
+}
+
+#[async_trait]
+impl HandleHit for CompleteHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        let pieces = self.stored.body.pieces();
+        while self.pos < self.end {
+            let Some(p) = pieces.get(self.piece) else {
+                break;
+            };
+            let p_end = self.piece_start + p.len();
+            if self.pos >= p_end {
+                self.piece += 1;
+                self.piece_start = p_end;
+                continue;
+            }
+            let from = self.pos - self.piece_start;
+            let to = p_end.min(self.end) - self.piece_start;
+            self.pos += to - from;
+            if from == 0 && to == p.len() {
+                return Ok(Some(p.clone()));
+            }
+            return Ok(Some(p.slice(from..to)));
+        }
+        Ok(None)
+    }
+
+    async fn finish(self: Box<Self>, _storage: &'static dyn Storage, _key: &CacheKey) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// `start` may equal the body length (an empty read); `end` past the
+    /// body is clamped to it.
+    ///
+    /// # Errors
+    /// `InternalError` when `start` is past the end of the body or `end` is
+    /// before `start`.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.stored.body.len();
+        let end = end.unwrap_or(len).min(len);
+        if start > len || end < start {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek {start}..{end} outside a body of {len} bytes"),
+            );
+        }
+        if start < self.piece_start {
+            self.piece = 0;
+            self.piece_start = 0;
+        }
+        self.pos = start;
+        self.end = end;
+        Ok(())
+    }
+
+    fn body_len(&self) -> Option<usize> {
+        Some(self.stored.body.len())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Follows a fill in progress: yields pieces as the writer appends them.
+struct FillHit {
+    fill: Arc<Fill>,
+    /// Index of the next piece to return.
+    next: usize,
+}
+
+#[async_trait]
+impl HandleHit for FillHit {
+    /// # Cancel safety
+    /// Cancel safe: a dropped call returns no piece and the next call
+    /// resumes at the same one.
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            // register for the wake-up before looking, so an append between
+            // the look and the await is not missed
+            let mut notified = pin!(self.fill.notify.notified());
+            notified.as_mut().enable();
+            {
+                let state = self.fill.state.lock();
+                if let Some(piece) = state.pieces.get(self.next) {
+                    self.next += 1;
+                    return Ok(Some(piece.clone()));
+                }
+                match state.phase {
+                    FillPhase::Done => return Ok(None),
+                    FillPhase::Abandoned => {
+                        return Error::e_explain(
+                            ErrorType::InternalError,
+                            "the cache fill this hit was reading was abandoned",
+                        )
+                    }
+                    FillPhase::Writing => {}
+                }
+            }
+            notified.await;
+        }
+    }
+
+    async fn finish(self: Box<Self>, _storage: &'static dyn Storage, _key: &CacheKey) -> Result<()> {
+        Ok(())
+    }
+
+    /// # Errors
+    /// Always: a body still being written cannot be sought.
+    fn seek(&mut self, start: usize, _end: Option<usize>) -> Result<()> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            format!("seek to {start} in a cache entry still being filled"),
+        )
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes one fill.
+struct MemMiss {
+    cache: &'static MemCache,
+    digest: HashBinary,
+    fill: Arc<Fill>,
+    header_size: usize,
+    finished: bool,
+}
+
+#[async_trait]
+impl HandleMiss for MemMiss {
+    async fn write_body(&mut self, data: Bytes) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut state = self.fill.state.lock();
+            state.len += data.len();
+            state.pieces.push(data);
+        }
+        self.fill.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let (pieces, len) = {
+            let mut state = self.fill.state.lock();
+            state.phase = FillPhase::Done;
+            (state.pieces.clone(), state.len)
+        };
+        self.finished = true;
+        self.fill.notify.notify_waiters();
+        let stored = Arc::new(Stored {
+            meta: self.fill.meta.clone(),
+            body: Body::from_pieces(pieces, len),
+        });
+        {
+            let mut shard = self.cache.shard(&self.digest).write();
+            if !self.fill.superseded.load(Ordering::Relaxed) {
+                shard.entries.insert(self.digest, stored);
+            }
+            remove_fill(&mut shard, &self.digest, &self.fill);
+        }
+        Ok(MissFinishType::Created(len + self.header_size))
+    }
+}
+
+impl Drop for MemMiss {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.fill.state.lock().phase = FillPhase::Abandoned;
+        self.fill.notify.notify_waiters();
+        let mut shard = self.cache.shard(&self.digest).write();
+        remove_fill(&mut shard, &self.digest, &self.fill);
+    }
+}
+
+/// Remove `fill` from the shard's fills if it is still the one there.
+fn remove_fill(shard: &mut Shard, digest: &HashBinary, fill: &Arc<Fill>) {
+    if shard
+        .fills
+        .get(digest)
+        .is_some_and(|current| Arc::ptr_eq(current, fill))
+    {
+        shard.fills.remove(digest);
+    }
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
