@@ -30,6 +30,7 @@ mod proxy_cache;
 mod proxy_h1;
 mod proxy_h2;
 mod proxy_trait;
+pub mod range;
 mod ready;
 mod retry_buffer;
 mod service;
@@ -37,6 +38,7 @@ mod session;
 
 pub use proxy::HttpProxy;
 pub use proxy_cache::PurgeStatus;
+pub use range::{range_header_filter, RangeType};
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
 pub use ready::BoxFuture;
 pub use service::{

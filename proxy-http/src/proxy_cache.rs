@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use proxy_cache::cache_control::CacheControl;
 use proxy_cache::http_cache::purge_key;
-use proxy_cache::range::RangeType;
+use crate::range::RangeType;
 use proxy_cache::{
     filters, CacheKey, CachePhase, ForcedFreshness, HitStatus, LockStatus, NoCacheReason,
     RespCacheable,
@@ -483,7 +483,7 @@ where
         let Some(name) = session.cache.overrides().and_then(|o| o.cache_status_name) else {
             return;
         };
-        let value = proxy_cache::cache_status::cache_status_value(name, &session.cache);
+        let value = cache_status_value(name, &session.cache, resp.status.as_u16());
         if let Err(e) = resp.append_header("Cache-Status", value) {
             log::debug!("Cache-Status not added: {e}");
         }
@@ -710,4 +710,54 @@ fn content_length(resp: &ResponseHeader) -> Option<usize> {
         .trim()
         .parse()
         .ok()
+}
+
+/// An RFC 9211 `Cache-Status` member for this request's cache outcome:
+/// `hit` with `ttl` (seconds of freshness left, negative when stale) for a
+/// response served from the cache, else `fwd` with the reason it went
+/// upstream, `fwd-status`, `stored` when it is being stored, and `detail`
+/// naming why not.
+fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -> String {
+    let ttl = |m: &proxy_cache::CacheMeta| {
+        let now = SystemTime::now();
+        match m.fresh_until().duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        }
+    };
+    let meta_ttl = cache.cache_meta().map(ttl);
+    let mut v = String::with_capacity(48);
+    v.push_str(name);
+    match cache.phase() {
+        CachePhase::Hit => {
+            v.push_str("; hit");
+            if let Some(t) = meta_ttl {
+                v.push_str(&format!("; ttl={t}"));
+            }
+        }
+        CachePhase::Stale | CachePhase::StaleUpdating => {
+            v.push_str("; hit; fwd=stale");
+            if let Some(t) = meta_ttl {
+                v.push_str(&format!("; ttl={t}"));
+            }
+        }
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            v.push_str("; fwd=stale; fwd-status=304");
+        }
+        CachePhase::Bypass => v.push_str(&format!("; fwd=bypass; fwd-status={status}")),
+        CachePhase::Expired => v.push_str(&format!("; fwd=stale; fwd-status={status}")),
+        CachePhase::Miss => {
+            v.push_str(&format!("; fwd=uri-miss; fwd-status={status}"));
+            if cache.is_filling() {
+                v.push_str("; stored");
+            }
+        }
+        CachePhase::Disabled(reason) => {
+            v.push_str(&format!("; fwd=uri-miss; fwd-status={status}; detail={}", reason.as_str()));
+        }
+        CachePhase::Uninit | CachePhase::CacheKey => {
+            v.push_str(&format!("; fwd=request; fwd-status={status}"));
+        }
+    }
+    v
 }

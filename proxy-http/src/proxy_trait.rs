@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::http::{RequestHeader, ResponseHeader};
-use proxy_cache::range::RangeType;
+use crate::range::RangeType;
 use proxy_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use proxy_core::upstreams::peer::HttpPeer;
 
@@ -294,7 +294,7 @@ pub trait ProxyHttp {
     ) -> RangeType {
         let len = session.cache.hit_handler().and_then(|h| h.body_len());
         match len {
-            Some(len) => proxy_cache::range::range_header_filter(session.req_header(), resp, len),
+            Some(len) => crate::range::range_header_filter(session.req_header(), resp, len),
             None => RangeType::None,
         }
     }
