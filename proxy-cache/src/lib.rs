@@ -7,7 +7,9 @@
 //! - [`storage`]: the [`Storage`] trait and its hit/miss handlers.
 //! - [`eviction`]: eviction managers (byte budgets).
 //! - [`predictor`]: remembering uncacheable keys.
+//! - [`cache_control`]: `Cache-Control` / `CDN-Cache-Control` parsing (RFC 9111 §5.2, RFC 9213).
 
+pub mod cache_control;
 pub mod eviction;
 pub mod key;
 pub mod meta;
@@ -15,6 +17,7 @@ pub mod predictor;
 pub mod reasons;
 pub mod storage;
 
+pub use cache_control::CacheControl;
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::CacheablePredictor;
