@@ -9,7 +9,9 @@
 //! - [`http_cache`]: [`HttpCache`], the per-request state machine.
 //! - [`lock`]: [`CacheLock`], one fill per key at a time.
 //! - [`predictor`]: remembering uncacheable keys.
+//! - [`cache_control`]: `Cache-Control` / `CDN-Cache-Control` parsing (RFC 9111 §5.2, RFC 9213).
 
+pub mod cache_control;
 mod digest_map;
 pub mod eviction;
 pub mod http_cache;
@@ -20,6 +22,7 @@ pub mod predictor;
 pub mod reasons;
 pub mod storage;
 
+pub use cache_control::CacheControl;
 pub use http_cache::{CacheOptionOverrides, HttpCache};
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use lock::{CacheLock, LockStatus};
