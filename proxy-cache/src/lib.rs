@@ -8,12 +8,15 @@
 //! - [`eviction`]: eviction managers (byte budgets).
 //! - [`http_cache`]: [`HttpCache`], the per-request state machine.
 //! - [`lock`]: [`CacheLock`], one fill per key at a time.
+//! - [`filters`]: the RFC 9111 shared-cache policy.
+//! - [`vary`]: variants (RFC 9111 §4.1).
 //! - [`predictor`]: remembering uncacheable keys.
 //! - [`cache_control`]: `Cache-Control` / `CDN-Cache-Control` parsing (RFC 9111 §5.2, RFC 9213).
 
 pub mod cache_control;
 mod digest_map;
 pub mod eviction;
+pub mod filters;
 pub mod http_cache;
 pub mod key;
 pub mod lock;
@@ -21,6 +24,7 @@ pub mod meta;
 pub mod predictor;
 pub mod reasons;
 pub mod storage;
+pub mod vary;
 
 pub use cache_control::CacheControl;
 pub use http_cache::{CacheOptionOverrides, HttpCache};

@@ -110,7 +110,14 @@ where
             session.cache.bypass();
             return Ok(CacheStep::Upstream);
         }
-        let req_cc = CacheControl::from_req_headers(req);
+        // RFC 9111 §5.4: `Pragma: no-cache` counts when there is no Cache-Control
+        let req_cc = CacheControl::from_req_headers(req).or_else(|| {
+            req.headers
+                .get_all(http::header::PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+                .then(|| CacheControl::parse([&b"no-cache"[..]]))
+        });
         if req_cc.as_ref().is_some_and(|cc| cc.no_store()) {
             // RFC 9111 §5.2.1.5: store no part of this request or response
             session.cache.bypass();
