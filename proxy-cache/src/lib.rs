@@ -11,6 +11,7 @@
 mod digest_map;
 pub mod eviction;
 pub mod key;
+mod lru_list;
 pub mod meta;
 pub mod predictor;
 pub mod reasons;

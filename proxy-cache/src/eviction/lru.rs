@@ -32,19 +32,17 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use crate::digest_map::{digest_map, shard_index, DigestMap};
+use crate::digest_map::shard_index;
 use crate::eviction::EvictionManager;
 use crate::key::{CompactCacheKey, HashBinary};
+use crate::lru_list::{Digested, LruList};
 
 /// Number of shards.
 pub const SHARDS: usize = 32;
 
-/// No node.
-const NIL: u32 = u32::MAX;
-
 /// A sharded LRU over entries counted in bytes. See the module docs.
 pub struct Manager {
-    shards: Box<[Mutex<LruShard>]>,
+    shards: Box<[Mutex<LruList<Tracked>>]>,
     limit: usize,
     watermark: usize,
     total_size: AtomicUsize,
@@ -77,7 +75,7 @@ impl Manager {
     fn build(limit: usize, watermark: usize, items_hint: usize) -> Self {
         let per_shard = items_hint.div_ceil(SHARDS);
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(LruShard::with_capacity(per_shard)))
+            .map(|_| Mutex::new(LruList::with_capacity(per_shard)))
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Manager {
@@ -102,15 +100,18 @@ impl Manager {
         self.watermark
     }
 
-    fn shard(&self, digest: &HashBinary) -> &Mutex<LruShard> {
+    fn shard(&self, digest: &HashBinary) -> &Mutex<LruList<Tracked>> {
         &self.shards[shard_index(digest, self.shards.len())]
     }
 
     /// Track `item` as most recently used, without evicting anything.
     fn insert(&self, item: CompactCacheKey, size: usize) {
         let digest = item.combined_bin();
-        let old = self.shard(&digest).lock().insert_head(digest, item, size);
-        match old {
+        let old = self
+            .shard(&digest)
+            .lock()
+            .insert_head(digest, Tracked { key: item, size });
+        match old.map(|t| t.size) {
             Some(old_size) => {
                 self.total_size.fetch_add(size, Ordering::Relaxed);
                 self.total_size.fetch_sub(old_size, Ordering::Relaxed);
@@ -143,7 +144,7 @@ impl Manager {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len();
             let popped = self.shards[i].lock().pop_tail_unless(spare);
             match popped {
-                Some((key, size)) => {
+                Some(Tracked { key, size }) => {
                     empty_in_a_row = 0;
                     self.account_removed(size);
                     self.evicted_size.fetch_add(size, Ordering::Relaxed);
@@ -166,7 +167,7 @@ impl Manager {
     pub(crate) fn next_victim(&self) -> Option<HashBinary> {
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n).find_map(|k| self.shards[(start + k) % n].lock().tail_digest())
+        (0..n).find_map(|k| self.shards[(start + k) % n].lock().tail().map(Digested::digest))
     }
 
     /// Whether admitting `size` more bytes would cross the limit.
@@ -209,8 +210,8 @@ impl EvictionManager for Manager {
     fn remove(&self, item: &CompactCacheKey) {
         let digest = item.combined_bin();
         let removed = self.shard(&digest).lock().remove(&digest);
-        if let Some(size) = removed {
-            self.account_removed(size);
+        if let Some(t) = removed {
+            self.account_removed(t.size);
         }
     }
 
@@ -234,160 +235,19 @@ impl EvictionManager for Manager {
 
     fn peek(&self, item: &CompactCacheKey) -> bool {
         let digest = item.combined_bin();
-        self.shard(&digest).lock().index.contains_key(&digest)
+        self.shard(&digest).lock().contains(&digest)
     }
 }
 
-/// One shard: an arena-linked list, most recent at `head`.
-struct LruShard {
-    index: DigestMap<u32>,
-    nodes: Vec<Node>,
-    head: u32,
-    tail: u32,
-    /// First free node, linked through `next`.
-    free: u32,
-}
-
-struct Node {
+/// What a shard keeps per entry.
+struct Tracked {
     key: CompactCacheKey,
     size: usize,
-    prev: u32,
-    next: u32,
 }
 
-impl LruShard {
-    fn with_capacity(n: usize) -> Self {
-        LruShard {
-            index: digest_map(n),
-            nodes: Vec::with_capacity(n),
-            head: NIL,
-            tail: NIL,
-            free: NIL,
-        }
-    }
-
-    /// Put `key` at the head with `size`; returns its old size if it was
-    /// there.
-    fn insert_head(&mut self, digest: HashBinary, key: CompactCacheKey, size: usize) -> Option<usize> {
-        if let Some(&i) = self.index.get(&digest) {
-            self.unlink(i);
-            self.push_head(i);
-            let node = &mut self.nodes[i as usize];
-            node.key = key;
-            return Some(std::mem::replace(&mut node.size, size));
-        }
-        let node = Node {
-            key,
-            size,
-            prev: NIL,
-            next: NIL,
-        };
-        let i = if self.free != NIL {
-            let i = self.free;
-            self.free = self.nodes[i as usize].next;
-            self.nodes[i as usize] = node;
-            i
-        } else {
-            // more than 4 billion entries in one shard would exhaust memory
-            // long before the index type
-            let i = u32::try_from(self.nodes.len()).unwrap_or(NIL - 1);
-            self.nodes.push(node);
-            i
-        };
-        self.index.insert(digest, i);
-        self.push_head(i);
-        None
-    }
-
-    /// Move `digest`'s node to the head; false if absent.
-    fn touch(&mut self, digest: &HashBinary) -> bool {
-        let Some(&i) = self.index.get(digest) else {
-            return false;
-        };
-        if self.head != i {
-            self.unlink(i);
-            self.push_head(i);
-        }
-        true
-    }
-
-    fn remove(&mut self, digest: &HashBinary) -> Option<usize> {
-        let i = self.index.remove(digest)?;
-        Some(self.release(i).1)
-    }
-
-    fn pop_tail(&mut self) -> Option<(CompactCacheKey, usize)> {
-        self.pop_tail_unless(None)
-    }
-
-    /// Pop the tail unless it is `spare`.
-    fn pop_tail_unless(&mut self, spare: Option<&HashBinary>) -> Option<(CompactCacheKey, usize)> {
-        if self.tail == NIL {
-            return None;
-        }
-        let i = self.tail;
-        let digest = self.nodes[i as usize].key.combined_bin();
-        if spare == Some(&digest) {
-            return None;
-        }
-        self.index.remove(&digest);
-        Some(self.release(i))
-    }
-
-    fn tail_digest(&self) -> Option<HashBinary> {
-        (self.tail != NIL).then(|| self.nodes[self.tail as usize].key.combined_bin())
-    }
-
-    /// Unlink node `i` and put it on the free list; returns its key and size.
-    fn release(&mut self, i: u32) -> (CompactCacheKey, usize) {
-        self.unlink(i);
-        let node = &mut self.nodes[i as usize];
-        node.next = self.free;
-        self.free = i;
-        let key = std::mem::replace(
-            &mut node.key,
-            CompactCacheKey {
-                primary: [0; 16],
-                variance: None,
-                user_tag: Box::default(),
-            },
-        );
-        (key, node.size)
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let n = &self.nodes[i as usize];
-            (n.prev, n.next)
-        };
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
-        } else {
-            self.head = next;
-        }
-        if next != NIL {
-            self.nodes[next as usize].prev = prev;
-        } else {
-            self.tail = prev;
-        }
-        let n = &mut self.nodes[i as usize];
-        n.prev = NIL;
-        n.next = NIL;
-    }
-
-    fn push_head(&mut self, i: u32) {
-        let old = self.head;
-        {
-            let n = &mut self.nodes[i as usize];
-            n.prev = NIL;
-            n.next = old;
-        }
-        if old != NIL {
-            self.nodes[old as usize].prev = i;
-        } else {
-            self.tail = i;
-        }
-        self.head = i;
+impl Digested for Tracked {
+    fn digest(&self) -> HashBinary {
+        self.key.combined_bin()
     }
 }
 
@@ -402,24 +262,6 @@ mod tests {
 
     fn never() -> SystemTime {
         SystemTime::UNIX_EPOCH
-    }
-
-    #[test]
-    fn least_recently_used_goes_first_within_a_shard() {
-        let mut s = LruShard::with_capacity(0);
-        for i in 0..4u8 {
-            s.insert_head([i; 16], key(u64::from(i)), 1);
-        }
-        assert!(s.touch(&[0; 16]));
-        // order now (head..tail): 0 3 2 1
-        assert_eq!(s.pop_tail().unwrap().0, key(1));
-        assert_eq!(s.remove(&[3; 16]), Some(1));
-        assert_eq!(s.pop_tail().unwrap().0, key(2));
-        assert_eq!(s.pop_tail().unwrap().0, key(0));
-        assert!(s.pop_tail().is_none());
-        // freed nodes are reused
-        s.insert_head([9; 16], key(9), 1);
-        assert_eq!(s.nodes.len(), 4);
     }
 
     #[test]
@@ -440,7 +282,7 @@ mod tests {
         // the totals agree with what the shards hold
         let (items, bytes) = m.shards.iter().fold((0, 0), |(i, b), s| {
             let s = s.lock();
-            (i + s.index.len(), b + s.index.values().map(|&n| s.nodes[n as usize].size).sum::<usize>())
+            (i + s.len(), b + s.iter().map(|t| t.size).sum::<usize>())
         });
         assert_eq!(items, m.total_items());
         assert_eq!(bytes, m.total_size());
@@ -522,7 +364,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let items: usize = m.shards.iter().map(|s| s.lock().index.len()).sum();
+        let items: usize = m.shards.iter().map(|s| s.lock().len()).sum();
         assert_eq!(items, m.total_items());
         assert!(m.total_size() <= 50_000 + 200);
     }
