@@ -19,7 +19,7 @@ pub mod storage;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use meta::{CacheMeta, CacheMetaDefaults};
-pub use predictor::CacheablePredictor;
+pub use predictor::{CacheablePredictor, Predictor};
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
 pub use storage::memory::MemCache;
 pub use storage::{
