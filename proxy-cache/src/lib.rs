@@ -20,6 +20,7 @@ pub mod filters;
 pub mod http_cache;
 pub mod key;
 pub mod lock;
+mod lru_list;
 pub mod meta;
 pub mod predictor;
 pub mod reasons;
@@ -31,7 +32,7 @@ pub use http_cache::{CacheOptionOverrides, HttpCache};
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use lock::{CacheLock, LockStatus};
 pub use meta::{CacheMeta, CacheMetaDefaults};
-pub use predictor::CacheablePredictor;
+pub use predictor::{CacheablePredictor, Predictor};
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
 pub use storage::memory::MemCache;
 pub use storage::{

@@ -5,6 +5,8 @@
 //! ([`EvictionManager::admit`]) and every hit ([`EvictionManager::access`]),
 //! and purges from the storage whatever `admit` returns.
 
+pub mod lru;
+
 use std::time::SystemTime;
 
 use crate::key::CompactCacheKey;
