@@ -63,7 +63,10 @@ fn fetch(method: &str, url: &str, headers: &[&str]) -> (u16, String, Vec<u8>) {
     }
     args.push(url);
     let out = curl(&args);
-    let code = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let head = std::fs::read_to_string(&head_file).unwrap_or_default();
     let body = std::fs::read(&body_file).unwrap_or_default();
     (code, head, body)
@@ -89,20 +92,34 @@ fn policy_origin() -> RawOrigin {
         let path = req.path.clone();
         let cc = path
             .strip_prefix("/cc/")
-            .map(|s| s.split('?').next().unwrap_or("").replace('_', " ").replace("%20", " "))
+            .map(|s| {
+                s.split('?')
+                    .next()
+                    .unwrap_or("")
+                    .replace('_', " ")
+                    .replace("%20", " ")
+            })
             .unwrap_or_else(|| "max-age=60".to_owned());
         let etag = "\"v1\"";
         if req.header("if-none-match").as_deref() == Some(etag) {
             return vec![Step::Send(response(
                 "304 Not Modified",
-                &[&format!("Cache-Control: {cc}"), &format!("ETag: {etag}"), "X-Version: 2"],
+                &[
+                    &format!("Cache-Control: {cc}"),
+                    &format!("ETag: {etag}"),
+                    "X-Version: 2",
+                ],
                 b"",
             ))];
         }
         let body = format!("body of {path}");
         vec![Step::Send(response(
             "200 OK",
-            &[&format!("Cache-Control: {cc}"), &format!("ETag: {etag}"), "X-Version: 1"],
+            &[
+                &format!("Cache-Control: {cc}"),
+                &format!("ETag: {etag}"),
+                "X-Version: 1",
+            ],
             body.as_bytes(),
         ))]
     })
@@ -177,7 +194,11 @@ fn private_no_store_and_authorization_are_not_stored() {
     let url = proxy.url(path);
     fetch("GET", &url, &["Authorization: Basic dTpw"]);
     fetch("GET", &url, &["Authorization: Basic dTpw"]);
-    assert_eq!(requests_to(&origin, path), 2, "Authorization without public");
+    assert_eq!(
+        requests_to(&origin, path),
+        2,
+        "Authorization without public"
+    );
     // ...but `public` allows it (RFC 9111 §3.5)
     let path = "/cc/public,_max-age=60";
     fetch("GET", &proxy.url(path), &["Authorization: Basic dTpw"]);
@@ -220,7 +241,10 @@ fn stale_while_revalidate_serves_stale_once_and_refreshes() {
     let (c, h, _) = get(&url);
     assert_eq!(c, 200);
     assert!(cache_status(&h).contains("fwd=stale"), "{h}");
-    assert!(origin.wait_for_requests(2), "the refresh reaches the origin");
+    assert!(
+        origin.wait_for_requests(2),
+        "the refresh reaches the origin"
+    );
     let (_, h, _) = get(&url);
     assert!(cache_status(&h).contains("hit"), "{h}");
     assert_eq!(requests_to(&origin, path), 2);
@@ -230,10 +254,18 @@ fn stale_while_revalidate_serves_stale_once_and_refreshes() {
 fn failing_origin(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> RawOrigin {
     RawOrigin::start(move |req| {
         if down.load(std::sync::atomic::Ordering::SeqCst) {
-            return vec![Step::Send(response("503 Service Unavailable", &[], b"down"))];
+            return vec![Step::Send(response(
+                "503 Service Unavailable",
+                &[],
+                b"down",
+            ))];
         }
         let cc = req.path.trim_start_matches("/cc/").replace('_', " ");
-        vec![Step::Send(response("200 OK", &[&format!("Cache-Control: {cc}")], b"stored copy"))]
+        vec![Step::Send(response(
+            "200 OK",
+            &[&format!("Cache-Control: {cc}")],
+            b"stored copy",
+        ))]
     })
 }
 
@@ -267,7 +299,11 @@ fn concurrent_misses_on_a_cold_key_reach_the_origin_once() {
     let origin = RawOrigin::start(|_| {
         vec![
             Step::Sleep(Duration::from_millis(500)),
-            Step::Send(response("200 OK", &["Cache-Control: max-age=60"], &[b'x'; 10_000])),
+            Step::Send(response(
+                "200 OK",
+                &["Cache-Control: max-age=60"],
+                &[b'x'; 10_000],
+            )),
         ]
     });
     let proxy = Proxy::start(PART6, &[origin.addr()], "");
@@ -292,8 +328,10 @@ fn a_second_client_streams_a_fill_in_progress() {
     let origin = RawOrigin::start(|_| {
         let total = 10 * 1024 * 1024;
         let mut steps = vec![Step::Send(
-            format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {total}\r\n\r\n")
-                .into_bytes(),
+            format!(
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {total}\r\n\r\n"
+            )
+            .into_bytes(),
         )];
         let piece = pattern_bytes(total / 10);
         for _ in 0..10 {
@@ -317,7 +355,11 @@ fn a_second_client_streams_a_fill_in_progress() {
     assert_eq!(b1.len(), 10 * 1024 * 1024);
     assert_eq!(sha256_hex(&b1), sha256_hex(&b2));
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(requests_to(&origin, "/big"), 1, "the second client read the fill");
+    assert_eq!(
+        requests_to(&origin, "/big"),
+        1,
+        "the second client read the fill"
+    );
 }
 
 #[test]
@@ -335,17 +377,29 @@ fn ranges_are_served_from_a_hit() {
     let (c, h, b) = fetch("GET", &url, &["Range: bytes=2-5"]);
     assert_eq!(c, 206, "{h}");
     assert_eq!(b, b"2345");
-    assert_eq!(head_header(&h, "content-range").as_deref(), Some("bytes 2-5/20"));
+    assert_eq!(
+        head_header(&h, "content-range").as_deref(),
+        Some("bytes 2-5/20")
+    );
     let (c, h, b) = fetch("GET", &url, &["Range: bytes=0-1,-2"]);
     assert_eq!(c, 206, "{h}");
     let ct = head_header(&h, "content-type").unwrap();
     assert!(ct.starts_with("multipart/byteranges; boundary="), "{ct}");
     let text = String::from_utf8_lossy(&b);
-    assert!(text.contains("Content-Range: bytes 0-1/20\r\n\r\n01"), "{text}");
-    assert!(text.contains("Content-Range: bytes 18-19/20\r\n\r\nij"), "{text}");
+    assert!(
+        text.contains("Content-Range: bytes 0-1/20\r\n\r\n01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Range: bytes 18-19/20\r\n\r\nij"),
+        "{text}"
+    );
     let (c, h, _) = fetch("GET", &url, &["Range: bytes=50-60"]);
     assert_eq!(c, 416, "{h}");
-    assert_eq!(head_header(&h, "content-range").as_deref(), Some("bytes */20"));
+    assert_eq!(
+        head_header(&h, "content-range").as_deref(),
+        Some("bytes */20")
+    );
     assert_eq!(requests_to(&origin, "/r"), 1);
 }
 
@@ -368,7 +422,11 @@ fn purge_removes_an_entry_and_post_invalidates() {
     assert_eq!(c, 200);
     get(&url);
     assert_eq!(
-        origin.seen().iter().filter(|r| r.path == path && r.method == "GET").count(),
+        origin
+            .seen()
+            .iter()
+            .filter(|r| r.path == path && r.method == "GET")
+            .count(),
         3,
         "the POST invalidated the entry"
     );
@@ -377,7 +435,11 @@ fn purge_removes_an_entry_and_post_invalidates() {
 #[test]
 fn a_response_over_the_size_limit_passes_through_uncached() {
     let origin = RawOrigin::start(|_| {
-        vec![Step::Send(response("200 OK", &["Cache-Control: max-age=60"], &pattern_bytes(100_000)))]
+        vec![Step::Send(response(
+            "200 OK",
+            &["Cache-Control: max-age=60"],
+            &pattern_bytes(100_000),
+        ))]
     });
     let proxy = Proxy::start(PART6, &[origin.addr()], "cache_max_file_size: 50000\n");
     let url = proxy.url("/large");

@@ -124,7 +124,9 @@ pub fn resp_cacheable(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let apparent = date.and_then(|d| now.duration_since(d).ok()).map_or(0, |d| d.as_secs());
+    let apparent = date
+        .and_then(|d| now.duration_since(d).ok())
+        .map_or(0, |d| d.as_secs());
     let initial_age = Duration::from_secs(age_value.max(apparent));
     let created = now.checked_sub(initial_age).unwrap_or(now);
     let lifetime = if no_cache { 0 } else { lifetime };
@@ -172,7 +174,11 @@ fn request_no_cache(cc: Option<&CacheControl>) -> bool {
 /// §4.2 and the request's directives, §5.2.1): it is fresh, its age is
 /// within the request's `max-age`, it stays fresh for `min-fresh` more, and
 /// the request did not say `no-cache`.
-pub fn request_allows_fresh(req_cc: Option<&CacheControl>, meta: &CacheMeta, now: SystemTime) -> bool {
+pub fn request_allows_fresh(
+    req_cc: Option<&CacheControl>,
+    meta: &CacheMeta,
+    now: SystemTime,
+) -> bool {
     if !meta.is_fresh(now) || request_no_cache(req_cc) {
         return false;
     }
@@ -194,7 +200,11 @@ pub fn request_allows_fresh(req_cc: Option<&CacheControl>, meta: &CacheMeta, now
 /// §5.2.1.2), which the response allows unless it forbids serving stale
 /// (`must-revalidate` and kin leave both stale windows at 0 and mark the
 /// meta so).
-pub fn request_allows_stale(req_cc: Option<&CacheControl>, meta: &CacheMeta, now: SystemTime) -> bool {
+pub fn request_allows_stale(
+    req_cc: Option<&CacheControl>,
+    meta: &CacheMeta,
+    now: SystemTime,
+) -> bool {
     let Some(cc) = req_cc else { return false };
     if request_no_cache(req_cc) || must_revalidate(meta) {
         return false;
@@ -213,7 +223,10 @@ pub fn request_allows_stale(req_cc: Option<&CacheControl>, meta: &CacheMeta, now
 /// §5.2.2.8, §5.2.2.10).
 fn must_revalidate(meta: &CacheMeta) -> bool {
     response_cache_control(meta.response_header()).is_some_and(|cc| {
-        cc.must_revalidate() || cc.proxy_revalidate() || cc.s_maxage().is_some() || cc.no_cache_unqualified()
+        cc.must_revalidate()
+            || cc.proxy_revalidate()
+            || cc.s_maxage().is_some()
+            || cc.no_cache_unqualified()
     })
 }
 
@@ -262,7 +275,10 @@ pub fn upstream_conditional_request(req: &mut RequestHeader, meta: &CacheMeta) {
 /// The stored header updated by a 304 (RFC 9111 §4.3.4): each field of
 /// the 304 replaces the stored ones of that name, except the framing
 /// (`Content-Length`, `Transfer-Encoding`) and hop-by-hop fields.
-pub fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+pub fn merge_not_modified(
+    stored: &ResponseHeader,
+    not_modified: &ResponseHeader,
+) -> ResponseHeader {
     let mut merged = stored.clone();
     let mut fresh = not_modified.clone();
     hop_by_hop::strip_response(&mut fresh, false);
@@ -298,7 +314,10 @@ pub fn not_modified_filter(req: &RequestHeader, resp: &ResponseHeader) -> bool {
         return inm.split(',').any(|t| t.trim() == "*" || opaque(t) == etag);
     }
     if let Some(ims) = req.headers.get(header::IF_MODIFIED_SINCE) {
-        let since = ims.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok());
+        let since = ims
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok());
         let last = date_of(resp, header::LAST_MODIFIED);
         if let (Some(since), Some(last)) = (since, last) {
             return last <= since;
@@ -332,7 +351,12 @@ pub fn to_not_modified(resp: &ResponseHeader) -> ResponseHeader {
 /// formats: [`CacheKey::default_http`]'s (`scheme://host/path?query`) and the
 /// bare path-and-query; for any other, only the request's own key is
 /// invalidated (by the caller).
-pub fn invalidation_targets(req: &RequestHeader, resp: &ResponseHeader, key: &CacheKey, tls: bool) -> Vec<String> {
+pub fn invalidation_targets(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    key: &CacheKey,
+    tls: bool,
+) -> Vec<String> {
     let full = CacheKey::default_http(key.namespace(), req, tls, "");
     let own_path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let format_full = full.primary_key() == key.primary_key();
@@ -358,7 +382,11 @@ pub fn invalidation_targets(req: &RequestHeader, resp: &ResponseHeader, key: &Ca
                 .map(str::to_owned)
         };
         if let Some(path) = target {
-            out.push(if format_full { format!("{prefix}{path}") } else { path });
+            out.push(if format_full {
+                format!("{prefix}{path}")
+            } else {
+                path
+            });
         }
     }
     out
@@ -392,15 +420,35 @@ mod tests {
     #[test]
     fn s_maxage_over_max_age_over_expires_rfc9111_4_2_1() {
         let now = at(0);
-        let m = meta_of(resp_cacheable(&resp(&[("Cache-Control", "max-age=10, s-maxage=60")]), false, None, now));
+        let m = meta_of(resp_cacheable(
+            &resp(&[("Cache-Control", "max-age=10, s-maxage=60")]),
+            false,
+            None,
+            now,
+        ));
         assert_eq!(m.fresh_sec(), 60);
-        let m = meta_of(resp_cacheable(&resp(&[("Cache-Control", "max-age=10")]), false, None, now));
+        let m = meta_of(resp_cacheable(
+            &resp(&[("Cache-Control", "max-age=10")]),
+            false,
+            None,
+            now,
+        ));
         assert_eq!(m.fresh_sec(), 10);
         let date = httpdate::fmt_http_date(now);
         let exp = httpdate::fmt_http_date(at(30));
-        let m = meta_of(resp_cacheable(&resp(&[("Date", &date), ("Expires", &exp)]), false, None, now));
+        let m = meta_of(resp_cacheable(
+            &resp(&[("Date", &date), ("Expires", &exp)]),
+            false,
+            None,
+            now,
+        ));
         assert_eq!(m.fresh_sec(), 30);
-        let m = meta_of(resp_cacheable(&resp(&[("Expires", "garbage")]), false, None, now));
+        let m = meta_of(resp_cacheable(
+            &resp(&[("Expires", "garbage")]),
+            false,
+            None,
+            now,
+        ));
         assert!(!m.is_fresh(now), "invalid Expires is already expired");
     }
 
@@ -408,9 +456,15 @@ mod tests {
     fn not_stored_rfc9111_3() {
         let now = at(0);
         for cc in ["no-store, max-age=60", "private, max-age=60"] {
-            assert!(!resp_cacheable(&resp(&[("Cache-Control", cc)]), false, None, now).is_cacheable(), "{cc}");
+            assert!(
+                !resp_cacheable(&resp(&[("Cache-Control", cc)]), false, None, now).is_cacheable(),
+                "{cc}"
+            );
         }
-        assert!(!resp_cacheable(&resp(&[]), false, None, now).is_cacheable(), "no freshness, no defaults");
+        assert!(
+            !resp_cacheable(&resp(&[]), false, None, now).is_cacheable(),
+            "no freshness, no defaults"
+        );
         let d = CacheMetaDefaults::uniform(5);
         assert!(resp_cacheable(&resp(&[]), false, Some(&d), now).is_cacheable());
         // §3.5
@@ -422,7 +476,10 @@ mod tests {
 
     #[test]
     fn cdn_cache_control_takes_precedence_rfc9213() {
-        let r = resp(&[("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=30")]);
+        let r = resp(&[
+            ("Cache-Control", "no-store"),
+            ("CDN-Cache-Control", "max-age=30"),
+        ]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
         assert_eq!(m.fresh_sec(), 30);
     }
@@ -439,28 +496,49 @@ mod tests {
 
     #[test]
     fn no_cache_is_stored_stale_and_private_fields_dropped() {
-        let r = resp(&[("Cache-Control", "no-cache, max-age=60"), ("Connection", "x-hop"), ("X-Hop", "1")]);
+        let r = resp(&[
+            ("Cache-Control", "no-cache, max-age=60"),
+            ("Connection", "x-hop"),
+            ("X-Hop", "1"),
+        ]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
         assert!(!m.is_fresh(at(0)));
         assert!(m.response_header().headers.get("x-hop").is_none());
-        let r = resp(&[("Cache-Control", "max-age=60, private=\"set-cookie\""), ("Set-Cookie", "a=b")]);
+        let r = resp(&[
+            ("Cache-Control", "max-age=60, private=\"set-cookie\""),
+            ("Set-Cookie", "a=b"),
+        ]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
         assert!(m.response_header().headers.get("set-cookie").is_none());
     }
 
     #[test]
     fn stale_windows_rfc5861_and_must_revalidate() {
-        let r = resp(&[("Cache-Control", "max-age=1, stale-while-revalidate=30, stale-if-error=60")]);
+        let r = resp(&[(
+            "Cache-Control",
+            "max-age=1, stale-while-revalidate=30, stale-if-error=60",
+        )]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
-        assert_eq!((m.stale_while_revalidate_sec(), m.stale_if_error_sec()), (30, 60));
-        let r = resp(&[("Cache-Control", "max-age=1, must-revalidate, stale-if-error=60")]);
+        assert_eq!(
+            (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
+            (30, 60)
+        );
+        let r = resp(&[(
+            "Cache-Control",
+            "max-age=1, must-revalidate, stale-if-error=60",
+        )]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
         assert_eq!(m.stale_if_error_sec(), 0);
     }
 
     #[test]
     fn request_directives_rfc9111_5_2_1() {
-        let m = meta_of(resp_cacheable(&resp(&[("Cache-Control", "max-age=60")]), false, None, at(0)));
+        let m = meta_of(resp_cacheable(
+            &resp(&[("Cache-Control", "max-age=60")]),
+            false,
+            None,
+            at(0),
+        ));
         let cc = |v: &str| CacheControl::parse([v.as_bytes()]);
         assert!(request_allows_fresh(None, &m, at(10)));
         assert!(!request_allows_fresh(Some(&cc("no-cache")), &m, at(10)));
@@ -468,13 +546,22 @@ mod tests {
         assert!(!request_allows_fresh(Some(&cc("min-fresh=55")), &m, at(10)));
         assert!(request_allows_stale(Some(&cc("max-stale")), &m, at(100)));
         assert!(request_allows_stale(Some(&cc("max-stale=50")), &m, at(100)));
-        assert!(!request_allows_stale(Some(&cc("max-stale=10")), &m, at(100)));
+        assert!(!request_allows_stale(
+            Some(&cc("max-stale=10")),
+            &m,
+            at(100)
+        ));
         assert!(!request_allows_stale(None, &m, at(100)));
     }
 
     #[test]
     fn revalidation_request_and_merge_rfc9111_4_3() {
-        let stored = resp(&[("ETag", "\"v1\""), ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT"), ("X-A", "1"), ("Content-Length", "5")]);
+        let stored = resp(&[
+            ("ETag", "\"v1\""),
+            ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT"),
+            ("X-A", "1"),
+            ("Content-Length", "5"),
+        ]);
         let m = CacheMeta::new(at(0), at(0), 0, 0, stored.clone());
         let mut req = RequestHeader::build("HEAD", b"/", None).unwrap();
         req.insert_header("If-None-Match", "\"client\"").unwrap();
@@ -494,13 +581,20 @@ mod tests {
 
     #[test]
     fn client_conditionals_rfc9110_13() {
-        let r = resp(&[("ETag", "W/\"a\""), ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
+        let r = resp(&[
+            ("ETag", "W/\"a\""),
+            ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ]);
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("If-None-Match", "\"b\", \"a\"").unwrap();
         assert!(not_modified_filter(&req, &r));
         req.insert_header("If-None-Match", "\"b\"").unwrap();
-        req.insert_header("If-Modified-Since", "Wed, 02 Jan 2030 00:00:00 GMT").unwrap();
-        assert!(!not_modified_filter(&req, &r), "If-None-Match decides when present");
+        req.insert_header("If-Modified-Since", "Wed, 02 Jan 2030 00:00:00 GMT")
+            .unwrap();
+        assert!(
+            !not_modified_filter(&req, &r),
+            "If-None-Match decides when present"
+        );
         req.remove_header("If-None-Match");
         assert!(not_modified_filter(&req, &r));
         let nm = to_not_modified(&resp(&[("Content-Length", "3"), ("ETag", "\"a\"")]));
@@ -514,10 +608,19 @@ mod tests {
         let mut req = RequestHeader::build("POST", b"/a?x", None).unwrap();
         req.insert_header("Host", "h.test").unwrap();
         let key = CacheKey::default_http("", &req, false, "");
-        let r = resp(&[("Location", "/b"), ("Content-Location", "http://other.test/c")]);
-        assert_eq!(invalidation_targets(&req, &r, &key, false), ["http://h.test/b"]);
+        let r = resp(&[
+            ("Location", "/b"),
+            ("Content-Location", "http://other.test/c"),
+        ]);
+        assert_eq!(
+            invalidation_targets(&req, &r, &key, false),
+            ["http://h.test/b"]
+        );
         let r = resp(&[("Content-Location", "http://h.test/c")]);
-        assert_eq!(invalidation_targets(&req, &r, &key, false), ["http://h.test/c"]);
+        assert_eq!(
+            invalidation_targets(&req, &r, &key, false),
+            ["http://h.test/c"]
+        );
         let path_key = CacheKey::new("", "/a?x", "");
         let r = resp(&[("Location", "/b")]);
         assert_eq!(invalidation_targets(&req, &r, &path_key, false), ["/b"]);

@@ -55,16 +55,10 @@ enum Stage {
     Bypass,
     /// Serving a body from the cache (fresh, forced fresh, revalidated or
     /// stale); `phase` tells which.
-    Serving {
-        meta: CacheMeta,
-        hit: HitHandler,
-    },
+    Serving { meta: CacheMeta, hit: HitHandler },
     /// Found stale; an upstream revalidation is under way. The stored body
     /// is kept to serve after a 304 or as stale-if-error.
-    Expired {
-        meta: CacheMeta,
-        hit: HitHandler,
-    },
+    Expired { meta: CacheMeta, hit: HitHandler },
     /// Nothing usable stored: the response comes from upstream.
     Miss,
     /// Storing the upstream's response.
@@ -284,7 +278,9 @@ impl HttpCache {
 
     /// Time spent waiting on the cache lock.
     pub fn lock_duration(&self) -> Duration {
-        self.inner.as_ref().map_or(Duration::ZERO, |i| i.lock_duration)
+        self.inner
+            .as_ref()
+            .map_or(Duration::ZERO, |i| i.lock_duration)
     }
 
     /// The predictor's verdict for the key: `false` means the response was
@@ -377,7 +373,12 @@ impl HttpCache {
     ///
     /// # Errors
     /// Called outside the lookup stage.
-    pub fn cache_found(&mut self, meta: CacheMeta, hit: HitHandler, status: HitStatus) -> Result<()> {
+    pub fn cache_found(
+        &mut self,
+        meta: CacheMeta,
+        hit: HitHandler,
+        status: HitStatus,
+    ) -> Result<()> {
         let phase = self.phase;
         let inner = match self.inner.as_deref_mut() {
             Some(i) if matches!(i.stage, Stage::Key | Stage::Miss) => i,
@@ -449,7 +450,9 @@ impl HttpCache {
 
     /// Whether this request holds the cache lock as its writer.
     pub fn is_cache_lock_writer(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.write_permit.is_some())
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.write_permit.is_some())
     }
 
     /// Release the lock this request holds as writer (waiters see `status`).
@@ -479,10 +482,7 @@ impl HttpCache {
         let Some(inner) = self.inner.as_deref_mut() else {
             return wrong_phase("serve_stored", cur);
         };
-        let Stage::Expired {
-            meta: stale,
-            hit,
-        } = std::mem::replace(&mut inner.stage, Stage::Key)
+        let Stage::Expired { meta: stale, hit } = std::mem::replace(&mut inner.stage, Stage::Key)
         else {
             return wrong_phase("serve_stored", cur);
         };

@@ -415,13 +415,11 @@ impl CacheMetaDefaults {
     pub fn fresh_sec(&self, status: http::StatusCode) -> Option<u32> {
         match self.fresh {
             FreshDefault::PerStatus(f) => f(status),
-            FreshDefault::Uniform(ttl) => {
-                matches!(
-                    status.as_u16(),
-                    200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
-                )
-                .then_some(ttl)
-            }
+            FreshDefault::Uniform(ttl) => matches!(
+                status.as_u16(),
+                200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+            )
+            .then_some(ttl),
         }
     }
 

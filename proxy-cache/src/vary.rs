@@ -76,7 +76,8 @@ impl VarianceBuilder {
 
     /// Add the value of field `name` (an absent field is an empty value).
     pub fn add_value(&mut self, name: &str, value: &[u8]) {
-        self.values.push((name.to_ascii_lowercase(), value.to_vec()));
+        self.values
+            .push((name.to_ascii_lowercase(), value.to_vec()));
     }
 
     /// Add an owned value.
@@ -165,7 +166,11 @@ mod tests {
 
     #[test]
     fn names_are_lowercased_sorted_and_merged_across_lines() {
-        let n = vary_names(&resp(&["Accept-Encoding, User-Agent", "accept-encoding", "bad name"]));
+        let n = vary_names(&resp(&[
+            "Accept-Encoding, User-Agent",
+            "accept-encoding",
+            "bad name",
+        ]));
         assert_eq!(n.names(), ["accept-encoding", "user-agent"]);
         assert!(vary_names(&resp(&["Accept, *"])).is_wildcard());
         assert!(vary_names(&resp(&[])).is_empty());

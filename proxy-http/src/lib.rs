@@ -38,8 +38,8 @@ mod session;
 
 pub use proxy::HttpProxy;
 pub use proxy_cache::PurgeStatus;
-pub use range::{range_header_filter, RangeType};
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
+pub use range::{range_header_filter, RangeType};
 pub use ready::BoxFuture;
 pub use service::{
     http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME,

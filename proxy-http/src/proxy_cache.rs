@@ -14,11 +14,11 @@
 
 use std::time::{Instant, SystemTime};
 
+use crate::range::RangeType;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use proxy_cache::cache_control::CacheControl;
 use proxy_cache::http_cache::purge_key;
-use crate::range::RangeType;
 use proxy_cache::{
     filters, CacheKey, CachePhase, ForcedFreshness, HitStatus, LockStatus, NoCacheReason,
     RespCacheable,
@@ -68,7 +68,10 @@ pub(crate) enum Admission {
 
 /// The framework's default `response_cache_filter`: RFC 9111 for a shared
 /// cache, with the overrides' fallback lifetimes.
-pub(crate) fn default_response_cacheable(session: &Session, resp: &ResponseHeader) -> RespCacheable {
+pub(crate) fn default_response_cacheable(
+    session: &Session,
+    resp: &ResponseHeader,
+) -> RespCacheable {
     let defaults = session.cache.overrides().and_then(|o| o.defaults);
     let auth = session
         .req_header()
@@ -237,9 +240,9 @@ where
             return Ok(Some((marker, hit)));
         }
         drop(hit);
-        let variance = self
-            .inner
-            .cache_vary_filter(&marker, ctx, session.downstream_session.req_header());
+        let variance =
+            self.inner
+                .cache_vary_filter(&marker, ctx, session.downstream_session.req_header());
         let Some(variance) = variance else {
             return Ok(None);
         };
@@ -262,7 +265,8 @@ where
         let Some(meta) = session.cache.stale_meta() else {
             return Ok(false);
         };
-        if !meta.serve_stale_while_revalidate(now) || !self.inner.should_serve_stale(session, ctx, None)
+        if !meta.serve_stale_while_revalidate(now)
+            || !self.inner.should_serve_stale(session, ctx, None)
         {
             return Ok(false);
         }
@@ -270,7 +274,9 @@ where
             return Ok(false);
         };
         let first = self.refreshing.lock().insert(key);
-        session.cache.serve_stored(CachePhase::StaleUpdating, None)?;
+        session
+            .cache
+            .serve_stored(CachePhase::StaleUpdating, None)?;
         self.serve_from_cache(session, ctx).await?;
         if first {
             let req = session.req_header().clone();
@@ -440,7 +446,12 @@ where
 
     /// Stream the hit handler's body downstream; `last`: this ends the
     /// response.
-    async fn send_hit_body(&self, session: &mut Session, ctx: &mut SV::CTX, last: bool) -> Result<()> {
+    async fn send_hit_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        last: bool,
+    ) -> Result<()> {
         loop {
             let piece = match session.cache.hit_handler() {
                 Some(h) => h.read_body().await.map_err(|e| {
@@ -565,7 +576,9 @@ where
             return Ok(Admission::Forward);
         }
         if !names.is_empty() {
-            let variance = self.inner.cache_vary_filter(&meta, ctx, session.req_header());
+            let variance = self
+                .inner
+                .cache_vary_filter(&meta, ctx, session.req_header());
             let had = session.cache.cache_key().and_then(CacheKey::variance_bin);
             meta.set_variance(variance);
             session.cache.set_variance(variance);
@@ -575,13 +588,15 @@ where
         } else {
             session.cache.set_variance(None);
         }
-        if let (Some(max), Some(len)) = (
-            session.cache.max_file_size_bytes(),
-            content_length(resp),
-        ) {
+        if let (Some(max), Some(len)) = (session.cache.max_file_size_bytes(), content_length(resp))
+        {
             if len > max {
-                session.cache.response_became_uncacheable(NoCacheReason::ResponseTooLarge);
-                session.cache.disable(NoCacheReason::PredictedResponseTooLarge);
+                session
+                    .cache
+                    .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
+                session
+                    .cache
+                    .disable(NoCacheReason::PredictedResponseTooLarge);
                 return Ok(Admission::Forward);
             }
         }
@@ -647,7 +662,8 @@ where
     /// the stored responses for its target and for its `Location` and
     /// `Content-Location` on the same host (RFC 9111 §4.4).
     pub(crate) async fn cache_after_response(&self, session: &mut Session) {
-        let (Some(storage), Some(key)) = (session.cache.storage(), session.cache.cache_key()) else {
+        let (Some(storage), Some(key)) = (session.cache.storage(), session.cache.cache_key())
+        else {
             return;
         };
         let req = session.req_header();
@@ -760,7 +776,10 @@ fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -
             }
         }
         CachePhase::Disabled(reason) => {
-            v.push_str(&format!("; fwd=uri-miss; fwd-status={status}; detail={}", reason.as_str()));
+            v.push_str(&format!(
+                "; fwd=uri-miss; fwd-status={status}; detail={}",
+                reason.as_str()
+            ));
         }
         CachePhase::Uninit | CachePhase::CacheKey => {
             v.push_str(&format!("; fwd=request; fwd-status={status}"));

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use crate::range::RangeType;
 use async_trait::async_trait;
 use bytes::Bytes;
+use proxy_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::http::{RequestHeader, ResponseHeader};
-use crate::range::RangeType;
-use proxy_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use proxy_core::upstreams::peer::HttpPeer;
 
 use crate::proxy_cache::PurgeStatus;
@@ -264,7 +264,9 @@ pub trait ProxyHttp {
         resp: &ResponseHeader,
         _ctx: &mut Self::CTX,
     ) -> Result<RespCacheable> {
-        Ok(crate::proxy_cache::default_response_cacheable(session, resp))
+        Ok(crate::proxy_cache::default_response_cacheable(
+            session, resp,
+        ))
     }
 
     /// Whether to answer the client's conditional request (`If-None-Match`,
@@ -279,7 +281,10 @@ pub trait ProxyHttp {
         resp: &ResponseHeader,
         _ctx: &mut Self::CTX,
     ) -> Result<bool> {
-        Ok(proxy_cache::filters::not_modified_filter(session.req_header(), resp))
+        Ok(proxy_cache::filters::not_modified_filter(
+            session.req_header(),
+            resp,
+        ))
     }
 
     /// Apply the client's `Range` (RFC 9110 §14) to a response served from

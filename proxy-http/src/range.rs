@@ -170,7 +170,11 @@ pub fn if_range_matches(req: &RequestHeader, resp: &ResponseHeader) -> bool {
 /// and `Content-Length` (single), `206` with a `multipart/byteranges`
 /// `Content-Type` and the multipart length (several), or `416` with
 /// `Content-Range: bytes */len` and no body.
-pub fn range_header_filter(req: &RequestHeader, resp: &mut ResponseHeader, len: usize) -> RangeType {
+pub fn range_header_filter(
+    req: &RequestHeader,
+    resp: &mut ResponseHeader,
+    len: usize,
+) -> RangeType {
     if req.method != http::Method::GET || resp.status != http::StatusCode::OK {
         return RangeType::None;
     }
@@ -235,10 +239,22 @@ mod tests {
     #[test]
     fn single_ranges_rfc9110_14_1_2() {
         assert_eq!(parse_range(b"bytes=0-499", 1000), RangeType::Single(0..500));
-        assert_eq!(parse_range(b"bytes=500-", 1000), RangeType::Single(500..1000));
-        assert_eq!(parse_range(b"bytes=-100", 1000), RangeType::Single(900..1000));
-        assert_eq!(parse_range(b"bytes=-5000", 1000), RangeType::Single(0..1000));
-        assert_eq!(parse_range(b"bytes=990-5000", 1000), RangeType::Single(990..1000));
+        assert_eq!(
+            parse_range(b"bytes=500-", 1000),
+            RangeType::Single(500..1000)
+        );
+        assert_eq!(
+            parse_range(b"bytes=-100", 1000),
+            RangeType::Single(900..1000)
+        );
+        assert_eq!(
+            parse_range(b"bytes=-5000", 1000),
+            RangeType::Single(0..1000)
+        );
+        assert_eq!(
+            parse_range(b"bytes=990-5000", 1000),
+            RangeType::Single(990..1000)
+        );
         assert_eq!(parse_range(b"BYTES= 1-1 ", 10), RangeType::Single(1..2));
     }
 
@@ -255,7 +271,14 @@ mod tests {
 
     #[test]
     fn no_input_panics() {
-        for v in [&b""[..], b"bytes=", b"bytes=-", b"bytes=,,,", b"bytes=99999999999999999999999-", b"\xff"] {
+        for v in [
+            &b""[..],
+            b"bytes=",
+            b"bytes=-",
+            b"bytes=,,,",
+            b"bytes=99999999999999999999999-",
+            b"\xff",
+        ] {
             let _ = parse_range(v, 10);
             let _ = parse_range(v, 0);
         }
@@ -278,7 +301,11 @@ mod tests {
             body.extend_from_slice(&data[r.clone()]);
         }
         body.extend_from_slice(&m.closing_delimiter());
-        let cl: usize = resp.headers["content-length"].to_str().unwrap().parse().unwrap();
+        let cl: usize = resp.headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(cl, body.len());
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("Content-Range: bytes 18-19/20\r\n\r\nij"));
@@ -293,7 +320,10 @@ mod tests {
         resp.insert_header("ETag", "\"b\"").unwrap();
         assert_eq!(range_header_filter(&req, &mut resp, 10), RangeType::None);
         resp.insert_header("ETag", "\"a\"").unwrap();
-        assert_eq!(range_header_filter(&req, &mut resp, 10), RangeType::Single(0..2));
+        assert_eq!(
+            range_header_filter(&req, &mut resp, 10),
+            RangeType::Single(0..2)
+        );
         assert_eq!(resp.headers["content-range"], "bytes 0-1/10");
     }
 }

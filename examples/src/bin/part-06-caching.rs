@@ -38,9 +38,7 @@ use async_trait::async_trait;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
 use proxy_facade::cache::eviction::lru::Manager as LruManager;
 use proxy_facade::cache::predictor::Predictor;
-use proxy_facade::cache::{
-    CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, MemCache,
-};
+use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, MemCache};
 use proxy_facade::http::RequestHeader;
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
