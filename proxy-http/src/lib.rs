@@ -28,6 +28,7 @@ mod metrics;
 mod proxy;
 mod proxy_h1;
 mod proxy_h2;
+mod proxy_to_h2;
 mod proxy_trait;
 mod ready;
 mod retry_buffer;
