@@ -29,6 +29,7 @@ mod proxy;
 mod proxy_cache;
 mod proxy_h1;
 mod proxy_h2;
+mod proxy_to_h2;
 mod proxy_trait;
 pub mod range;
 mod ready;

@@ -4,7 +4,8 @@
 //! `serve_connection` (keep-alive loop) → `process_request` (context,
 //! phases, error handling, logging) → `run_phases` (downstream filters, then
 //! upstream) → `proxy_to_upstream` (peer selection, connect, retries) →
-//! [`crate::proxy_h1`] (one exchange with an HTTP/1 upstream).
+//! [`crate::proxy_h1`] or [`crate::proxy_to_h2`] (one exchange with an
+//! HTTP/1 or HTTP/2 upstream).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use proxy_core::apps::{HttpServerOptions, ServerApp};
 use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
+use proxy_core::protocols::http::client::HttpSession as ClientSession;
 use proxy_core::protocols::http::error_resp::gen_error_response;
 use proxy_core::protocols::http::v2::{prior_knowledge, H2Options};
 use proxy_core::protocols::http::ServerSession;
@@ -312,7 +314,10 @@ where
                 self.inner
                     .connected_to_upstream(session, reused, &peer, ctx)
                     .await?;
-                self.proxy_h1(session, &mut client, ctx).await
+                match &mut client {
+                    ClientSession::H2(h2) => self.proxy_to_h2(session, h2, ctx).await,
+                    ClientSession::H1(_) => self.proxy_h1(session, &mut client, ctx).await,
+                }
             }
             .await;
             match result {

@@ -424,10 +424,11 @@ pub trait ProxyHttp {
         Ok(None)
     }
 
-    /// The upstream's response trailers (HTTP/1.1 chunked trailer section, RFC 9112 §7.1.2).
+    /// The upstream's response trailers (HTTP/2 trailing HEADERS, RFC 9113
+    /// §8.1; e.g. gRPC's `grpc-status`), after the last body piece.
     ///
-    /// Not called yet: HTTP/1.1 trailers are read and dropped until trailer
-    /// forwarding lands (with HTTP/2).
+    /// Called for HTTP/2 upstreams; the trailer section of a chunked
+    /// HTTP/1.1 upstream response is still read and dropped.
     fn upstream_response_trailer_filter(
         &self,
         _session: &mut Session,
@@ -470,7 +471,10 @@ pub trait ProxyHttp {
     /// The response trailers on their way to the client. Returning `Some(bytes)`
     /// sends those bytes as a last body piece instead of trailers.
     ///
-    /// Not called yet, as [`ProxyHttp::upstream_response_trailer_filter`].
+    /// Called after [`ProxyHttp::upstream_response_trailer_filter`]. The
+    /// trailers then go to an HTTP/2 client as trailing HEADERS, to an
+    /// HTTP/1.1 client in the trailer section of a chunked body (dropped
+    /// when the body has a Content-Length).
     async fn response_trailer_filter(
         &self,
         _session: &mut Session,
