@@ -23,6 +23,7 @@ use proxy_core::protocols::http::hop_by_hop;
 use proxy_core::protocols::http::v2::client::HttpSession as H2Client;
 
 use crate::proxy::HttpProxy;
+use crate::proxy_cache::Admission;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
 
@@ -52,6 +53,7 @@ where
         // RFC 9113 §8.2.2: no message framing of HTTP/1.1 on an HTTP/2 hop
         req.remove_header(&http::header::TRANSFER_ENCODING);
         req.set_version(http::Version::HTTP_2);
+        self.cache_upstream_request(session, &mut req);
         self.inner
             .upstream_request_filter(session, &mut req, ctx)
             .await?;
@@ -68,9 +70,16 @@ where
         self.inner
             .upstream_response_filter(session, &mut resp, ctx)
             .await?;
+        if let Admission::ServeStored = self.cache_admit_response(session, &mut resp, ctx).await? {
+            return self.serve_from_cache(session, ctx).await;
+        }
+        self.add_cache_status(session, &mut resp);
         self.inner.response_filter(session, &mut resp, ctx).await?;
         hop_by_hop::strip_response(&mut resp, false);
         let headers_only = client.response_finished();
+        if headers_only {
+            self.cache_body(session, None, true).await;
+        }
         session
             .downstream_session
             .write_response_header(resp)
@@ -166,6 +175,7 @@ where
             let delay_up = self
                 .inner
                 .upstream_response_body_filter(session, &mut body, end, ctx)?;
+            self.cache_body(session, body.as_ref(), end).await;
             let delay_down = self
                 .inner
                 .response_body_filter(session, &mut body, end, ctx)?;
