@@ -11,6 +11,7 @@
 mod digest_map;
 pub mod eviction;
 pub mod key;
+pub mod lock;
 mod lru_list;
 pub mod meta;
 pub mod predictor;
@@ -18,6 +19,7 @@ pub mod reasons;
 pub mod storage;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use lock::{CacheLock, LockStatus, Locked, ReadLock, WritePermit};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::{CacheablePredictor, Predictor};
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
