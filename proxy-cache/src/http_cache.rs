@@ -433,14 +433,10 @@ impl HttpCache {
         let started = Instant::now();
         let wait = self.inner.as_ref().and_then(|i| i.overrides.wait_timeout);
         let status = match wait {
-            Some(t) => match tokio::time::timeout(t, read.wait()).await {
-                Ok(()) => read.lock_status(),
-                Err(_) => LockStatus::WaitTimeout,
-            },
-            None => {
-                read.wait().await;
-                read.lock_status()
-            }
+            Some(t) => tokio::time::timeout(t, read.wait())
+                .await
+                .unwrap_or(LockStatus::WaitTimeout),
+            None => read.wait().await,
         };
         if let Some(inner) = self.inner.as_mut() {
             inner.lock_duration += started.elapsed();

@@ -30,7 +30,7 @@ pub mod vary;
 pub use cache_control::CacheControl;
 pub use http_cache::{CacheOptionOverrides, HttpCache};
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
-pub use lock::{CacheLock, LockStatus};
+pub use lock::{CacheLock, LockStatus, Locked, ReadLock, WritePermit};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::{CacheablePredictor, Predictor};
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};

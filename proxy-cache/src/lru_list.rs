@@ -63,12 +63,6 @@ impl<T: Digested> LruList<T> {
         self.index.contains_key(digest)
     }
 
-    /// The value for `digest`.
-    pub(crate) fn get(&self, digest: &HashBinary) -> Option<&T> {
-        let i = *self.index.get(digest)?;
-        self.nodes[i as usize].value.as_ref()
-    }
-
     /// Put `value` (whose digest is `digest`) at the head; returns the value
     /// it replaced, if `digest` was there.
     pub(crate) fn insert_head(&mut self, digest: HashBinary, value: T) -> Option<T> {
@@ -139,7 +133,8 @@ impl<T: Digested> LruList<T> {
         self.nodes[self.tail as usize].value.as_ref()
     }
 
-    /// Every value, most recent first (for tests and persistence).
+    /// Every value, most recent first.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         let mut at = self.head;
         std::iter::from_fn(move || {
@@ -230,7 +225,6 @@ mod tests {
         l.insert_head([9; 16], [9; 16]);
         l.insert_head([8; 16], [8; 16]);
         assert_eq!(l.nodes.len(), 4);
-        assert_eq!(l.get(&[9; 16]), Some(&[9; 16]));
         assert!(l.contains(&[8; 16]));
     }
 

@@ -6,6 +6,7 @@
 //! and purges from the storage whatever `admit` returns.
 
 pub mod lru;
+pub mod tinylfu;
 
 use std::time::SystemTime;
 

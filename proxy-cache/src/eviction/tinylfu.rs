@@ -1,0 +1,338 @@
+//! A scan-resistant [`EvictionManager`]: TinyLFU admission in front of the
+//! sharded LRU ([`super::lru::Manager`]).
+//!
+//! # How it works
+//! Every admit and every hit counts the key in a *frequency sketch*: a
+//! count-min sketch of 4-bit counters (four counters per key, the estimate
+//! is their minimum), packed 16 to an `AtomicU64` and updated with
+//! compare-and-swap, so counting never takes a lock. After `10 ×` the
+//! expected number of entries counts, every counter is halved (aging), so
+//! the sketch follows a popularity that changes over time.
+//!
+//! While the budget has room, every new entry is admitted. Once admitting
+//! one would evict, the candidate's estimated frequency is compared with
+//! that of the entry the LRU would evict next: the candidate is admitted
+//! only if it is more frequent, and otherwise rejected — [`admit`] then
+//! returns the candidate itself, for the storage to purge. A one-pass scan
+//! of cold keys (each seen once) therefore cannot flush the popular
+//! entries, which plain LRU lets it do. Candidates seen at least
+//! [`WARM_FREQUENCY`] times are also let in one time in 128 when they lose,
+//! so an attacker who keeps a victim's counters high cannot lock a popular
+//! new key out for ever (Caffeine's defence).
+//!
+//! Memory: the sketch takes 8 bytes per expected entry (rounded up to a
+//! power of two), on top of the LRU's per-entry cost.
+//!
+//! Hits take no lock: [`EvictionManager::access`] counts in the sketch and
+//! tries the LRU shard's lock (skipping the promotion if it is busy).
+//!
+//! Not done here (W-TinyLFU's other parts): the small admission window and
+//! the segmented main LRU; `benches/hit_ratio.rs` measures what this
+//! simpler design gets.
+//!
+//! [`admit`]: EvictionManager::admit
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use crate::eviction::{lru, EvictionManager};
+use crate::key::{CompactCacheKey, HashBinary};
+
+/// A losing candidate seen at least this many times is let in one time in
+/// 128 (see the module docs).
+pub const WARM_FREQUENCY: u8 = 6;
+
+/// TinyLFU admission over a sharded LRU with a byte budget.
+pub struct Manager {
+    lru: lru::Manager,
+    sketch: FrequencySketch,
+    rejected: AtomicUsize,
+    /// Drives the one-in-128 admission of warm losers.
+    ticket: AtomicUsize,
+}
+
+impl Manager {
+    /// A manager that keeps at most `limit_bytes`, sized for about
+    /// `items_hint` entries (the sketch's width and aging period follow it;
+    /// at least 1,024).
+    pub fn new(limit_bytes: usize, items_hint: usize) -> Self {
+        Self::from_lru(lru::Manager::with_capacity(limit_bytes, items_hint), items_hint)
+    }
+
+    /// Like [`Manager::new`], evicting down to `watermark_bytes` once the
+    /// limit is crossed (see [`lru::Manager::new_with_watermark`]).
+    pub fn new_with_watermark(limit_bytes: usize, watermark_bytes: usize, items_hint: usize) -> Self {
+        Self::from_lru(
+            lru::Manager::new_with_watermark(limit_bytes, watermark_bytes),
+            items_hint,
+        )
+    }
+
+    fn from_lru(lru: lru::Manager, items_hint: usize) -> Self {
+        Manager {
+            lru,
+            sketch: FrequencySketch::new(items_hint),
+            rejected: AtomicUsize::new(0),
+            ticket: AtomicUsize::new(0),
+        }
+    }
+
+    /// Candidates rejected so far.
+    pub fn rejected_items(&self) -> usize {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The estimated frequency of `item` (0 to 15).
+    pub fn frequency(&self, item: &CompactCacheKey) -> u8 {
+        self.sketch.estimate(&item.combined_bin())
+    }
+
+    fn should_admit(&self, candidate: &HashBinary) -> bool {
+        let Some(victim) = self.lru.next_victim() else {
+            return true;
+        };
+        let cand = self.sketch.estimate(candidate);
+        let vict = self.sketch.estimate(&victim);
+        if cand > vict {
+            return true;
+        }
+        cand >= WARM_FREQUENCY && self.ticket.fetch_add(1, Ordering::Relaxed) % 128 == 0
+    }
+}
+
+impl EvictionManager for Manager {
+    fn total_size(&self) -> usize {
+        self.lru.total_size()
+    }
+
+    fn total_items(&self) -> usize {
+        self.lru.total_items()
+    }
+
+    fn evicted_size(&self) -> usize {
+        self.lru.evicted_size()
+    }
+
+    fn evicted_items(&self) -> usize {
+        self.lru.evicted_items()
+    }
+
+    /// Counts `item`, then admits it if the budget has room, if it is
+    /// already tracked (a size update), or if it is more frequent than the
+    /// next victim. A rejected `item` is returned alone (not counted as
+    /// evicted).
+    fn admit(
+        &self,
+        item: CompactCacheKey,
+        size: usize,
+        fresh_until: SystemTime,
+    ) -> Vec<CompactCacheKey> {
+        let digest = item.combined_bin();
+        self.sketch.increment(&digest);
+        if self.lru.would_evict(size) && !self.lru.peek(&item) && !self.should_admit(&digest) {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return vec![item];
+        }
+        self.lru.admit(item, size, fresh_until)
+    }
+
+    fn remove(&self, item: &CompactCacheKey) {
+        self.lru.remove(item);
+    }
+
+    fn access(&self, item: &CompactCacheKey, size: usize, fresh_until: SystemTime) -> bool {
+        self.sketch.increment(&item.combined_bin());
+        self.lru.access(item, size, fresh_until)
+    }
+
+    fn peek(&self, item: &CompactCacheKey) -> bool {
+        self.lru.peek(item)
+    }
+}
+
+/// A count-min sketch of 4-bit saturating counters with periodic halving.
+struct FrequencySketch {
+    table: Box<[AtomicU64]>,
+    mask: usize,
+    /// Counts since the last halving.
+    additions: AtomicUsize,
+    /// Halve every counter after this many counts.
+    sample_size: usize,
+}
+
+const RESET_MASK: u64 = 0x7777_7777_7777_7777;
+
+impl FrequencySketch {
+    fn new(items: usize) -> Self {
+        let words = items.max(1024).next_power_of_two();
+        FrequencySketch {
+            table: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            mask: words - 1,
+            additions: AtomicUsize::new(0),
+            sample_size: words.saturating_mul(10),
+        }
+    }
+
+    /// The four counters of `digest`: (word index, shift) per row. The
+    /// digest is uniform, so its four 32-bit parts serve as four hashes.
+    fn slots(&self, digest: &HashBinary) -> [(usize, u32); 4] {
+        std::array::from_fn(|row| {
+            let mut part = [0u8; 4];
+            part.copy_from_slice(&digest[row * 4..row * 4 + 4]);
+            let h = u32::from_le_bytes(part);
+            (((h >> 4) as usize) & self.mask, (h & 15) * 4)
+        })
+    }
+
+    fn increment(&self, digest: &HashBinary) {
+        let mut added = false;
+        for (word, shift) in self.slots(digest) {
+            let cell = &self.table[word];
+            let mut current = cell.load(Ordering::Relaxed);
+            loop {
+                if (current >> shift) & 15 == 15 {
+                    break;
+                }
+                match cell.compare_exchange_weak(
+                    current,
+                    current + (1 << shift),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        added = true;
+                        break;
+                    }
+                    Err(now) => current = now,
+                }
+            }
+        }
+        if added && self.additions.fetch_add(1, Ordering::Relaxed) + 1 == self.sample_size {
+            self.halve();
+        }
+    }
+
+    fn estimate(&self, digest: &HashBinary) -> u8 {
+        self.slots(digest)
+            .iter()
+            .map(|&(word, shift)| ((self.table[word].load(Ordering::Relaxed) >> shift) & 15) as u8)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Age: halve every counter. Counts racing with this may be lost, which
+    /// an estimate tolerates.
+    fn halve(&self) {
+        for cell in self.table.iter() {
+            let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some((w >> 1) & RESET_MASK)
+            });
+        }
+        self.additions.fetch_sub(self.sample_size / 2, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> CompactCacheKey {
+        crate::key::CacheKey::new("t", i.to_string(), "").to_compact()
+    }
+
+    fn never() -> SystemTime {
+        SystemTime::UNIX_EPOCH
+    }
+
+    #[test]
+    fn sketch_counts_saturate_at_15_and_halve() {
+        let s = FrequencySketch::new(1024);
+        let d = key(1).combined_bin();
+        assert_eq!(s.estimate(&d), 0);
+        for _ in 0..20 {
+            s.increment(&d);
+        }
+        assert_eq!(s.estimate(&d), 15);
+        assert_eq!(s.estimate(&key(2).combined_bin()), 0);
+        s.halve();
+        assert_eq!(s.estimate(&d), 7);
+    }
+
+    #[test]
+    fn sketch_ages_after_its_sample_size() {
+        let s = FrequencySketch::new(1024);
+        let hot = key(0).combined_bin();
+        for _ in 0..10 {
+            s.increment(&hot);
+        }
+        // enough other counts to reach the sample size (10 x 1024)
+        for i in 1..=10_240u64 {
+            s.increment(&key(i).combined_bin());
+        }
+        assert!(s.estimate(&hot) < 10, "{}", s.estimate(&hot));
+    }
+
+    #[test]
+    fn everything_is_admitted_while_there_is_room() {
+        let m = Manager::new(1_000, 10);
+        for i in 0..10 {
+            assert!(m.admit(key(i), 100, never()).is_empty());
+        }
+        assert_eq!(m.total_items(), 10);
+        assert_eq!(m.rejected_items(), 0);
+    }
+
+    #[test]
+    fn a_cold_scan_does_not_flush_popular_entries() {
+        let m = Manager::new(1_000, 10);
+        for round in 0..5 {
+            for i in 0..10 {
+                if round == 0 {
+                    m.admit(key(i), 100, never());
+                } else {
+                    assert!(m.access(&key(i), 100, never()));
+                }
+            }
+        }
+        for i in 1_000..1_500 {
+            let out = m.admit(key(i), 100, never());
+            assert_eq!(out, vec![key(i)], "a one-hit key is rejected");
+        }
+        for i in 0..10 {
+            assert!(m.peek(&key(i)), "popular key {i} survived the scan");
+        }
+        assert_eq!(m.rejected_items(), 500);
+        assert_eq!(m.evicted_items(), 0);
+    }
+
+    #[test]
+    fn a_key_that_becomes_popular_gets_in() {
+        let m = Manager::new(1_000, 10);
+        for i in 0..10 {
+            m.admit(key(i), 100, never());
+        }
+        // the newcomer is requested (missed) repeatedly
+        let mut admitted = false;
+        for _ in 0..5 {
+            if m.admit(key(99), 100, never()).iter().all(|k| *k != key(99)) {
+                admitted = true;
+                break;
+            }
+        }
+        assert!(admitted);
+        assert!(m.peek(&key(99)));
+        assert_eq!(m.total_size(), 1_000);
+        assert!(m.frequency(&key(99)) >= 2);
+    }
+
+    #[test]
+    fn readmitting_a_tracked_key_is_never_rejected() {
+        let m = Manager::new(200, 10);
+        m.admit(key(1), 100, never());
+        m.admit(key(2), 100, never());
+        assert!(m.admit(key(1), 100, never()).is_empty());
+        m.remove(&key(1));
+        assert_eq!(m.total_items(), 1);
+    }
+}
