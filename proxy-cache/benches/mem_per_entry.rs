@@ -52,7 +52,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        ALLOCATED.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -103,7 +106,9 @@ fn main() {
     let metas: Vec<CacheMeta> = (0..N).map(|_| meta()).collect();
     let meta_bytes = (allocated() - a) as f64 / N as f64 - 8.0;
     let a = allocated();
-    let bodies: Vec<Bytes> = (0..N).map(|i| Bytes::from(vec![(i % 251) as u8; BODY])).collect();
+    let bodies: Vec<Bytes> = (0..N)
+        .map(|i| Bytes::from(vec![(i % 251) as u8; BODY]))
+        .collect();
     let body_bytes = (allocated() - a) as f64 / N as f64 - 32.0;
     let serialized = metas[0].serialize().len();
     let estimate = header_size_estimate(&metas[0]);
@@ -136,7 +141,11 @@ fn main() {
     let a = allocated();
     rt.block_on(async {
         for i in 0..N {
-            let (_, mut hit) = cache.lookup(&key(i)).await.expect("memory").expect("stored");
+            let (_, mut hit) = cache
+                .lookup(&key(i))
+                .await
+                .expect("memory")
+                .expect("stored");
             while hit.read_body().await.expect("memory").is_some() {}
         }
     });

@@ -80,7 +80,9 @@ struct Enabled {
     key: Option<CacheKey>,
     max_file_size: Option<usize>,
     stage: Stage,
-    write_permit: Option<WritePermit>,
+    /// The write permit, with the key it was taken for (the key may gain a
+    /// variance afterwards).
+    write_permit: Option<(WritePermit, CacheKey)>,
     hit_status: Option<HitStatus>,
     lookup_duration: Duration,
     lock_duration: Duration,
@@ -420,7 +422,7 @@ impl HttpCache {
         }
         match lock.lock(key) {
             Locked::Write(p) => {
-                inner.write_permit = Some(p);
+                inner.write_permit = Some((p, key.clone()));
                 None
             }
             Locked::Read(r) => Some(r),
@@ -728,10 +730,8 @@ async fn write_marker(
 }
 
 fn release_lock(inner: &mut Enabled, status: LockStatus) {
-    if let (Some(permit), Some(lock), Some(key)) =
-        (inner.write_permit.take(), inner.lock, inner.key.as_ref())
-    {
-        lock.release(key, permit, status);
+    if let (Some((permit, key)), Some(lock)) = (inner.write_permit.take(), inner.lock) {
+        lock.release(&key, permit, status);
     }
 }
 

@@ -258,7 +258,11 @@ pub async fn handshake(stream: Stream, options: &ClientOptions) -> Result<Connec
         streams: AtomicUsize::new(0),
         idle_since_ms: AtomicU64::new(0),
         born: Instant::now(),
-        scheme: if ssl_digest.is_some() { "https" } else { "http" },
+        scheme: if ssl_digest.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         ssl_digest,
         default_authority: options.default_authority.clone(),
         wake_driver: tokio::sync::Notify::new(),
