@@ -99,7 +99,9 @@ impl Connector {
             if alpn == ALPN::H2 {
                 return Err(Error::explain(
                     ErrorType::H2Downgrade,
-                    format!("{peer} did not agree to HTTP/2 by ALPN, and the peer allows no HTTP/1.1"),
+                    format!(
+                        "{peer} did not agree to HTTP/2 by ALPN, and the peer allows no HTTP/1.1"
+                    ),
                 )
                 .into_up());
             }

@@ -258,7 +258,11 @@ pub async fn handshake(stream: Stream, options: &ClientOptions) -> Result<Connec
         streams: AtomicUsize::new(0),
         idle_since_ms: AtomicU64::new(0),
         born: Instant::now(),
-        scheme: if ssl_digest.is_some() { "https" } else { "http" },
+        scheme: if ssl_digest.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         ssl_digest,
         default_authority: options.default_authority.clone(),
         wake_driver: tokio::sync::Notify::new(),
@@ -456,8 +460,11 @@ impl HttpSession {
             timeout,
             ErrorType::WriteTimedout,
             "waiting to open an HTTP/2 stream",
-            poll_fn(|cx| send_request.poll_ready(cx))
-                .map_err_h2("opening an HTTP/2 stream upstream"),
+            async {
+                poll_fn(|cx| send_request.poll_ready(cx))
+                    .await
+                    .map_err(|e| h2_err(e, "opening an HTTP/2 stream upstream"))
+            },
         )
         .await
         .inspect_err(|_| self.slot.0.mark_closing())?;
@@ -731,20 +738,6 @@ impl HttpSession {
         }
         self.sending = Sending::Done;
         self.receiving = Receiving::Done;
-    }
-}
-
-/// `h2` results as ours, for the readiness wait.
-trait MapErrH2<T> {
-    fn map_err_h2(self, what: &'static str) -> impl Future<Output = Result<T>>;
-}
-
-impl<T, F> MapErrH2<T> for F
-where
-    F: Future<Output = std::result::Result<T, h2::Error>>,
-{
-    fn map_err_h2(self, what: &'static str) -> impl Future<Output = Result<T>> {
-        async move { self.await.map_err(|e| h2_err(e, what)) }
     }
 }
 

@@ -81,9 +81,7 @@ async fn request_body_and_trailers_round_trip() {
     let mut req = RequestHeader::build("POST", b"/upload?x=1", None).unwrap();
     req.insert_header("Host", "origin.example").unwrap();
     req.insert_header("TE", "trailers").unwrap();
-    s.write_request_header(Box::new(req), false)
-        .await
-        .unwrap();
+    s.write_request_header(Box::new(req), false).await.unwrap();
     // larger than the default 64 KiB window: flow control must be respected
     let body = Bytes::from(vec![b'x'; 300_000]);
     s.write_request_body(body.slice(..100_000), false)
@@ -145,7 +143,10 @@ async fn streams_are_limited_by_max_streams_and_freed_on_drop() {
     let a = conn.new_session().unwrap();
     let b = conn.new_session().unwrap();
     assert_eq!(conn.streams_in_use(), 2);
-    assert!(conn.new_session().is_none(), "a third stream over max_streams");
+    assert!(
+        conn.new_session().is_none(),
+        "a third stream over max_streams"
+    );
     drop(a);
     assert_eq!(conn.streams_in_use(), 1);
     let _c = conn.new_session().unwrap();
@@ -162,9 +163,7 @@ async fn the_servers_stream_limit_lowers_ours() {
     let (conn, _seen) = pair(options, 1).await;
     // one exchange makes sure the server's SETTINGS have arrived
     let mut s = conn.new_session().unwrap();
-    s.write_request_header(get("/", "a"), true)
-        .await
-        .unwrap();
+    s.write_request_header(get("/", "a"), true).await.unwrap();
     s.read_response_header().await.unwrap();
     drop(s);
     assert_eq!(conn.stream_limit(), 1);

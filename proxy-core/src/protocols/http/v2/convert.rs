@@ -302,7 +302,12 @@ mod tests {
 
     #[test]
     fn te_trailers_is_kept_alone() {
-        for te in ["trailers", "Trailers", "gzip, trailers", "trailers;q=1, deflate"] {
+        for te in [
+            "trailers",
+            "Trailers",
+            "gzip, trailers",
+            "trailers;q=1, deflate",
+        ] {
             let mut r = RequestHeader::build("POST", b"/svc/Method", None).unwrap();
             r.insert_header("Host", "grpc.example").unwrap();
             r.insert_header("TE", te).unwrap();
