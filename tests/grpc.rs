@@ -7,6 +7,8 @@
 //! `prost::Message` derives, so no `protoc` is needed.
 
 #![allow(clippy::unwrap_used)]
+// tonic::Status is large, and the service signatures are tonic's
+#![allow(clippy::result_large_err)]
 
 mod support;
 
@@ -58,7 +60,8 @@ impl tonic::server::UnaryService<EchoRequest> for Unary {
             let mut resp = tonic::Response::new(EchoReply {
                 message: format!("echo: {}", request.into_inner().message),
             });
-            resp.metadata_mut().insert("x-origin", "tonic".parse().unwrap());
+            resp.metadata_mut()
+                .insert("x-origin", "tonic".parse().unwrap());
             Ok(resp)
         })
     }
@@ -113,9 +116,9 @@ where
             UNARY => Box::pin(async move { Ok(grpc.unary(Unary { fail: false }, req).await) }),
             FAIL => Box::pin(async move { Ok(grpc.unary(Unary { fail: true }, req).await) }),
             COUNT => Box::pin(async move { Ok(grpc.server_streaming(Count, req).await) }),
-            _ => Box::pin(async move {
-                Ok(tonic::Status::unimplemented("no such method").into_http())
-            }),
+            _ => Box::pin(
+                async move { Ok(tonic::Status::unimplemented("no such method").into_http()) },
+            ),
         }
     }
 }
@@ -137,8 +140,7 @@ fn start_grpc_origin() -> SocketAddr {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
             let incoming =
-                tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-                    .unwrap();
+                tonic::transport::server::TcpIncoming::from_listener(listener, true, None).unwrap();
             tonic::transport::Server::builder()
                 .add_service(EchoService)
                 .serve_with_incoming(incoming)
@@ -245,7 +247,11 @@ async fn raw_call(
     proxy: SocketAddr,
     path: &str,
     req: &EchoRequest,
-) -> (http::response::Parts, Vec<EchoReply>, Option<http::HeaderMap>) {
+) -> (
+    http::response::Parts,
+    Vec<EchoReply>,
+    Option<http::HeaderMap>,
+) {
     let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
     let (send, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
@@ -286,7 +292,12 @@ async fn grpc_status_travels_in_trailers_or_trailers_only_responses() {
     let (head, replies, trailers) = raw_call(proxy.addr(), UNARY, &ok).await;
     assert_eq!(head.status, 200);
     assert_eq!(head.headers["content-type"], "application/grpc");
-    assert_eq!(replies, [EchoReply { message: "echo: raw".into() }]);
+    assert_eq!(
+        replies,
+        [EchoReply {
+            message: "echo: raw".into()
+        }]
+    );
     let trailers = trailers.expect("a unary success ends with trailers");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["x-proxy-trailer"], "seen");

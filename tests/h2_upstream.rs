@@ -73,20 +73,34 @@ fn h1_and_h2_clients_reach_nginx_over_tls_h2_with_bodies_intact() {
         let (code, head, body) = fetch(&[client, &proxy.url("/1k")]);
         assert_eq!(code, "200", "{client}: {head}");
         assert_eq!(body, pattern_bytes(1024), "{client}");
-        assert!(head.contains("x-upstream-version: HTTP/2"), "{client}: {head}");
+        assert!(
+            head.contains("x-upstream-version: HTTP/2"),
+            "{client}: {head}"
+        );
         let (code, _, body) = fetch(&[client, &proxy.url("/10m")]);
         assert_eq!(code, "200");
-        assert_eq!(sha256_hex(&body), sha256_hex(&pattern_bytes(10 * MIB)), "{client}");
+        assert_eq!(
+            sha256_hex(&body),
+            sha256_hex(&pattern_bytes(10 * MIB)),
+            "{client}"
+        );
 
         // POST, small and 10 MiB: what the origin behind nginx got
         let want = |n| format!("{n} {}", sha256_hex(&pattern_bytes(n)));
         assert_eq!(post_sha(&proxy, 5000, &[client]), want(5000), "{client}");
-        assert_eq!(post_sha(&proxy, 10 * MIB, &[client]), want(10 * MIB), "{client}");
+        assert_eq!(
+            post_sha(&proxy, 10 * MIB, &[client]),
+            want(10 * MIB),
+            "{client}"
+        );
     }
     // nginx saw HTTP/2 requests
     let log = nginx.wait_access_log(8);
     assert_eq!(log.len(), 8, "{log:?}");
-    assert!(log.iter().all(|l| l.request.ends_with("HTTP/2.0")), "{log:?}");
+    assert!(
+        log.iter().all(|l| l.request.ends_with("HTTP/2.0")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -110,7 +124,10 @@ fn h2c_upstream_with_prior_knowledge_serves_h1_and_h2c_clients() {
         assert_eq!(post_sha(&proxy, n, &[client]), want);
     }
     let log = nginx.wait_access_log(4);
-    assert!(log.iter().all(|l| l.request.ends_with("HTTP/2.0")), "{log:?}");
+    assert!(
+        log.iter().all(|l| l.request.ends_with("HTTP/2.0")),
+        "{log:?}"
+    );
 }
 
 /// An h2c origin (the `h2` crate, on a runtime thread of its own) whose
@@ -163,7 +180,10 @@ fn trailers_from_an_h2_upstream_reach_h2_and_chunked_h1_clients() {
         assert_eq!(body, b"with a trailer\n");
         // curl writes trailers after the header block in its -D output
         let head = head.to_ascii_lowercase();
-        assert!(head.contains("x-origin-trailer: from-origin"), "{client}: {head}");
+        assert!(
+            head.contains("x-origin-trailer: from-origin"),
+            "{client}: {head}"
+        );
         // and upstream_response_trailer_filter ran on them
         assert!(head.contains("x-proxy-trailer: seen"), "{client}: {head}");
         if client == "--http1.1" {

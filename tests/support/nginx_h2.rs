@@ -83,8 +83,7 @@ impl NginxH2 {
     pub(crate) fn wait_access_log(&self, n: usize) -> Vec<AccessLine> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let text =
-                fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+            let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
             let log: Vec<AccessLine> = text.lines().filter_map(parse_access_line).collect();
             if log.len() >= n || Instant::now() >= deadline {
                 return log;

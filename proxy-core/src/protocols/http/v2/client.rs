@@ -460,8 +460,11 @@ impl HttpSession {
             timeout,
             ErrorType::WriteTimedout,
             "waiting to open an HTTP/2 stream",
-            poll_fn(|cx| send_request.poll_ready(cx))
-                .map_err_h2("opening an HTTP/2 stream upstream"),
+            async {
+                poll_fn(|cx| send_request.poll_ready(cx))
+                    .await
+                    .map_err(|e| h2_err(e, "opening an HTTP/2 stream upstream"))
+            },
         )
         .await
         .inspect_err(|_| self.slot.0.mark_closing())?;
@@ -735,20 +738,6 @@ impl HttpSession {
         }
         self.sending = Sending::Done;
         self.receiving = Receiving::Done;
-    }
-}
-
-/// `h2` results as ours, for the readiness wait.
-trait MapErrH2<T> {
-    fn map_err_h2(self, what: &'static str) -> impl Future<Output = Result<T>>;
-}
-
-impl<T, F> MapErrH2<T> for F
-where
-    F: Future<Output = std::result::Result<T, h2::Error>>,
-{
-    fn map_err_h2(self, what: &'static str) -> impl Future<Output = Result<T>> {
-        async move { self.await.map_err(|e| h2_err(e, what)) }
     }
 }
 
