@@ -77,6 +77,7 @@ WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/cache-tests.XXXXXX")"
 [ -n "$RESULTS" ] || RESULTS="$WORK_DIR/results.json"
 ORIGIN_PID=
 PROXY_PID=
+CLIENT_PID=
 
 # A pid we started, still alive: TERM, wait up to 5 s, then KILL.
 stop_pid() {
@@ -88,6 +89,7 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 cleanup() {
+    stop_pid "$CLIENT_PID"
     stop_pid "$PROXY_PID"
     stop_pid "$ORIGIN_PID"
     if [ -z "${CACHE_TESTS_KEEP:-}" ]; then rm -rf "$WORK_DIR"; else echo "cache-tests: kept $WORK_DIR" >&2; fi
@@ -153,16 +155,24 @@ echo "cache-tests: proxy on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID): ${ARGS[*]}" 
 
 # ----------------------------------------------------------------- client ---
 echo "cache-tests: running the client (up to ${CLIENT_TIMEOUT}s)" >&2
+# In the background and waited for, so that a TERM to this script runs its
+# cleanup at once; `timeout` passes the TERM on to npm, npm to the client.
+(cd "$PKG" && exec timeout "$CLIENT_TIMEOUT" npm run --silent cli --base="http://127.0.0.1:$PROXY_PORT" \
+    </dev/null >"$RESULTS.tmp" 2>"$WORK_DIR/client.stderr.log") &
+CLIENT_PID=$!
 rc=0
-(cd "$PKG" && timeout "$CLIENT_TIMEOUT" npm run --silent cli --base="http://127.0.0.1:$PROXY_PORT" \
-    </dev/null >"$RESULTS.tmp" 2>"$WORK_DIR/client.stderr.log") || rc=$?
+wait "$CLIENT_PID" || rc=$?
+CLIENT_PID=
 if [ "$rc" -ne 0 ]; then
     tail -n 20 "$WORK_DIR/client.stderr.log" >&2 || true
     [ "$rc" -eq 124 ] && die "the client did not finish within ${CLIENT_TIMEOUT}s"
     die "the client failed (exit $rc)"
 fi
 mv "$RESULTS.tmp" "$RESULTS"
-kill -0 "$PROXY_PID" 2>/dev/null || echo "cache-tests: warning: the proxy exited during the run" >&2
+if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+    echo "cache-tests: warning: the proxy exited during the run; the end of its stderr:" >&2
+    tail -n 40 "$WORK_DIR/proxy.stderr.log" >&2 || true
+fi
 
 # ------------------------------------------------------------------ score ---
 node "$HERE/score.mjs" "${VERBOSE[@]}" --suite "$PKG" "$RESULTS"
