@@ -23,14 +23,12 @@ pub fn request_cacheable(req: &RequestHeader) -> bool {
     req.method == http::Method::GET || req.method == http::Method::HEAD
 }
 
-/// Status codes this cache understands and may store when the response has
-/// explicit freshness (RFC 9111 §3; 206 is not stored: ranges are served
-/// from whole entries).
+/// Statuses this cache may store when the response has explicit
+/// freshness (RFC 9111 §3): any final status it can replay as received,
+/// which is all of 200-599 but 206 (ranges are served from whole entries)
+/// and 304 (it has no body of its own).
 fn status_storable(status: u16) -> bool {
-    matches!(
-        status,
-        200 | 203 | 204 | 300 | 301 | 302 | 303 | 307 | 308 | 404 | 405 | 410 | 414 | 451 | 501
-    )
+    (200..600).contains(&status) && status != 206 && status != 304
 }
 
 /// Statuses that are heuristically cacheable (RFC 9110 §15.1).
