@@ -429,7 +429,7 @@ impl HttpSession {
     }
 
     /// Open the stream with the request header (see
-    /// [`request_to_h2`](super::convert::request_to_h2) for the
+    /// [`request_to_h2`] for the
     /// translation: `:scheme` is `https` over TLS, else `http`; a request
     /// without `Host` gets the connection's default authority).
     /// `end_of_stream`: the request has no body (HEADERS with END_STREAM).
