@@ -165,7 +165,7 @@ pub trait ProxyHttp {
     ///
     /// # Errors
     /// Any error turns the cache off for this request
-    /// ([`NoCacheReason::InternalError`]); the request is still proxied.
+    /// ([`NoCacheReason::InternalError`](proxy_cache::NoCacheReason::InternalError)); the request is still proxied.
     fn cache_key_callback(&self, _session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
         Error::e_explain(
             ErrorType::InternalError,
