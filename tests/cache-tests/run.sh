@@ -122,8 +122,11 @@ wait_port() {
 # ----------------------------------------------------------------- origin ---
 ORIGIN_PORT="$(free_port)"
 # `npm run server` runs `node server/server.mjs &` and returns; the server writes
-# its own pid to --pidfile.
-(cd "$PKG" && npm run server --port="$ORIGIN_PORT" --pidfile="$WORK_DIR/origin.pid" \
+# its own pid to --pidfile. The same settings go in the environment too
+# (npm_config_*, what npm turns them into), as newer npm versions may stop
+# passing unknown command-line configs on.
+(cd "$PKG" && npm_config_port="$ORIGIN_PORT" npm_config_pidfile="$WORK_DIR/origin.pid" \
+    npm run server --port="$ORIGIN_PORT" --pidfile="$WORK_DIR/origin.pid" \
     </dev/null >"$WORK_DIR/origin.log" 2>&1) || die "npm run server failed: $(cat "$WORK_DIR/origin.log")"
 for _ in $(seq 100); do
     [ -s "$WORK_DIR/origin.pid" ] && break
@@ -157,7 +160,8 @@ echo "cache-tests: proxy on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID): ${ARGS[*]}" 
 echo "cache-tests: running the client (up to ${CLIENT_TIMEOUT}s)" >&2
 # In the background and waited for, so that a TERM to this script runs its
 # cleanup at once; `timeout` passes the TERM on to npm, npm to the client.
-(cd "$PKG" && exec timeout "$CLIENT_TIMEOUT" npm run --silent cli --base="http://127.0.0.1:$PROXY_PORT" \
+(cd "$PKG" && export npm_config_base="http://127.0.0.1:$PROXY_PORT" &&
+    exec timeout "$CLIENT_TIMEOUT" npm run --silent cli --base="http://127.0.0.1:$PROXY_PORT" \
     </dev/null >"$RESULTS.tmp" 2>"$WORK_DIR/client.stderr.log") &
 CLIENT_PID=$!
 rc=0
