@@ -48,8 +48,16 @@ fn date_of(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime
 /// and valid (RFC 9213 §2.1), else `Cache-Control`.
 pub fn response_cache_control(resp: &ResponseHeader) -> Option<CacheControl> {
     CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, resp)
+        .or_else(|| CacheControl::from_resp_headers_named(SURROGATE_CONTROL, resp))
         .or_else(|| CacheControl::from_resp_headers(resp))
 }
+
+/// `Surrogate-Control` (W3C Edge Architecture 1.0): the older field for
+/// caches like this one, read after `CDN-Cache-Control` and before
+/// `Cache-Control`, and removed from what is stored and forwarded (it is
+/// addressed to the surrogate that consumes it). An element with a target
+/// (`max-age=60;other`) makes the field invalid, so it is ignored.
+pub const SURROGATE_CONTROL: &str = "surrogate-control";
 
 /// Decide whether a shared cache may store `resp` (to a request that
 /// carried `Authorization` if `authorization`) and build its meta, at
@@ -116,18 +124,25 @@ pub fn resp_cacheable(
         },
     };
     let no_cache = has(CacheControl::no_cache_unqualified);
-    let age_value = resp
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    // §5.1: Age is one non-negative integer; anything else (several
+    // values, a sign, a fraction, parameters) makes the response stale
+    let ages: Vec<&[u8]> = resp.headers.get_all(header::AGE).iter().map(|v| v.as_bytes()).collect();
+    let (age_value, age_invalid) = match ages.as_slice() {
+        [] => (0, false),
+        [one] => match std::str::from_utf8(one).ok().map(str::trim).filter(|t| {
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            Some(t) => (t.parse::<u64>().unwrap_or(u64::from(u32::MAX)), false),
+            None => (0, true),
+        },
+        _ => (0, true),
+    };
     let apparent = date
         .and_then(|d| now.duration_since(d).ok())
         .map_or(0, |d| d.as_secs());
     let initial_age = Duration::from_secs(age_value.max(apparent));
     let created = now.checked_sub(initial_age).unwrap_or(now);
-    let lifetime = if no_cache { 0 } else { lifetime };
+    let lifetime = if no_cache || age_invalid { 0 } else { lifetime };
     let fresh_until = created + Duration::from_secs(lifetime);
     let no_stale = no_cache
         || s_maxage.is_some()
@@ -149,6 +164,7 @@ pub fn resp_cacheable(
     };
     let mut stored = resp.clone();
     hop_by_hop::strip_response(&mut stored, false);
+    stored.remove_header(SURROGATE_CONTROL);
     if let Some(cc) = cc_ref {
         for name in cc
             .private_field_names()
@@ -270,9 +286,21 @@ pub fn upstream_conditional_request(req: &mut RequestHeader, meta: &CacheMeta) {
     }
 }
 
-/// The stored header updated by a 304 (RFC 9111 §4.3.4): each field of
-/// the 304 replaces the stored ones of that name, except the framing
-/// (`Content-Length`, `Transfer-Encoding`) and hop-by-hop fields.
+/// Fields a 304 does not change in the stored header (RFC 9111 §3.2): the
+/// framing, and the fields the stored body depends on (its coding, digest
+/// and range, and the validator that names it).
+const NOT_UPDATED_BY_304: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "content-md5",
+    "content-range",
+    "etag",
+];
+
+/// The stored header updated by a 304 (RFC 9111 §4.3.4, §3.2): each field
+/// of the 304 replaces the stored ones of that name, except hop-by-hop
+/// fields and those in `NOT_UPDATED_BY_304`.
 pub fn merge_not_modified(
     stored: &ResponseHeader,
     not_modified: &ResponseHeader,
@@ -282,7 +310,7 @@ pub fn merge_not_modified(
     hop_by_hop::strip_response(&mut fresh, false);
     let mut replaced: Vec<header::HeaderName> = Vec::new();
     for (name, value) in fresh.headers.iter() {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if NOT_UPDATED_BY_304.contains(&name.as_str()) {
             continue;
         }
         if !replaced.contains(name) {
@@ -473,6 +501,16 @@ mod tests {
     }
 
     #[test]
+    fn surrogate_control_is_read_after_cdn_cache_control() {
+        let r = resp(&[("Cache-Control", "no-store"), ("Surrogate-Control", "max-age=30")]);
+        let m = meta_of(resp_cacheable(&r, false, None, at(0)));
+        assert_eq!(m.fresh_sec(), 30);
+        assert!(m.response_header().headers.get("surrogate-control").is_none());
+        let r = resp(&[("Cache-Control", "max-age=5"), ("Surrogate-Control", "max-age=30;other")]);
+        assert_eq!(meta_of(resp_cacheable(&r, false, None, at(0))).fresh_sec(), 5);
+    }
+
+    #[test]
     fn cdn_cache_control_takes_precedence_rfc9213() {
         let r = resp(&[
             ("Cache-Control", "no-store"),
@@ -490,6 +528,30 @@ mod tests {
         assert_eq!(m.age(now), Duration::from_secs(20));
         assert!(m.is_fresh(at(139)));
         assert!(!m.is_fresh(at(140)));
+    }
+
+    #[test]
+    fn an_invalid_age_makes_the_response_stale_rfc9111_5_1() {
+        for age in ["abc", "-10", "10.0", "10;x=1", "0, 0"] {
+            let r = resp(&[("Cache-Control", "max-age=60"), ("Age", age)]);
+            let m = meta_of(resp_cacheable(&r, false, None, at(0)));
+            assert!(!m.is_fresh(at(0)), "Age: {age}");
+        }
+        let r = resp(&[("Cache-Control", "max-age=60"), ("Age", "1"), ("Age", "1")]);
+        assert!(!meta_of(resp_cacheable(&r, false, None, at(0))).is_fresh(at(0)));
+    }
+
+    #[test]
+    fn a_304_keeps_the_fields_the_body_depends_on_rfc9111_3_2() {
+        let stored = resp(&[("ETag", "\"a\""), ("Content-Encoding", "gzip"), ("X-B", "1")]);
+        let mut nm = ResponseHeader::build(304, None).unwrap();
+        nm.insert_header("ETag", "\"b\"").unwrap();
+        nm.insert_header("Content-Encoding", "br").unwrap();
+        nm.insert_header("X-B", "2").unwrap();
+        let m = merge_not_modified(&stored, &nm);
+        assert_eq!(m.headers["etag"], "\"a\"");
+        assert_eq!(m.headers["content-encoding"], "gzip");
+        assert_eq!(m.headers["x-b"], "2");
     }
 
     #[test]

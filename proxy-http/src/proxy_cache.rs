@@ -526,7 +526,22 @@ where
 
     /// Decide what the upstream's response header means for the cache.
     /// Called after `upstream_response_filter`, before `response_filter`.
+    /// With the cache on, `Surrogate-Control` (addressed to this cache) is
+    /// not forwarded.
     pub(crate) async fn cache_admit_response(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut SV::CTX,
+    ) -> Result<Admission> {
+        let admission = self.cache_admit(session, resp, ctx).await;
+        if session.cache.storage().is_some() || session.cache.phase() != CachePhase::Uninit {
+            resp.remove_header(filters::SURROGATE_CONTROL);
+        }
+        admission
+    }
+
+    async fn cache_admit(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
