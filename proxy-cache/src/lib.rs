@@ -4,9 +4,12 @@
 //! - [`meta`]: [`CacheMeta`], the stored response header and its times.
 //! - [`reasons`]: the outcome enums ([`NoCacheReason`], [`HitStatus`],
 //!   [`ForcedFreshness`], [`RespCacheable`], [`CachePhase`]).
-//! - [`storage`]: the [`Storage`] trait and its hit/miss handlers.
-//! - [`eviction`]: eviction managers (byte budgets).
-//! - [`predictor`]: remembering uncacheable keys.
+//! - [`storage`]: the [`Storage`] trait and its hit/miss handlers;
+//!   [`MemCache`], the in-memory storage.
+//! - [`eviction`]: eviction managers (byte budgets): [`eviction::lru`],
+//!   and TinyLFU admission in front of it, [`eviction::tinylfu`].
+//! - [`lock`]: [`CacheLock`], one fill per key against stampedes.
+//! - [`predictor`]: remembering uncacheable keys ([`Predictor`]).
 
 mod digest_map;
 pub mod eviction;
