@@ -40,9 +40,13 @@ impl Wake for Noop {
     fn wake(self: Arc<Self>) {}
 }
 
+thread_local! {
+    static WAKER: Waker = Waker::from(Arc::new(Noop));
+}
+
 /// Run a future that never waits (MemCache on a complete entry) to its end.
 fn now<F: Future>(f: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     match pin!(f).poll(&mut cx) {
         Poll::Ready(v) => v,
@@ -103,7 +107,9 @@ fn memcache(c: &mut Criterion) {
         b.iter(|| black_box(now(cache.lookup(&absent)).expect("memory").is_none()))
     });
     let hot = sample[7].clone();
-    g.bench_function("hot_key_one_thread", |b| b.iter(|| black_box(hit(cache, &hot))));
+    g.bench_function("hot_key_one_thread", |b| {
+        b.iter(|| black_box(hit(cache, &hot)))
+    });
     g.bench_function("hot_key_two_threads", |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
@@ -133,16 +139,17 @@ fn eviction(c: &mut Criterion) {
     const FULL: usize = 100_000;
     const SIZE: usize = 1024;
     let never = SystemTime::UNIX_EPOCH;
-    let keys: Vec<CompactCacheKey> = (0..FULL * 2)
-        .map(|i| key(i).to_compact())
-        .collect();
+    let keys: Vec<CompactCacheKey> = (0..FULL * 2).map(|i| key(i).to_compact()).collect();
     let mut g = c.benchmark_group("eviction");
     for (name, m) in [
         (
             "lru",
             Box::new(lru::Manager::with_capacity(FULL * SIZE, FULL)) as Box<dyn EvictionManager>,
         ),
-        ("tinylfu", Box::new(tinylfu::Manager::new(FULL * SIZE, FULL))),
+        (
+            "tinylfu",
+            Box::new(tinylfu::Manager::new(FULL * SIZE, FULL)),
+        ),
     ] {
         for k in &keys[..FULL] {
             m.admit(k.clone(), SIZE, never);

@@ -52,7 +52,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        ALLOCATED.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -109,7 +112,9 @@ fn main() {
     let metas: Vec<CacheMeta> = (0..N).map(|_| compact_meta(&meta())).collect();
     let meta_bytes = (allocated() - a) as f64 / N as f64 - 8.0;
     let a = allocated();
-    let bodies: Vec<Bytes> = (0..N).map(|i| Bytes::from(vec![(i % 251) as u8; BODY])).collect();
+    let bodies: Vec<Bytes> = (0..N)
+        .map(|i| Bytes::from(vec![(i % 251) as u8; BODY]))
+        .collect();
     let body_bytes = (allocated() - a) as f64 / N as f64 - 32.0;
     let serialized = metas[0].serialize().len();
     let estimate = header_size_estimate(&metas[0]);
@@ -128,7 +133,9 @@ fn main() {
     let r1 = rss();
     let overhead = total - meta_bytes - body_bytes;
     let (slot, record) = proxy_cache::storage::memory::entry_sizes();
-    println!("MemCache, {N} entries of {BODY}-byte bodies (map slot {slot} B, entry record {record} B):");
+    println!(
+        "MemCache, {N} entries of {BODY}-byte bodies (map slot {slot} B, entry record {record} B):"
+    );
     println!("  header (compact CacheMeta in memory): {meta_bytes:.1} B/entry (as built by ResponseHeader::build: {as_built_bytes} B, serialized: {serialized} B, size estimate: {estimate} B)");
     println!("  body: {body_bytes:.1} B/entry");
     println!("  total allocated: {total:.1} B/entry");
@@ -143,7 +150,11 @@ fn main() {
     let a = allocated();
     rt.block_on(async {
         for i in 0..N {
-            let (_, mut hit) = cache.lookup(&key(i)).await.expect("memory").expect("stored");
+            let (_, mut hit) = cache
+                .lookup(&key(i))
+                .await
+                .expect("memory")
+                .expect("stored");
             while hit.read_body().await.expect("memory").is_some() {}
         }
     });
@@ -160,7 +171,11 @@ fn main() {
     let managers: [(&str, Build); 2] = [
         ("lru::Manager", || Box::new(lru::Manager::new(usize::MAX))),
         ("tinylfu::Manager (sketch sized for 1,000,000)", || {
-            Box::new(tinylfu::Manager::new_with_watermark(usize::MAX, usize::MAX, N))
+            Box::new(tinylfu::Manager::new_with_watermark(
+                usize::MAX,
+                usize::MAX,
+                N,
+            ))
         }),
     ];
     for (name, build) in managers {

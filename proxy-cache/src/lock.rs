@@ -228,7 +228,11 @@ impl CacheLock {
     /// [`LockStatus::Dangling`]. `key` names the same entry the permit was
     /// taken for; the permit itself knows which lock it holds.
     pub fn release(&self, key: &CacheKey, mut permit: WritePermit, status: LockStatus) {
-        debug_assert_eq!(key.combined_bin(), permit.digest, "release with another key");
+        debug_assert_eq!(
+            key.combined_bin(),
+            permit.digest,
+            "release with another key"
+        );
         permit.release(status);
     }
 

@@ -182,7 +182,10 @@ mod tests {
             matches!(reason, NoCacheReason::Custom(_))
         }
         let p = Predictor::<2>::new(10, Some(only_custom));
-        assert_eq!(p.mark_uncacheable(&key(1), NoCacheReason::Custom("x")), None);
+        assert_eq!(
+            p.mark_uncacheable(&key(1), NoCacheReason::Custom("x")),
+            None
+        );
         assert_eq!(
             p.mark_uncacheable(&key(1), NoCacheReason::UpstreamError),
             Some(true)

@@ -167,7 +167,12 @@ impl Manager {
     pub(crate) fn next_victim(&self) -> Option<HashBinary> {
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n).find_map(|k| self.shards[(start + k) % n].lock().tail().map(Digested::digest))
+        (0..n).find_map(|k| {
+            self.shards[(start + k) % n]
+                .lock()
+                .tail()
+                .map(Digested::digest)
+        })
     }
 
     /// Whether admitting `size` more bytes would cross the limit.

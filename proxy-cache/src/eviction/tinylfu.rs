@@ -56,12 +56,19 @@ impl Manager {
     /// `items_hint` entries (the sketch's width and aging period follow it;
     /// at least 1,024).
     pub fn new(limit_bytes: usize, items_hint: usize) -> Self {
-        Self::from_lru(lru::Manager::with_capacity(limit_bytes, items_hint), items_hint)
+        Self::from_lru(
+            lru::Manager::with_capacity(limit_bytes, items_hint),
+            items_hint,
+        )
     }
 
     /// Like [`Manager::new`], evicting down to `watermark_bytes` once the
     /// limit is crossed (see [`lru::Manager::new_with_watermark`]).
-    pub fn new_with_watermark(limit_bytes: usize, watermark_bytes: usize, items_hint: usize) -> Self {
+    pub fn new_with_watermark(
+        limit_bytes: usize,
+        watermark_bytes: usize,
+        items_hint: usize,
+    ) -> Self {
         Self::from_lru(
             lru::Manager::new_with_watermark(limit_bytes, watermark_bytes),
             items_hint,
@@ -96,7 +103,7 @@ impl Manager {
         if cand > vict {
             return true;
         }
-        cand >= WARM_FREQUENCY && self.ticket.fetch_add(1, Ordering::Relaxed) % 128 == 0
+        cand >= WARM_FREQUENCY && self.ticket.fetch_add(1, Ordering::Relaxed) & 127 == 0
     }
 }
 
@@ -228,7 +235,8 @@ impl FrequencySketch {
                 Some((w >> 1) & RESET_MASK)
             });
         }
-        self.additions.fetch_sub(self.sample_size / 2, Ordering::Relaxed);
+        self.additions
+            .fetch_sub(self.sample_size / 2, Ordering::Relaxed);
     }
 }
 

@@ -285,7 +285,11 @@ impl Storage for MemCache {
             notify: Notify::new(),
             superseded: AtomicBool::new(false),
         });
-        let older = self.shard(&digest).write().fills.insert(digest, fill.clone());
+        let older = self
+            .shard(&digest)
+            .write()
+            .fills
+            .insert(digest, fill.clone());
         if let Some(older) = older {
             older.superseded.store(true, Ordering::Relaxed);
         }
@@ -402,7 +406,11 @@ impl HandleHit for CompleteHit {
         Ok(self.next_piece())
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static dyn Storage, _key: &CacheKey) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static dyn Storage,
+        _key: &CacheKey,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -494,7 +502,11 @@ impl HandleHit for FillHit {
         }
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static dyn Storage, _key: &CacheKey) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static dyn Storage,
+        _key: &CacheKey,
+    ) -> Result<()> {
         Ok(())
     }
 

@@ -79,7 +79,9 @@ async fn reader_started_during_fill_gets_every_piece_in_order() {
     let cache = leak();
     let key = CacheKey::new("ns", "/stream", "");
     let mut miss = cache.get_miss_handler(&key, &meta("s")).await.unwrap();
-    miss.write_body(Bytes::from_static(b"first,")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"first,"))
+        .await
+        .unwrap();
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "s");
     assert!(!hit.can_seek());
@@ -93,7 +95,9 @@ async fn reader_started_during_fill_gets_every_piece_in_order() {
     });
     // let the reader consume the first piece and park on the notify
     tokio::task::yield_now().await;
-    miss.write_body(Bytes::from_static(b"second,")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"second,"))
+        .await
+        .unwrap();
     tokio::task::yield_now().await;
     miss.write_body(Bytes::from_static(b"third")).await.unwrap();
     miss.finish().await.unwrap();
@@ -112,7 +116,9 @@ async fn many_readers_follow_one_fill_across_threads() {
     let mut readers = Vec::new();
     for _ in 0..8 {
         let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
-        readers.push(tokio::spawn(async move { read_all(&mut hit).await.unwrap() }));
+        readers.push(tokio::spawn(
+            async move { read_all(&mut hit).await.unwrap() },
+        ));
     }
     let mut expected = Vec::new();
     for i in 0..200u32 {
@@ -135,7 +141,9 @@ async fn abandoned_fill_fails_its_readers_and_leaves_the_older_entry() {
     let key = CacheKey::new("ns", "/abandon", "");
     store(cache, &key, "old", &[b"old body"]).await;
     let mut miss = cache.get_miss_handler(&key, &meta("new")).await.unwrap();
-    miss.write_body(Bytes::from_static(b"partial")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "new", "a lookup during a fill follows the fill");
     assert_eq!(hit.read_body().await.unwrap().unwrap(), "partial");
@@ -153,7 +161,9 @@ async fn abandoned_first_fill_leaves_nothing() {
     let cache = leak();
     let key = CacheKey::new("ns", "/abandon-first", "");
     let mut miss = cache.get_miss_handler(&key, &meta("new")).await.unwrap();
-    miss.write_body(Bytes::from_static(b"partial")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
     drop(miss);
     assert!(cache.lookup(&key).await.unwrap().is_none());
     assert!(cache.is_empty());
@@ -181,7 +191,10 @@ async fn a_later_fill_wins_over_an_earlier_one_that_finishes_last() {
     let mut late = cache.get_miss_handler(&key, &meta("late")).await.unwrap();
     late.write_body(Bytes::from_static(b"late")).await.unwrap();
     late.finish().await.unwrap();
-    early.write_body(Bytes::from_static(b"early")).await.unwrap();
+    early
+        .write_body(Bytes::from_static(b"early"))
+        .await
+        .unwrap();
     early.finish().await.unwrap();
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "late");
