@@ -533,6 +533,10 @@ struct MemMiss {
     finished: bool,
 }
 
+/// `finish` reports `Created(body bytes + header_size_estimate)`, also for
+/// a fill that a later fill of the same key or an invalidation superseded
+/// and that is therefore not stored (the eviction manager then tracks bytes
+/// that a later admit or eviction corrects).
 #[async_trait]
 impl HandleMiss for MemMiss {
     async fn write_body(&mut self, data: Bytes) -> Result<()> {
