@@ -390,9 +390,9 @@ mod tests {
         m.admit(variant.clone(), 50, never());
         m.admit(tagged.clone(), 50, never());
         let mut evicted = m.admit(key(1), 100, never());
-        evicted.sort_by(|a, b| a.primary.cmp(&b.primary));
+        evicted.sort_by_key(|k| k.primary);
         let mut want = vec![variant, tagged];
-        want.sort_by(|a, b| a.primary.cmp(&b.primary));
+        want.sort_by_key(|k| k.primary);
         assert_eq!(evicted, want);
         assert_eq!(m.admit(key(2), 100, never()), vec![key(1)]);
     }
