@@ -40,6 +40,8 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:6192";
 pub const DEFAULT_API_KEY: &str = "secret123";
 /// The request header part 3 checks against [`ExampleConf::api_key`].
 pub const API_KEY_HEADER: &str = "X-API-Key";
+/// Default for [`ExampleConf::cache_size`]: 256 MiB.
+pub const DEFAULT_CACHE_SIZE: usize = 256 * 1024 * 1024;
 /// Default for [`ExampleConf::rate_limit_per_sec`].
 pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 10.0;
 /// Default for [`ExampleConf::rate_limit_burst`].
@@ -108,6 +110,20 @@ pub struct ExampleConf {
     /// Default [`DEFAULT_METRICS_LISTEN`] (loopback only: the counters name
     /// your services and backends).
     pub metrics_listen: String,
+    /// Part 6: the cache's budget in bytes (headers and bodies of the
+    /// stored responses); the least recently used entries are evicted past
+    /// it. Default [`DEFAULT_CACHE_SIZE`] (256 MiB).
+    pub cache_size: usize,
+    /// Part 6: the lifetime in seconds given to responses that carry no
+    /// freshness information of their own (no `Cache-Control` max-age or
+    /// s-maxage, no `Expires`), like nginx's `proxy_cache_valid` or
+    /// Varnish's `default_ttl`. Default 0: such responses are not stored
+    /// (RFC 9111 alone).
+    pub cache_default_ttl: u32,
+    /// Part 6: the largest response body, in bytes, the cache stores;
+    /// larger ones pass through uncached. Default 0: no limit but the
+    /// cache's budget.
+    pub cache_max_file_size: usize,
 }
 
 impl Default for ExampleConf {
@@ -131,6 +147,9 @@ impl Default for ExampleConf {
             upstream_verify_hostname: true,
             upstream_alternative_cn: None,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
+            cache_size: DEFAULT_CACHE_SIZE,
+            cache_default_ttl: 0,
+            cache_max_file_size: 0,
         }
     }
 }

@@ -6,14 +6,26 @@
 //!
 //! Routes (any method unless noted):
 //!
-//! | path | response |
-//! |---|---|
-//! | `/` | `200 text/plain`: says it is the demo origin and lists the method, path and headers that reached it |
-//! | `/json` | `200 application/json`: the request (method, path, query, version, headers) as JSON |
-//! | `/bytes/N` | `200 application/octet-stream`: exactly `N` bytes (`N` a decimal `u64`), streamed in chunks of [`CHUNK_SIZE`] bytes, never held whole |
-//! | `/status/N` | an empty response with status `N` (`200..=599`; anything else gets `400`) |
-//! | `/echo` | `200`: the request body, streamed back as it arrives |
-//! | anything else | `404` |
+//! | path | response | caching headers |
+//! |---|---|---|
+//! | `/` | `200 text/plain`: says it is the demo origin and lists the method, path and headers that reached it | `max-age=60` |
+//! | `/json` | `200 application/json`: the request (method, path, query, version, headers) as JSON | `private, max-age=60`: one user's view, for browsers only |
+//! | `/time` | `200 text/plain`: the origin's clock (Unix seconds and milliseconds) and a count of the requests it answered | `no-store` |
+//! | `/static` | `200 text/plain`: a fixed page | `public, max-age=60`, `ETag: "static-v1"`, `Last-Modified` |
+//! | `/max-age/N` | `200 text/plain`: a fixed page saying it is fresh for `N` seconds (`N` a decimal `u32`) | `max-age=N`, `ETag: "max-age-N"`, `Last-Modified` |
+//! | `/vary` | `200 text/plain`: names the variant chosen from `Accept-Encoding` (`gzip` when it lists gzip, else `identity`; the body itself is never compressed) | `max-age=60`, `Vary: Accept-Encoding`, `ETag: "vary-<variant>"`, `Last-Modified` |
+//! | `/bytes/N` | `200 application/octet-stream`: exactly `N` bytes (`N` a decimal `u64`), streamed in chunks of [`CHUNK_SIZE`] bytes, never held whole | `max-age=60`, `ETag: "bytes-N"`, `Last-Modified` |
+//! | `/status/N` | an empty response with status `N` (`200..=599`; anything else gets `400`) | none |
+//! | `/echo` | `200`: the request body, streamed back as it arrives | none |
+//! | anything else | `404` | none |
+//!
+//! Validated routes (those with an `ETag`) answer a GET or HEAD whose
+//! `If-None-Match` names their tag (weak comparison, or `*`), or, without
+//! `If-None-Match`, whose `If-Modified-Since` is not before their
+//! `Last-Modified`, with `304 Not Modified` and the same caching headers
+//! (RFC 9110 §13). `Last-Modified` is the time the process first served a
+//! validated route. So a cache in front of the origin can store, expire,
+//! revalidate and keep variants apart, as with a real site.
 //!
 //! [`spawn_background`] runs it on its own small tokio runtime on a
 //! background thread (what the tutorial programs do when their `upstreams`
@@ -35,6 +47,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+mod caching;
+use caching::CachePolicy;
 
 /// Size in bytes of each chunk of a `/bytes/N` body.
 pub const CHUNK_SIZE: usize = 64 * 1024;
@@ -190,21 +205,76 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 pub async fn handle(req: Request<Incoming>) -> Result<Response<DemoBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let response = match path.as_str() {
-        "/" => text(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            index_page(&req),
+        "/" => with_policy(
+            text(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                index_page(&req),
+            ),
+            &CachePolicy::cache_control("max-age=60"),
         ),
-        "/json" => text(StatusCode::OK, "application/json", request_json(&req)),
+        "/json" => with_policy(
+            text(StatusCode::OK, "application/json", request_json(&req)),
+            &CachePolicy::cache_control("private, max-age=60"),
+        ),
+        "/time" => with_policy(
+            text(StatusCode::OK, "text/plain", time_page()),
+            &CachePolicy::cache_control("no-store"),
+        ),
+        "/static" => validated(
+            &req,
+            CachePolicy::validated("public, max-age=60".into(), "\"static-v1\"".into()),
+            || text(StatusCode::OK, "text/plain", STATIC_PAGE.to_owned()),
+        ),
+        "/vary" => {
+            let variant = accept_encoding_variant(req.headers());
+            let policy = CachePolicy {
+                vary: Some("Accept-Encoding"),
+                ..CachePolicy::validated("max-age=60".into(), format!("\"vary-{variant}\""))
+            };
+            validated(&req, policy, || {
+                text(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!("the {variant} variant of /vary (Vary: Accept-Encoding)\n"),
+                )
+            })
+        }
         "/echo" => echo(req),
         _ => {
             if let Some(n) = path.strip_prefix("/bytes/") {
                 match n.parse::<u64>() {
-                    Ok(len) => bytes_response(len),
+                    Ok(len) => validated(
+                        &req,
+                        CachePolicy::validated("max-age=60".into(), format!("\"bytes-{len}\"")),
+                        || bytes_response(len),
+                    ),
                     Err(_) => text(
                         StatusCode::BAD_REQUEST,
                         "text/plain",
                         format!("/bytes/N: N must be a decimal number of bytes, got {n:?}\n"),
+                    ),
+                }
+            } else if let Some(n) = path.strip_prefix("/max-age/") {
+                match n.parse::<u32>() {
+                    Ok(secs) => validated(
+                        &req,
+                        CachePolicy::validated(
+                            format!("max-age={secs}"),
+                            format!("\"max-age-{secs}\""),
+                        ),
+                        || {
+                            text(
+                                StatusCode::OK,
+                                "text/plain",
+                                format!("this page is fresh for {secs} s (max-age={secs})\n"),
+                            )
+                        },
+                    ),
+                    Err(_) => text(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("/max-age/N: N must be a decimal number of seconds, got {n:?}\n"),
                     ),
                 }
             } else if let Some(n) = path.strip_prefix("/status/") {
@@ -226,6 +296,70 @@ pub async fn handle(req: Request<Incoming>) -> Result<Response<DemoBody>, Infall
         }
     };
     Ok(response)
+}
+
+/// The body of `/static`.
+const STATIC_PAGE: &str =
+    "A static page of the demo origin: public, fresh for 60 s, with an ETag and a Last-Modified.\n";
+
+/// `resp` with the caching headers of `policy`.
+fn with_policy(mut resp: Response<DemoBody>, policy: &CachePolicy) -> Response<DemoBody> {
+    policy.apply(&mut resp);
+    resp
+}
+
+/// A validated route: `304` when the request's conditionals say the
+/// client's copy is current, else `make()` with the headers of `policy`.
+fn validated(
+    req: &Request<Incoming>,
+    policy: CachePolicy,
+    make: impl FnOnce() -> Response<DemoBody>,
+) -> Response<DemoBody> {
+    match policy.not_modified(req.method(), req.headers()) {
+        Some(not_modified) => not_modified,
+        None => with_policy(make(), &policy),
+    }
+}
+
+/// The `/vary` variant for the request's `Accept-Encoding`: `gzip` when any
+/// of its fields lists gzip (with a q-value other than 0), else `identity`.
+fn accept_encoding_variant(headers: &http::HeaderMap) -> &'static str {
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
+    if gzip {
+        "gzip"
+    } else {
+        "identity"
+    }
+}
+
+/// The `/time` page: the origin's clock and how many `/time` requests it has
+/// answered, so two identical bodies mean a cache answered the second.
+fn time_page() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERVED: AtomicU64 = AtomicU64::new(0);
+    let n = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "time {}.{:03} (Unix seconds), /time request {n} of this process\n",
+        now.as_secs(),
+        now.subsec_millis()
+    )
 }
 
 /// A buffered response with the given status, content type and body.
@@ -435,6 +569,109 @@ mod tests {
     async fn unknown_path_gets_404() {
         let out = exchange(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 404 "), "{out}");
+    }
+
+    /// The value of header `name` (lower case) in the response head `out`.
+    fn field<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+        let head = out.split("\r\n\r\n").next().unwrap();
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    async fn get(path: &str, extra: &str) -> String {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        exchange(raw.as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn routes_send_their_cache_control() {
+        for (path, cc) in [
+            ("/", "max-age=60"),
+            ("/json", "private, max-age=60"),
+            ("/time", "no-store"),
+            ("/static", "public, max-age=60"),
+            ("/vary", "max-age=60"),
+            ("/bytes/10", "max-age=60"),
+            ("/max-age/5", "max-age=5"),
+        ] {
+            let out = get(path, "").await;
+            assert!(out.starts_with("HTTP/1.1 200 "), "{path}: {out}");
+            assert_eq!(field(&out, "cache-control"), Some(cc), "{path}: {out}");
+        }
+        let out = get("/status/200", "").await;
+        assert_eq!(field(&out, "cache-control"), None, "{out}");
+    }
+
+    #[tokio::test]
+    async fn static_route_answers_304_to_its_etag_and_its_last_modified() {
+        let out = get("/static", "").await;
+        assert_eq!(field(&out, "etag"), Some("\"static-v1\""), "{out}");
+        let lm = field(&out, "last-modified").unwrap().to_owned();
+        assert!(httpdate::parse_http_date(&lm).is_ok(), "{lm}");
+
+        let out = get("/static", "If-None-Match: \"static-v1\"\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 304 "), "{out}");
+        assert_eq!(field(&out, "etag"), Some("\"static-v1\""), "{out}");
+        assert_eq!(field(&out, "cache-control"), Some("public, max-age=60"));
+        assert!(out.ends_with("\r\n\r\n"), "a 304 has no body: {out}");
+
+        let out = get("/static", &format!("If-Modified-Since: {lm}\r\n")).await;
+        assert!(out.starts_with("HTTP/1.1 304 "), "{out}");
+
+        let out = get("/static", "If-None-Match: \"static-v0\"\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        let old = "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n";
+        assert!(get("/static", old).await.starts_with("HTTP/1.1 200 "));
+    }
+
+    #[tokio::test]
+    async fn vary_route_has_one_variant_per_accept_encoding() {
+        let gz = get("/vary", "Accept-Encoding: br, gzip\r\n").await;
+        let plain = get("/vary", "").await;
+        let refused = get("/vary", "Accept-Encoding: gzip;q=0\r\n").await;
+        assert_eq!(field(&gz, "vary"), Some("Accept-Encoding"), "{gz}");
+        assert_eq!(field(&gz, "etag"), Some("\"vary-gzip\""), "{gz}");
+        assert!(gz.contains("the gzip variant"), "{gz}");
+        assert_eq!(field(&plain, "etag"), Some("\"vary-identity\""), "{plain}");
+        assert!(plain.contains("the identity variant"), "{plain}");
+        assert_eq!(field(&refused, "etag"), Some("\"vary-identity\""));
+        let out = get(
+            "/vary",
+            "Accept-Encoding: gzip\r\nIf-None-Match: \"vary-gzip\"\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 304 "), "{out}");
+        assert_eq!(field(&out, "vary"), Some("Accept-Encoding"), "{out}");
+        let out = get("/vary", "If-None-Match: \"vary-gzip\"\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 "), "other variant: {out}");
+    }
+
+    #[tokio::test]
+    async fn bytes_and_max_age_routes_are_validated() {
+        let out = get("/bytes/3", "If-None-Match: W/\"bytes-3\"\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 304 "), "{out}");
+        let out = get("/bytes/3", "If-None-Match: \"bytes-4\"\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(out.ends_with("\r\n\r\nxxx"), "{out}");
+        let out = get("/max-age/7", "").await;
+        assert_eq!(field(&out, "etag"), Some("\"max-age-7\""), "{out}");
+        let out = get("/max-age/7", "If-None-Match: *\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 304 "), "{out}");
+        let out = get("/max-age/x", "").await;
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    }
+
+    #[tokio::test]
+    async fn time_route_is_never_the_same_twice() {
+        let a = get("/time", "").await;
+        let b = get("/time", "").await;
+        let body = |o: &str| o.split_once("\r\n\r\n").unwrap().1.to_owned();
+        assert_ne!(body(&a), body(&b));
+        // conditionals do not turn a no-store page into a 304
+        let c = get("/time", "If-None-Match: *\r\n").await;
+        assert!(c.starts_with("HTTP/1.1 200 "), "{c}");
     }
 
     #[test]

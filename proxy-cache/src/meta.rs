@@ -370,23 +370,17 @@ impl<'a> Reader<'a> {
 /// status for responses that carry no freshness information of their own,
 /// and default stale windows. The framework's default policy uses none
 /// (RFC 9111 alone).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct CacheMetaDefaults {
-    fresh_sec_fn: fn(http::StatusCode) -> Option<u32>,
+    fresh: FreshDefault,
     stale_while_revalidate_sec: u32,
     stale_if_error_sec: u32,
 }
 
-impl std::fmt::Debug for CacheMetaDefaults {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheMetaDefaults")
-            .field(
-                "stale_while_revalidate_sec",
-                &self.stale_while_revalidate_sec,
-            )
-            .field("stale_if_error_sec", &self.stale_if_error_sec)
-            .finish_non_exhaustive()
-    }
+#[derive(Debug, Clone, Copy)]
+enum FreshDefault {
+    PerStatus(fn(http::StatusCode) -> Option<u32>),
+    Uniform(u32),
 }
 
 impl CacheMetaDefaults {
@@ -400,15 +394,33 @@ impl CacheMetaDefaults {
         stale_if_error_sec: u32,
     ) -> Self {
         CacheMetaDefaults {
-            fresh_sec_fn,
+            fresh: FreshDefault::PerStatus(fresh_sec_fn),
             stale_while_revalidate_sec,
             stale_if_error_sec,
         }
     }
 
+    /// `ttl_sec` seconds for every status that is cacheable by default
+    /// (RFC 9110 §15.1: 200, 203, 204, 206, 300, 301, 308, 404, 405, 410,
+    /// 414, 501), like Varnish's `default_ttl`; no stale windows.
+    pub const fn uniform(ttl_sec: u32) -> Self {
+        CacheMetaDefaults {
+            fresh: FreshDefault::Uniform(ttl_sec),
+            stale_while_revalidate_sec: 0,
+            stale_if_error_sec: 0,
+        }
+    }
+
     /// The fallback lifetime in seconds for `status`, if any.
     pub fn fresh_sec(&self, status: http::StatusCode) -> Option<u32> {
-        (self.fresh_sec_fn)(status)
+        match self.fresh {
+            FreshDefault::PerStatus(f) => f(status),
+            FreshDefault::Uniform(ttl) => matches!(
+                status.as_u16(),
+                200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+            )
+            .then_some(ttl),
+        }
     }
 
     /// The default stale-while-revalidate window, seconds.

@@ -121,6 +121,15 @@ pub mod lb {
     pub use proxy_lb::*;
 }
 
+/// The HTTP cache (feature `cache`, on by default): [`cache::CacheKey`],
+/// [`cache::CacheMeta`], [`cache::MemCache`], the eviction managers, the
+/// cache lock, the predictor and the RFC 9111 rules. Enable it per request
+/// in `ProxyHttp::request_cache_filter` with `session.cache.enable(..)`.
+#[cfg(feature = "cache")]
+pub mod cache {
+    pub use proxy_cache::*;
+}
+
 /// Rate estimation, in-flight counting and keyed rate limiting in fixed
 /// memory without locks (feature `limits`): [`limits::Rate`],
 /// [`limits::Inflight`], [`limits::RateLimiter`], [`limits::Estimator`].

@@ -26,16 +26,21 @@
 
 mod metrics;
 mod proxy;
+mod proxy_cache;
 mod proxy_h1;
 mod proxy_h2;
+mod proxy_to_h2;
 mod proxy_trait;
+pub mod range;
 mod ready;
 mod retry_buffer;
 mod service;
 mod session;
 
 pub use proxy::HttpProxy;
+pub use proxy_cache::PurgeStatus;
 pub use proxy_trait::{error_status, FailToProxy, ProxyHttp};
+pub use range::{range_header_filter, RangeType};
 pub use ready::BoxFuture;
 pub use service::{
     http_proxy, http_proxy_service, http_proxy_service_with_name, DEFAULT_SERVICE_NAME,

@@ -4,17 +4,20 @@
 //! `serve_connection` (keep-alive loop) → `process_request` (context,
 //! phases, error handling, logging) → `run_phases` (downstream filters, then
 //! upstream) → `proxy_to_upstream` (peer selection, connect, retries) →
-//! [`crate::proxy_h1`] (one exchange with an HTTP/1 upstream).
+//! [`crate::proxy_h1`] or [`crate::proxy_to_h2`] (one exchange with an
+//! HTTP/1 or HTTP/2 upstream).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::Method;
+use proxy_cache::{HashBinary, NoCacheReason};
 use proxy_core::apps::{HttpServerOptions, ServerApp};
 use proxy_core::connectors::http::Connector;
 use proxy_core::connectors::ConnectorOptions;
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
+use proxy_core::protocols::http::client::HttpSession as ClientSession;
 use proxy_core::protocols::http::error_resp::gen_error_response;
 use proxy_core::protocols::http::v2::{prior_knowledge, H2Options};
 use proxy_core::protocols::http::ServerSession;
@@ -24,6 +27,7 @@ use proxy_core::server::ShutdownWatch;
 use proxy_core::upstreams::peer::Peer;
 
 use crate::metrics::ServiceMetrics;
+use crate::proxy_cache::CacheStep;
 use crate::proxy_trait::ProxyHttp;
 use crate::service::DEFAULT_SERVICE_NAME;
 use crate::session::Session;
@@ -47,6 +51,9 @@ pub struct HttpProxy<SV> {
     client_connector: Connector,
     max_retries: usize,
     pub(crate) metrics: ServiceMetrics,
+    /// Keys whose stale entry is being refreshed in the background
+    /// (stale-while-revalidate): one refresh per key at a time.
+    pub(crate) refreshing: parking_lot::Mutex<std::collections::HashSet<HashBinary>>,
 }
 
 /// How long an idle keep-alive connection still waits for a next request
@@ -77,6 +84,7 @@ impl<SV> HttpProxy<SV> {
             client_connector,
             max_retries: conf.max_retries,
             metrics,
+            refreshing: parking_lot::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -241,7 +249,9 @@ where
         if self.inner.request_filter(session, ctx).await? {
             return Ok(());
         }
-        // The cache stage (request_cache_filter, lookup, serving hits) goes here.
+        if let CacheStep::Served = self.cache_stage(session, ctx).await? {
+            return Ok(());
+        }
         if session.req_header().method == Method::CONNECT {
             // RFC 9110 §9.3.6: tunnelling is not a reverse proxy's job unless enabled
             return Error::e_explain(ErrorType::HTTPStatus(405), "CONNECT is not allowed");
@@ -252,7 +262,23 @@ where
             }
             return Ok(());
         }
-        self.proxy_to_upstream(session, ctx).await
+        match self.proxy_to_upstream(session, ctx).await {
+            Ok(()) => {
+                if session.cache.storage().is_some() {
+                    self.cache_after_response(session).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if session.cache.enabled() {
+                    if self.serve_stale_if_error(session, &e, ctx).await {
+                        return Ok(());
+                    }
+                    session.cache.disable(NoCacheReason::UpstreamError);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Pick a peer, connect (or reuse a pooled connection) and exchange the
@@ -288,7 +314,10 @@ where
                 self.inner
                     .connected_to_upstream(session, reused, &peer, ctx)
                     .await?;
-                self.proxy_h1(session, &mut client, ctx).await
+                match &mut client {
+                    ClientSession::H2(h2) => self.proxy_to_h2(session, h2, ctx).await,
+                    ClientSession::H1(_) => self.proxy_h1(session, &mut client, ctx).await,
+                }
             }
             .await;
             match result {

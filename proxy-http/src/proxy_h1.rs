@@ -15,6 +15,7 @@ use proxy_core::protocols::http::hop_by_hop;
 use proxy_core::protocols::http::v1::common;
 
 use crate::proxy::HttpProxy;
+use crate::proxy_cache::Admission;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
 
@@ -68,6 +69,7 @@ where
             // length is re-chunked on this hop.
             req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
+        self.cache_upstream_request(session, &mut req);
         self.inner
             .upstream_request_filter(session, &mut req, ctx)
             .await?;
@@ -142,9 +144,20 @@ where
         self.inner
             .upstream_response_filter(session, &mut resp, ctx)
             .await?;
+        if !switching {
+            if let Admission::ServeStored =
+                self.cache_admit_response(session, &mut resp, ctx).await?
+            {
+                return self.serve_from_cache(session, ctx).await;
+            }
+            self.add_cache_status(session, &mut resp);
+        }
         self.inner.response_filter(session, &mut resp, ctx).await?;
         hop_by_hop::strip_response(&mut resp, switching);
         let end = client.response_done() && !switching;
+        if end {
+            self.cache_body(session, None, true).await;
+        }
         // held back to go out with the first body piece (see send_response_body)
         session
             .downstream_session
@@ -262,6 +275,7 @@ where
             let delay_up = self
                 .inner
                 .upstream_response_body_filter(session, &mut body, end, ctx)?;
+            self.cache_body(session, body.as_ref(), end).await;
             let delay_down = self
                 .inner
                 .response_body_filter(session, &mut body, end, ctx)?;

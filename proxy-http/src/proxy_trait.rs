@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
+use crate::range::RangeType;
 use async_trait::async_trait;
 use bytes::Bytes;
+use proxy_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
 use proxy_core::http::{RequestHeader, ResponseHeader};
 use proxy_core::upstreams::peer::HttpPeer;
+
+use crate::proxy_cache::PurgeStatus;
 
 use crate::ready::{BoxFuture, ReadyBool, ReadyOk, ReadyUnit};
 use crate::session::Session;
@@ -55,7 +59,15 @@ pub fn error_status(e: &Error) -> u16 {
 /// 1. [`new_ctx`](ProxyHttp::new_ctx)
 /// 2. [`early_request_filter`](ProxyHttp::early_request_filter)
 /// 3. [`request_filter`](ProxyHttp::request_filter) — `Ok(true)` ends the request here
-/// 4. (cache phases, added with the cache)
+/// 4. with the cache enabled by [`request_cache_filter`](ProxyHttp::request_cache_filter):
+///    [`cache_key_callback`](ProxyHttp::cache_key_callback), [`is_purge`](ProxyHttp::is_purge)
+///    (→ [`purge_response_filter`](ProxyHttp::purge_response_filter)), lookup with
+///    [`cache_vary_filter`](ProxyHttp::cache_vary_filter), [`cache_hit_filter`](ProxyHttp::cache_hit_filter);
+///    a hit is served from the cache (through [`cache_not_modified_filter`](ProxyHttp::cache_not_modified_filter),
+///    [`range_header_filter`](ProxyHttp::range_header_filter), [`response_filter`](ProxyHttp::response_filter),
+///    [`response_body_filter`](ProxyHttp::response_body_filter)) and the request goes to step 12;
+///    else [`cache_miss`](ProxyHttp::cache_miss), with [`should_serve_stale`](ProxyHttp::should_serve_stale)
+///    for stale entries, and after the upstream's response header [`response_cache_filter`](ProxyHttp::response_cache_filter)
 /// 5. [`proxy_upstream_filter`](ProxyHttp::proxy_upstream_filter) — `Ok(false)` ends it with 502 unless a response was written
 /// 6. [`upstream_peer`](ProxyHttp::upstream_peer), then connect (or reuse a pooled connection);
 ///    on failure [`fail_to_connect`](ProxyHttp::fail_to_connect), which may mark the error retryable
@@ -120,6 +132,176 @@ pub trait ProxyHttp {
         Self::CTX: Send + Sync,
     {
         Box::pin(ReadyBool::<false>)
+    }
+
+    /// Decide whether this request may use the cache: call
+    /// `session.cache.enable(storage, eviction, predictor, lock, overrides)`
+    /// here. The default leaves the cache off. Called for every request after
+    /// [`ProxyHttp::request_filter`].
+    fn request_cache_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+        Self::CTX: Send + Sync,
+    {
+        Box::pin(ReadyOk)
+    }
+
+    /// The key this request's response is looked up and stored under.
+    /// Called when the cache is enabled.
+    ///
+    /// There is no default key: which parts of a request make two requests
+    /// the same is a security decision (leaving the `Host` out lets one
+    /// site's response be served for another's). The default returns an
+    /// error, which turns the cache off for the request with a log line.
+    /// [`CacheKey::default_http`] builds the usual key (scheme, host, path
+    /// and query) for those who want it.
+    ///
+    /// # Errors
+    /// Any error turns the cache off for this request
+    /// ([`NoCacheReason::InternalError`](proxy_cache::NoCacheReason::InternalError)); the request is still proxied.
+    fn cache_key_callback(&self, _session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "cache_key_callback is not implemented: the cache needs a key (see CacheKey::default_http)",
+        )
+    }
+
+    /// Whether this request is a purge (e.g. method `PURGE` from a trusted
+    /// client). A purge removes the entry for the request's key and is
+    /// answered 200 (purged) or 404 (not cached) without going upstream.
+    /// Default `false`.
+    fn is_purge(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        false
+    }
+
+    /// Change the response to a purge before it is sent (`purge_response`
+    /// starts as 200, 404 or 500 with an empty body, by `purge_status`).
+    async fn purge_response_filter(
+        &self,
+        _session: &Session,
+        _ctx: &mut Self::CTX,
+        _purge_status: PurgeStatus,
+        _purge_response: &mut ResponseHeader,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// The variance of `req` for a stored response whose meta is `meta`
+    /// (RFC 9111 §4.1): a digest of the request's values of the header
+    /// fields the response's `Vary` names, or `None` when it does not vary.
+    /// Called on lookup (against the stored `Vary`) and when storing (against
+    /// the new response's). The default normalises the named request fields
+    /// (see `proxy_cache::vary`).
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        let names = proxy_cache::vary::vary_names(meta.response_header());
+        proxy_cache::vary::variance_for(&names, req)
+    }
+
+    /// Judge a found entry: `is_fresh` is the cache's verdict (RFC 9111
+    /// §4.2, and the request's own directives, §5.2.1). Return a
+    /// [`ForcedFreshness`] to override it. An error makes the request a miss
+    /// ([`proxy_cache::HitStatus::FailedHitFilter`]).
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<ForcedFreshness>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// Nothing usable was found (or this request holds the cache lock): the
+    /// response comes from upstream. The default marks the cache as a miss.
+    fn cache_miss(&self, session: &mut Session, _ctx: &mut Self::CTX) {
+        session.cache.cache_miss();
+    }
+
+    /// Whether to serve the stale stored response. `error` is `None` for
+    /// stale-while-revalidate (RFC 5861 §3: the stale copy goes out and the
+    /// entry is refreshed in the background), `Some` when the origin failed
+    /// (stale-if-error, RFC 5861 §4). Only asked within the windows the
+    /// response allowed. Default: yes, for both.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        _error: Option<&Error>,
+    ) -> bool {
+        true
+    }
+
+    /// Decide whether and how long to store the upstream's response. The
+    /// default applies RFC 9111 for a shared cache (no-store, private,
+    /// Authorization, s-maxage over max-age over Expires, `CDN-Cache-Control`
+    /// first, RFC 9213) with the fallback lifetimes of the cache overrides'
+    /// `defaults`, and no lifetime for a response that names none.
+    ///
+    /// # Errors
+    /// An error is logged and the response passes uncached.
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        Ok(crate::proxy_cache::default_response_cacheable(
+            session, resp,
+        ))
+    }
+
+    /// Whether to answer the client's conditional request (`If-None-Match`,
+    /// `If-Modified-Since`, RFC 9110 §13) with 304 for a response served
+    /// from the cache. The default evaluates them against `resp`.
+    ///
+    /// # Errors
+    /// An error serves the full response.
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool> {
+        Ok(proxy_cache::filters::not_modified_filter(
+            session.req_header(),
+            resp,
+        ))
+    }
+
+    /// Apply the client's `Range` (RFC 9110 §14) to a response served from
+    /// the cache, rewriting `resp` for a 206 or 416, and say which ranges to
+    /// send. Called only when the stored body can be seeked and its length is
+    /// known. The default serves single and multipart ranges (up to 200).
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> RangeType {
+        let len = session.cache.hit_handler().and_then(|h| h.body_len());
+        match len {
+            Some(len) => crate::range::range_header_filter(session.req_header(), resp, len),
+            None => RangeType::None,
+        }
     }
 
     /// Each piece of the request body on its way upstream; `body` may be
@@ -242,10 +424,11 @@ pub trait ProxyHttp {
         Ok(None)
     }
 
-    /// The upstream's response trailers (HTTP/1.1 chunked trailer section, RFC 9112 §7.1.2).
+    /// The upstream's response trailers (HTTP/2 trailing HEADERS, RFC 9113
+    /// §8.1; e.g. gRPC's `grpc-status`), after the last body piece.
     ///
-    /// Not called yet: HTTP/1.1 trailers are read and dropped until trailer
-    /// forwarding lands (with HTTP/2).
+    /// Called for HTTP/2 upstreams; the trailer section of a chunked
+    /// HTTP/1.1 upstream response is still read and dropped.
     fn upstream_response_trailer_filter(
         &self,
         _session: &mut Session,
@@ -288,7 +471,10 @@ pub trait ProxyHttp {
     /// The response trailers on their way to the client. Returning `Some(bytes)`
     /// sends those bytes as a last body piece instead of trailers.
     ///
-    /// Not called yet, as [`ProxyHttp::upstream_response_trailer_filter`].
+    /// Called after [`ProxyHttp::upstream_response_trailer_filter`]. The
+    /// trailers then go to an HTTP/2 client as trailing HEADERS, to an
+    /// HTTP/1.1 client in the trailer section of a chunked body (dropped
+    /// when the body has a Content-Length).
     async fn response_trailer_filter(
         &self,
         _session: &mut Session,

@@ -4,6 +4,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use proxy_cache::HttpCache;
 use proxy_core::error::Result;
 use proxy_core::http::ResponseHeader;
 use proxy_core::protocols::http::error_resp::gen_error_response;
@@ -25,6 +26,12 @@ pub struct Session {
     pub(crate) retry_buffer: RetryBuffer,
     /// The TLS facts of the last upstream connection, set once connected.
     pub(crate) upstream_ssl_digest: Option<Arc<SslDigest>>,
+    /// The cache state of this request: off until a phase calls
+    /// `session.cache.enable(..)` (see `ProxyHttp::request_cache_filter`).
+    pub cache: HttpCache,
+    /// This request is the framework's own background refresh of a stale
+    /// entry (stale-while-revalidate): it revalidates instead of serving.
+    pub(crate) background_refresh: bool,
 }
 
 impl Session {
@@ -35,6 +42,8 @@ impl Session {
             downstream_session: downstream_session.into(),
             retry_buffer: RetryBuffer::default(),
             upstream_ssl_digest: None,
+            cache: HttpCache::new(),
+            background_refresh: false,
         }
     }
 

@@ -16,6 +16,10 @@
 pub(crate) mod lb_proxy;
 // TLS helpers: a PKI made with the openssl CLI, nginx over TLS, s_client.
 pub(crate) mod tls;
+// An in-process proxy to a peer the test builds (HTTP/2 upstream, gRPC).
+pub(crate) mod h2_proxy;
+// nginx as an HTTP/2 origin (TLS or h2c).
+pub(crate) mod nginx_h2;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

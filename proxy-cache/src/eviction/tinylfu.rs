@@ -103,7 +103,11 @@ impl Manager {
         if cand > vict {
             return true;
         }
-        cand >= WARM_FREQUENCY && self.ticket.fetch_add(1, Ordering::Relaxed) & 127 == 0
+        cand >= WARM_FREQUENCY
+            && self
+                .ticket
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(128)
     }
 }
 

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod http;
+mod http2;
 pub mod l4;
 mod tls;
 

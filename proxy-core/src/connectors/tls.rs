@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, ErrorType, Result};
 use crate::protocols::Stream;
 use crate::tls::{describe, TlsStream};
-use crate::upstreams::peer::{Peer, TlsVersion};
+use crate::upstreams::peer::{Peer, TlsVersion, ALPN};
 
 /// Most distinct TLS configurations kept; past it the cache starts over
 /// (contexts in use stay alive through their connections).
@@ -150,9 +150,6 @@ impl TlsConnector {
             .map_err(|e| err("minimum version", e))?;
         b.set_max_proto_version(peer.max_tls_version().map(ssl_version))
             .map_err(|e| err("maximum version", e))?;
-        // only HTTP/1.1 until the HTTP/2 client exists (see PeerOptions::alpn)
-        b.set_alpn_protos(b"\x08http/1.1")
-            .map_err(|e| err("ALPN", e))?;
         let sessions: Arc<Mutex<HashMap<u64, SslSession>>> = Arc::default();
         b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
         let index = peer_key_index()?;
@@ -218,6 +215,9 @@ impl TlsConnector {
                 ok && (store.error_depth() != 0 || leaf_matches(store, &names))
             });
         }
+        // ALPN per connection (RFC 7301), from the peer's preference
+        ssl.set_alpn_protos(alpn_wire(peer.get_alpn().copied().unwrap_or_default()))
+            .map_err(|e| err("ALPN", e))?;
         let key = peer.reuse_hash();
         ssl.set_ex_data(peer_key_index()?, key);
         if let Some(session) = ctx.sessions.lock().get(&key).cloned() {
@@ -244,6 +244,16 @@ impl TlsConnector {
             )
             .into_up()),
         }
+    }
+}
+
+/// The ALPN protocol list (RFC 7301 §3.1 wire format: length-prefixed
+/// names, most preferred first) offered for `alpn`.
+fn alpn_wire(alpn: ALPN) -> &'static [u8] {
+    match alpn {
+        ALPN::H1 => b"\x08http/1.1",
+        ALPN::H2 => b"\x02h2",
+        ALPN::H2H1 => b"\x02h2\x08http/1.1",
     }
 }
 

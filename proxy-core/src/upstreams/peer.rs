@@ -229,8 +229,8 @@ pub enum TlsVersion {
 /// reads `idle_timeout`; the HTTP client session reads `read_timeout` and
 /// `write_timeout`; the TLS connector reads `verify_cert`, `verify_hostname`,
 /// `alternative_cn`, `ca`, `use_system_certs`, `min_tls_version`,
-/// `max_tls_version` and `alpn`. The HTTP/2 field `max_h2_streams` is read
-/// by the HTTP/2 connector, which a later issue adds. Every field that changes
+/// `max_tls_version` and `alpn`; the HTTP connector reads `alpn` and
+/// `max_h2_streams` to choose HTTP/1.1 or HTTP/2 and share h2 connections. Every field that changes
 /// what a connection is counts in [`HttpPeer`]'s reuse hash.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,9 +263,11 @@ pub struct PeerOptions {
     pub verify_hostname: bool,
     /// A name the certificate may carry instead of the SNI. Default `None`.
     pub alternative_cn: Option<String>,
-    /// The ALPN to offer (TLS). Default [`ALPN::H1`]. Until the HTTP/2
-    /// client exists every value offers `http/1.1` only, so an upstream
-    /// never picks a protocol the connection would not speak.
+    /// The HTTP versions to speak. Default [`ALPN::H1`]. Over TLS it is the
+    /// ALPN list offered (RFC 7301): `H2` offers `h2` only, `H2H1` offers
+    /// `h2` then `http/1.1` and speaks what the server picks. Over
+    /// cleartext, `H2` speaks HTTP/2 with prior knowledge (h2c, RFC 9113
+    /// §3.3) and `H2H1` speaks HTTP/1.1.
     pub alpn: ALPN,
     /// PEM-encoded CA certificates to verify the upstream with instead of the
     /// default trust store. Default `None`.
@@ -282,8 +284,11 @@ pub struct PeerOptions {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// The socket receive buffer (`SO_RCVBUF`) in bytes. Default `None` (OS default).
     pub tcp_recv_buf: Option<usize>,
-    /// How many concurrent HTTP/2 streams one upstream connection may carry.
-    /// Default 1 (an h2 connection is not shared).
+    /// How many concurrent HTTP/2 streams one upstream connection may carry
+    /// (the server's `SETTINGS_MAX_CONCURRENT_STREAMS` may lower it); a new
+    /// connection is opened when every open one is full. Default 1 (an h2
+    /// connection carries one request at a time); raise it (e.g. 100) to
+    /// multiplex.
     pub max_h2_streams: usize,
     /// Headers to send in the CONNECT request to an HTTP proxy (name → value
     /// bytes). Default empty.

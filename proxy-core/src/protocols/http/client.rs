@@ -5,25 +5,33 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::v1::client::HttpSession as HttpSessionV1;
+use super::v2::client::HttpSession as HttpSessionV2;
 use crate::error::Result;
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
-/// An upstream HTTP session, one variant per protocol (HTTP/2 will join).
-/// Every method delegates; see
-/// [`v1::client::HttpSession`](super::v1::client::HttpSession) for details.
+/// An upstream HTTP session, one variant per protocol. Every method
+/// delegates; see [`v1::client::HttpSession`](super::v1::client::HttpSession)
+/// and [`v2::client::HttpSession`](super::v2::client::HttpSession) for details.
+/// The proxy's HTTP/2 exchange uses the HTTP/2 session directly
+/// ([`HttpSession::as_http2_mut`]) for what only it has (trailers).
 #[derive(Debug)]
 pub enum HttpSession {
     /// HTTP/1.x.
     H1(HttpSessionV1),
+    /// One stream of a (possibly shared) HTTP/2 connection.
+    H2(HttpSessionV2),
 }
 
 impl HttpSession {
     /// The connection, for the pool, if the response was read completely,
     /// keep-alive holds and no unexpected bytes arrived; `None` closes it.
+    /// Always `None` for HTTP/2: dropping the stream frees its slot, and the
+    /// connection stays with the HTTP/2 connector.
     pub async fn reuse(self) -> Option<Stream> {
         match self {
             HttpSession::H1(s) => s.reuse().await,
+            HttpSession::H2(_) => None,
         }
     }
 
@@ -34,6 +42,7 @@ impl HttpSession {
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<usize> {
         match self {
             HttpSession::H1(s) => s.write_request_header(req).await,
+            HttpSession::H2(s) => s.write_request_header(req, false).await.map(|()| 0),
         }
     }
 
@@ -44,6 +53,10 @@ impl HttpSession {
     pub async fn write_request_body(&mut self, data: &[u8]) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.write_body(data).await,
+            HttpSession::H2(s) => {
+                s.write_request_body(Bytes::copy_from_slice(data), false)
+                    .await
+            }
         }
     }
 
@@ -54,6 +67,7 @@ impl HttpSession {
     pub async fn finish_request_body(&mut self) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.finish_body().await,
+            HttpSession::H2(s) => s.finish_request_body().await,
         }
     }
 
@@ -64,6 +78,7 @@ impl HttpSession {
     pub async fn read_response_header(&mut self) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.read_response_header().await,
+            HttpSession::H2(s) => s.read_response_header().await,
         }
     }
 
@@ -73,6 +88,7 @@ impl HttpSession {
     pub fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
         match self {
             HttpSession::H1(s) => s.stream().ssl_digest(),
+            HttpSession::H2(s) => s.conn().ssl_digest(),
         }
     }
 
@@ -80,6 +96,7 @@ impl HttpSession {
     pub fn response_header(&self) -> Option<&ResponseHeader> {
         match self {
             HttpSession::H1(s) => s.resp_header(),
+            HttpSession::H2(s) => s.response_header(),
         }
     }
 
@@ -88,6 +105,7 @@ impl HttpSession {
     pub fn take_response_header(&mut self) -> Option<Box<ResponseHeader>> {
         match self {
             HttpSession::H1(s) => s.take_resp_header(),
+            HttpSession::H2(s) => s.take_response_header(),
         }
     }
 
@@ -98,6 +116,7 @@ impl HttpSession {
     pub async fn read_response_body(&mut self) -> Result<Option<Bytes>> {
         match self {
             HttpSession::H1(s) => s.read_body_bytes().await,
+            HttpSession::H2(s) => s.read_response_body().await,
         }
     }
 
@@ -105,6 +124,7 @@ impl HttpSession {
     pub fn response_done(&self) -> bool {
         match self {
             HttpSession::H1(s) => s.is_body_done(),
+            HttpSession::H2(s) => s.response_body_done(),
         }
     }
 
@@ -112,6 +132,7 @@ impl HttpSession {
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             HttpSession::H1(s) => s.set_read_timeout(timeout),
+            HttpSession::H2(s) => s.set_read_timeout(timeout),
         }
     }
 
@@ -119,6 +140,7 @@ impl HttpSession {
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             HttpSession::H1(s) => s.set_write_timeout(timeout),
+            HttpSession::H2(s) => s.set_write_timeout(timeout),
         }
     }
 
@@ -126,6 +148,7 @@ impl HttpSession {
     pub fn was_upgraded(&self) -> bool {
         match self {
             HttpSession::H1(s) => s.was_upgraded(),
+            HttpSession::H2(_) => false,
         }
     }
 
@@ -133,6 +156,7 @@ impl HttpSession {
     pub async fn shutdown(&mut self) {
         match self {
             HttpSession::H1(s) => s.shutdown().await,
+            HttpSession::H2(s) => s.shutdown(),
         }
     }
 
@@ -140,6 +164,23 @@ impl HttpSession {
     pub fn as_http1(&self) -> Option<&HttpSessionV1> {
         match self {
             HttpSession::H1(s) => Some(s),
+            HttpSession::H2(_) => None,
+        }
+    }
+
+    /// The HTTP/2 session, if this is one.
+    pub fn as_http2(&self) -> Option<&HttpSessionV2> {
+        match self {
+            HttpSession::H2(s) => Some(s),
+            HttpSession::H1(_) => None,
+        }
+    }
+
+    /// The HTTP/2 session, mutable, if this is one.
+    pub fn as_http2_mut(&mut self) -> Option<&mut HttpSessionV2> {
+        match self {
+            HttpSession::H2(s) => Some(s),
+            HttpSession::H1(_) => None,
         }
     }
 
@@ -147,7 +188,14 @@ impl HttpSession {
     pub fn into_http1(self) -> Option<HttpSessionV1> {
         match self {
             HttpSession::H1(s) => Some(s),
+            HttpSession::H2(_) => None,
         }
+    }
+}
+
+impl From<HttpSessionV2> for HttpSession {
+    fn from(s: HttpSessionV2) -> Self {
+        HttpSession::H2(s)
     }
 }
 

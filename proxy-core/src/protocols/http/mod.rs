@@ -1,8 +1,8 @@
 //! HTTP wire protocols.
 //!
-//! [`v1`] is HTTP/1.1, [`v2`] the HTTP/2 server. [`ServerSession`] and
-//! [`client::HttpSession`] are the protocol-agnostic wrappers the proxy uses
-//! (the HTTP/2 client comes later).
+//! [`v1`] is HTTP/1.1, [`v2`] HTTP/2 (server and client). [`ServerSession`]
+//! and [`client::HttpSession`] are the protocol-agnostic wrappers the proxy
+//! uses.
 //! [`hop_by_hop`] strips connection-specific headers when forwarding, and
 //! [`error_resp`] builds canned error responses.
 

@@ -148,6 +148,20 @@ impl Session {
         }
     }
 
+    /// End the response with trailer fields: HTTP/2 sends them as a
+    /// trailing HEADERS frame (RFC 9113 §8.1); HTTP/1.1 in the trailer
+    /// section of a chunked body (RFC 9112 §7.1.2). A body that is not
+    /// chunked cannot carry them: they are dropped and the body is ended.
+    ///
+    /// # Errors
+    /// As [`Session::finish_body`].
+    pub async fn write_response_trailers(&mut self, trailers: http::HeaderMap) -> Result<()> {
+        match self {
+            Session::H1(s) => s.finish_body_with_trailers(&trailers).await,
+            Session::H2(s) => s.write_trailers(trailers),
+        }
+    }
+
     /// Keep-alive in seconds (`None` off, `Some(0)` forever).
     pub fn set_keepalive(&mut self, seconds: Option<u64>) {
         match self {

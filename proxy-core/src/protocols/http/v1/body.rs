@@ -222,6 +222,30 @@ impl BodyWriter {
         }
     }
 
+    /// End a chunked body with a trailer section (RFC 9112 §7.1.2):
+    /// `0 CRLF`, each field as `name: value CRLF`, then `CRLF`; then flush.
+    /// For any other framing this is [`BodyWriter::finish`] (trailers
+    /// dropped).
+    ///
+    /// # Errors
+    /// As [`BodyWriter::finish`].
+    pub(crate) async fn finish_with_trailers(
+        &mut self,
+        io: &mut Stream,
+        pending: &mut BytesMut,
+        trailers: &http::HeaderMap,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        if *self != BodyWriter::Chunked {
+            return self.finish(io, pending, timeout).await;
+        }
+        let mut last = BytesMut::with_capacity(64);
+        chunked::encode_last_chunk_with_trailers(trailers, &mut last);
+        common::write_all_after(io, pending, &last, timeout, "writing last chunk").await?;
+        *self = BodyWriter::Done;
+        common::flush(io, timeout, "flushing body").await
+    }
+
     /// End the body: the last chunk when chunked, then flush.
     ///
     /// # Errors

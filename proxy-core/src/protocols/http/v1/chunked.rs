@@ -215,6 +215,41 @@ pub fn encode_chunk(data: &[u8], buf: &mut BytesMut) {
     buf.put_slice(b"\r\n");
 }
 
+/// The last chunk with `trailers` as its trailer section (RFC 9112
+/// §7.1.2), into `buf`: `0 CRLF`, `name: value CRLF` per field, `CRLF`.
+/// Fields that must not be trailers (framing, routing, hop-by-hop:
+/// RFC 9110 §6.5.1) are left out.
+pub fn encode_last_chunk_with_trailers(trailers: &http::HeaderMap, buf: &mut BytesMut) {
+    buf.put_slice(b"0\r\n");
+    for (name, value) in trailers {
+        if is_forbidden_trailer(name) {
+            continue;
+        }
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+    buf.put_slice(b"\r\n");
+}
+
+/// Fields a trailer section must not carry (RFC 9110 §6.5.1): message
+/// framing, routing, and connection-specific fields.
+fn is_forbidden_trailer(name: &http::HeaderName) -> bool {
+    use http::header;
+    [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::HOST,
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::CONTENT_TYPE,
+    ]
+    .contains(name)
+}
+
 /// The last chunk with an empty trailer section.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
@@ -234,6 +269,19 @@ mod tests {
                 Decoded::Done => return Ok((out, true)),
             }
         }
+    }
+
+    #[test]
+    fn last_chunk_carries_trailers_but_not_framing_fields() {
+        let mut t = http::HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        t.insert("grpc-message", "ok".parse().unwrap());
+        t.insert("content-length", "5".parse().unwrap());
+        let mut buf = BytesMut::new();
+        encode_last_chunk_with_trailers(&t, &mut buf);
+        assert_eq!(&buf[..], b"0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n");
+        // and our own decoder reads it as the end of a body
+        assert_eq!(decode_all(&buf).unwrap(), (Vec::new(), true));
     }
 
     #[test]

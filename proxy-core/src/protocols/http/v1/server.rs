@@ -654,6 +654,31 @@ impl HttpSession {
             })
     }
 
+    /// End the response body with `trailers` in the trailer section of the
+    /// last chunk (RFC 9112 §7.1.2) when the body is chunked; otherwise
+    /// (Content-Length, close-delimited, no body) the trailers cannot be
+    /// sent and this is [`HttpSession::finish_body`].
+    ///
+    /// # Errors
+    /// As [`HttpSession::finish_body`].
+    pub async fn finish_body_with_trailers(&mut self, trailers: &http::HeaderMap) -> Result<()> {
+        if self.body_writer != BodyWriter::Chunked || trailers.is_empty() {
+            return self.finish_body().await;
+        }
+        self.body_writer
+            .finish_with_trailers(
+                &mut self.stream,
+                &mut self.pending_head,
+                trailers,
+                self.write_timeout,
+            )
+            .await
+            .map_err(|e| {
+                self.must_close = true;
+                e.into_down()
+            })
+    }
+
     /// Whether the response has been completely written.
     pub fn is_response_done(&self) -> bool {
         self.response_written.is_some() && self.body_writer.is_finished()

@@ -5,6 +5,11 @@
 //! `cookie` fields are joined (RFC 9113 §8.2.3), so the request can go to an
 //! HTTP/1.1 upstream as is. Responses: connection-specific fields are never
 //! sent on HTTP/2 (RFC 9113 §8.2.2).
+//!
+//! Upstream (the proxy as an HTTP/2 client): [`request_to_h2`] turns a
+//! request into the pseudo-headers and fields of an HTTP/2 request (`Host`
+//! becomes `:authority`, connection-specific fields are dropped, `TE:
+//! trailers` is kept), and [`response_from_h2`] reads a response head back.
 
 use http::header::{self, HeaderValue};
 use http::{Method, Version};
@@ -78,6 +83,94 @@ pub fn response_to_h2(resp: &ResponseHeader) -> http::Response<()> {
     out
 }
 
+/// The `http::Request` `h2` sends upstream for `req` (RFC 9113 §8.3.1).
+///
+/// - `:method` is the request's method; `:scheme` is `scheme` (`http` or
+///   `https`, by the connection); `:path` is the request target (`/` when
+///   empty, `*` for a bare `OPTIONS`); for `CONNECT` only `:authority` is sent.
+/// - `:authority` is the `Host` field, which is then removed (a client
+///   "SHOULD use the :authority pseudo-header field instead of the Host
+///   header field", §8.3.1), else the authority of an absolute-form target,
+///   else `fallback_authority` (e.g. the peer's SNI or address).
+/// - Connection-specific fields are removed (§8.2.2): `Connection` and the
+///   names it lists, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`,
+///   `Upgrade`, `Trailer`; `TE` is kept only as `trailers`, the one value
+///   HTTP/2 allows (gRPC needs it).
+///
+/// # Errors
+/// `InvalidHTTPHeader` when the authority or the target cannot form a URI.
+pub fn request_to_h2(
+    req: &RequestHeader,
+    scheme: &str,
+    fallback_authority: &str,
+) -> Result<http::Request<()>> {
+    let mut clean = req.clone();
+    let wants_trailers = clean
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| te_has_trailers(v.as_bytes()));
+    hop_by_hop::strip_request(&mut clean, false);
+    let host = clean.remove_header(&header::HOST);
+    let authority: String = match &host {
+        Some(h) => String::from_utf8_lossy(h.as_bytes()).into_owned(),
+        None => match req.uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => fallback_authority.to_string(),
+        },
+    };
+    let invalid = |what: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, what);
+    let uri = if clean.method == Method::CONNECT {
+        http::Uri::builder()
+            .authority(authority.as_str())
+            .build()
+            .map_err(|_| invalid("invalid authority for an HTTP/2 CONNECT"))?
+    } else {
+        let path = match req.uri.path_and_query() {
+            Some(p) => p.as_str(),
+            None => "/",
+        };
+        let mut b = http::Uri::builder().scheme(scheme).path_and_query(path);
+        if !authority.is_empty() {
+            b = b.authority(authority.as_str());
+        }
+        b.build()
+            .map_err(|_| invalid("request target or Host cannot form an HTTP/2 request"))?
+    };
+    let mut out = http::Request::new(());
+    *out.method_mut() = clean.method.clone();
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_2;
+    let mut headers = std::mem::take(&mut clean.headers);
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// Whether a `TE` value lists `trailers` (RFC 9110 §10.1.4).
+fn te_has_trailers(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|t| {
+        let t = t.split(|b| *b == b';').next().unwrap_or_default();
+        t.trim_ascii().eq_ignore_ascii_case(b"trailers")
+    })
+}
+
+/// A [`ResponseHeader`] from the head of an HTTP/2 response: its status
+/// and fields, version HTTP/2. Names are kept in lower case, as HTTP/2
+/// sends them (RFC 9113 §8.2.1).
+///
+/// # Errors
+/// None today (the `h2` crate validated the head); a `Result` so stricter
+/// checks can be added.
+pub fn response_from_h2(parts: http::response::Parts) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build_no_case(parts.status, None)?;
+    resp.set_version(Version::HTTP_2);
+    resp.headers = parts.headers;
+    Ok(resp)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -146,5 +239,105 @@ mod tests {
         assert_eq!(out.status(), 200);
         let names: Vec<_> = out.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-type"]);
+    }
+
+    fn upstream(req: &RequestHeader) -> http::Request<()> {
+        request_to_h2(req, "https", "fallback.example").unwrap()
+    }
+
+    #[test]
+    fn host_becomes_authority_and_is_removed() {
+        let mut r = RequestHeader::build("GET", b"/a?b=c", None).unwrap();
+        r.insert_header("Host", "example.org:8443").unwrap();
+        r.insert_header("Accept", "*/*").unwrap();
+        let out = upstream(&r);
+        assert_eq!(out.uri().to_string(), "https://example.org:8443/a?b=c");
+        assert_eq!(out.uri().authority().unwrap(), "example.org:8443");
+        assert_eq!(out.uri().path_and_query().unwrap(), "/a?b=c");
+        assert!(out.headers().get("host").is_none());
+        assert_eq!(out.headers()["accept"], "*/*");
+        assert_eq!(out.version(), Version::HTTP_2);
+    }
+
+    #[test]
+    fn without_host_the_fallback_authority_is_used() {
+        let mut r = RequestHeader::build("POST", b"/x", None).unwrap();
+        r.set_version(Version::HTTP_10);
+        let out = request_to_h2(&r, "http", "10.0.0.1:80").unwrap();
+        assert_eq!(out.uri().to_string(), "http://10.0.0.1:80/x");
+        assert_eq!(out.method(), Method::POST);
+    }
+
+    #[test]
+    fn absolute_form_target_gives_the_authority() {
+        let r = RequestHeader::build("GET", b"http://origin.example/p", None).unwrap();
+        let out = upstream(&r);
+        assert_eq!(out.uri().authority().unwrap(), "origin.example");
+        assert_eq!(out.uri().path_and_query().unwrap(), "/p");
+        // the connection decides the scheme
+        assert_eq!(out.uri().scheme_str(), Some("https"));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in [
+            ("Host", "h"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("Trailer", "X-Checksum"),
+            ("TE", "gzip"),
+            ("X-Kept", "yes"),
+        ] {
+            r.append_header(k, v).unwrap();
+        }
+        let out = upstream(&r);
+        let names: Vec<_> = out.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_is_kept_alone() {
+        for te in [
+            "trailers",
+            "Trailers",
+            "gzip, trailers",
+            "trailers;q=1, deflate",
+        ] {
+            let mut r = RequestHeader::build("POST", b"/svc/Method", None).unwrap();
+            r.insert_header("Host", "grpc.example").unwrap();
+            r.insert_header("TE", te).unwrap();
+            let out = upstream(&r);
+            let all: Vec<_> = out.headers().get_all("te").iter().collect();
+            assert_eq!(all, ["trailers"], "TE: {te}");
+        }
+    }
+
+    #[test]
+    fn empty_path_becomes_slash_and_connect_sends_authority_only() {
+        let mut r = RequestHeader::build("CONNECT", b"example.org:443", None).unwrap();
+        r.insert_header("Host", "example.org:443").unwrap();
+        let out = upstream(&r);
+        assert_eq!(out.uri().authority().unwrap(), "example.org:443");
+        assert!(out.uri().scheme().is_none());
+    }
+
+    #[test]
+    fn response_head_is_read_with_fields_and_status() {
+        let resp = http::Response::builder()
+            .status(404)
+            .header("content-type", "text/plain")
+            .header("grpc-status", "5")
+            .body(())
+            .unwrap();
+        let head = response_from_h2(resp.into_parts().0).unwrap();
+        assert_eq!(head.status, 404);
+        assert_eq!(head.version, Version::HTTP_2);
+        assert_eq!(head.headers["content-type"], "text/plain");
+        assert_eq!(head.headers["grpc-status"], "5");
     }
 }

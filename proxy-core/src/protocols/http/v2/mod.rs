@@ -1,11 +1,15 @@
-//! HTTP/2 (RFC 9113) downstream: the server side, on the `h2` crate.
+//! HTTP/2 (RFC 9113) on the `h2` crate: the server side (downstream) and
+//! the client side ([`client`], upstream).
 //!
 //! [`H2Options`] holds the SETTINGS a server announces and its defences;
 //! [`handshake`] starts a connection; each stream the client opens becomes a
 //! [`server::HttpSession`], one request and its response, which the
 //! protocol-agnostic [`ServerSession`](super::ServerSession) wraps.
 //! [`prior_knowledge`] detects cleartext HTTP/2 (h2c) by its preface.
+//! [`client::handshake`] opens an upstream connection shared by many
+//! [`client::HttpSession`]s, one per request.
 
+pub mod client;
 pub mod convert;
 pub mod options;
 pub mod prior_knowledge;

@@ -402,6 +402,29 @@ impl HttpSession {
         }
     }
 
+    /// End the response with a trailer section (HEADERS with END_STREAM,
+    /// RFC 9113 §8.1), after the header (sent now if still held back) and
+    /// the body written so far.
+    ///
+    /// # Errors
+    /// `InternalError` before a response header or after the response
+    /// ended; `H2Error` if the stream is gone.
+    pub fn write_trailers(&mut self, trailers: http::HeaderMap) -> Result<()> {
+        self.send_head(false)?;
+        let Sender::Body(stream) = &mut self.sender else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response trailers written before a header or after the end",
+            )
+            .into_in());
+        };
+        stream
+            .send_trailers(trailers)
+            .map_err(|e| h2_err(e, "writing response trailers"))?;
+        self.sender = Sender::Done;
+        Ok(())
+    }
+
     /// Reset the stream (`CANCEL`) unless its response has ended: the
     /// client learns that no more of it is coming.
     pub fn shutdown(&mut self) {
