@@ -40,9 +40,13 @@ impl Wake for Noop {
     fn wake(self: Arc<Self>) {}
 }
 
+thread_local! {
+    static WAKER: Waker = Waker::from(Arc::new(Noop));
+}
+
 /// Run a future that never waits (MemCache on a complete entry) to its end.
 fn now<F: Future>(f: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     match pin!(f).poll(&mut cx) {
         Poll::Ready(v) => v,

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use proxy_cache::eviction::{lru, tinylfu, EvictionManager};
-use proxy_cache::storage::memory::header_size_estimate;
+use proxy_cache::storage::memory::{compact_meta, header_size_estimate};
 use proxy_cache::{CacheKey, CacheMeta, MemCache, Storage};
 use proxy_core::http::ResponseHeader;
 
@@ -102,8 +102,14 @@ fn main() {
     let r0 = rss();
     // what one entry's header and body cost on their own (less the vector
     // slot each is kept in here)
+    // (the storage keeps a compact copy of the meta it is given; so does
+    // this measure)
     let a = allocated();
-    let metas: Vec<CacheMeta> = (0..N).map(|_| meta()).collect();
+    let as_built = meta();
+    let as_built_bytes = allocated() - a;
+    drop(as_built);
+    let a = allocated();
+    let metas: Vec<CacheMeta> = (0..N).map(|_| compact_meta(&meta())).collect();
     let meta_bytes = (allocated() - a) as f64 / N as f64 - 8.0;
     let a = allocated();
     let bodies: Vec<Bytes> = (0..N)
@@ -126,8 +132,11 @@ fn main() {
     let total = (allocated() - base) as f64 / N as f64;
     let r1 = rss();
     let overhead = total - meta_bytes - body_bytes;
-    println!("MemCache, {N} entries of {BODY}-byte bodies:");
-    println!("  header (CacheMeta in memory): {meta_bytes:.1} B/entry (serialized: {serialized} B, size estimate: {estimate} B)");
+    let (slot, record) = proxy_cache::storage::memory::entry_sizes();
+    println!(
+        "MemCache, {N} entries of {BODY}-byte bodies (map slot {slot} B, entry record {record} B):"
+    );
+    println!("  header (compact CacheMeta in memory): {meta_bytes:.1} B/entry (as built by ResponseHeader::build: {as_built_bytes} B, serialized: {serialized} B, size estimate: {estimate} B)");
     println!("  body: {body_bytes:.1} B/entry");
     println!("  total allocated: {total:.1} B/entry");
     println!("  overhead beyond header and body: {overhead:.1} B/entry");
@@ -156,17 +165,22 @@ fn main() {
 
     let keys: Vec<_> = (0..N).map(|i| key(i).to_compact()).collect();
     let never = SystemTime::UNIX_EPOCH;
-    for (name, m) in [
-        (
-            "lru::Manager",
-            Box::new(lru::Manager::new(usize::MAX)) as Box<dyn EvictionManager>,
-        ),
-        (
-            "tinylfu::Manager",
-            Box::new(tinylfu::Manager::new(usize::MAX, N)),
-        ),
-    ] {
+    // each manager is built inside the measurement (its up-front
+    // allocations count), without a size hint
+    type Build = fn() -> Box<dyn EvictionManager>;
+    let managers: [(&str, Build); 2] = [
+        ("lru::Manager", || Box::new(lru::Manager::new(usize::MAX))),
+        ("tinylfu::Manager (sketch sized for 1,000,000)", || {
+            Box::new(tinylfu::Manager::new_with_watermark(
+                usize::MAX,
+                usize::MAX,
+                N,
+            ))
+        }),
+    ];
+    for (name, build) in managers {
         let a = allocated();
+        let m = build();
         for k in &keys {
             m.admit(k.clone(), 100, never);
         }

@@ -107,10 +107,13 @@ impl Manager {
     /// Track `item` as most recently used, without evicting anything.
     fn insert(&self, item: CompactCacheKey, size: usize) {
         let digest = item.combined_bin();
-        let old = self
-            .shard(&digest)
-            .lock()
-            .insert_head(digest, Tracked { key: item, size });
+        let old = self.shard(&digest).lock().insert_head(
+            digest,
+            Tracked {
+                key: StoredKey::new(item),
+                size,
+            },
+        );
         match old.map(|t| t.size) {
             Some(old_size) => {
                 self.total_size.fetch_add(size, Ordering::Relaxed);
@@ -145,6 +148,7 @@ impl Manager {
             let popped = self.shards[i].lock().pop_tail_unless(spare);
             match popped {
                 Some(Tracked { key, size }) => {
+                    let key = key.into_compact();
                     empty_in_a_row = 0;
                     self.account_removed(size);
                     self.evicted_size.fetch_add(size, Ordering::Relaxed);
@@ -246,13 +250,45 @@ impl EvictionManager for Manager {
 
 /// What a shard keeps per entry.
 struct Tracked {
-    key: CompactCacheKey,
+    key: StoredKey,
     size: usize,
 }
 
 impl Digested for Tracked {
     fn digest(&self) -> HashBinary {
-        self.key.combined_bin()
+        match &self.key {
+            StoredKey::Plain(primary) => *primary,
+            StoredKey::Full(key) => key.combined_bin(),
+        }
+    }
+}
+
+/// A [`CompactCacheKey`] as a shard keeps it: the common key (no variance,
+/// no user tag) as its 16-byte digest alone, any other boxed. This keeps a
+/// node at 40 bytes instead of 72.
+enum StoredKey {
+    Plain(HashBinary),
+    Full(Box<CompactCacheKey>),
+}
+
+impl StoredKey {
+    fn new(key: CompactCacheKey) -> Self {
+        if key.variance.is_none() && key.user_tag.is_empty() {
+            StoredKey::Plain(key.primary)
+        } else {
+            StoredKey::Full(Box::new(key))
+        }
+    }
+
+    fn into_compact(self) -> CompactCacheKey {
+        match self {
+            StoredKey::Plain(primary) => CompactCacheKey {
+                primary,
+                variance: None,
+                user_tag: Box::default(),
+            },
+            StoredKey::Full(key) => *key,
+        }
     }
 }
 
@@ -342,6 +378,23 @@ mod tests {
         assert!(m.access(&same_shard[0], 100, never()));
         let evicted = m.admit(same_shard[3].clone(), 100, never());
         assert_eq!(evicted, vec![same_shard[1].clone()]);
+    }
+
+    #[test]
+    fn evicted_keys_come_back_whole() {
+        let m = Manager::new(100);
+        let mut variant = crate::key::CacheKey::new("t", "/v", "tag");
+        variant.set_variance_key([4; 16]);
+        let variant = variant.to_compact();
+        let tagged = crate::key::CacheKey::new("t", "/t", "tag").to_compact();
+        m.admit(variant.clone(), 50, never());
+        m.admit(tagged.clone(), 50, never());
+        let mut evicted = m.admit(key(1), 100, never());
+        evicted.sort_by_key(|k| k.primary);
+        let mut want = vec![variant, tagged];
+        want.sort_by_key(|k| k.primary);
+        assert_eq!(evicted, want);
+        assert_eq!(m.admit(key(2), 100, never()), vec![key(1)]);
     }
 
     #[test]

@@ -9,11 +9,16 @@
 //!   `Arc`, so hits on different keys do not touch the same lock, and there
 //!   is no global lock anywhere.
 //! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] (itself an
-//!   `Arc`) and its body as `Bytes` pieces. A hit clones the `Arc`s; body
-//!   bytes are never copied when read. A body written in several pieces of
-//!   at most [`COALESCE_MAX`] bytes in all is joined into one piece when the
-//!   fill finishes (one copy, at write time), which keeps small entries
-//!   small and releases any larger buffers the pieces were cut from.
+//!   `Arc`) and its body. A body of at most [`INLINE_MAX`] bytes is copied
+//!   once, when the fill finishes, into a buffer of its exact size owned by
+//!   the entry (which keeps small entries small and releases whatever larger
+//!   buffers the writer's pieces were cut from); a hit reads it as `Bytes`
+//!   that hold a reference to the entry. A larger body keeps the writer's
+//!   `Bytes` pieces as they are. Either way a hit clones `Arc`s and never
+//!   copies body bytes.
+//! - The stored meta is a compact copy of the one given
+//!   ([`compact_meta`]): a parsed response header keeps spare capacity for
+//!   more headers, which a cache holding a million of them cannot afford.
 //!
 //! # Streaming fills
 //! [`MemCache::support_streaming_partial_write`] is true: while a fill is in
@@ -38,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use proxy_core::error::{Error, ErrorType, Result};
 use tokio::sync::Notify;
@@ -54,9 +59,9 @@ use crate::storage::{
 /// writers on the same shard rare.
 const SHARDS: usize = 64;
 
-/// Bodies written in several pieces and at most this many bytes in all are
-/// joined into one piece when the fill finishes.
-pub const COALESCE_MAX: usize = 16 * 1024;
+/// Bodies of at most this many bytes are kept in one buffer of their exact
+/// size, owned by the entry.
+pub const INLINE_MAX: usize = 16 * 1024;
 
 /// An in-memory, sharded cache storage. See the module docs.
 ///
@@ -82,42 +87,60 @@ struct Stored {
 }
 
 /// A complete body.
-#[derive(Clone)]
 enum Body {
-    One(Bytes),
-    Pieces { pieces: Box<[Bytes]>, len: usize },
+    /// At most [`INLINE_MAX`] bytes, in the entry's own buffer.
+    Inline(Box<[u8]>),
+    /// A larger body: the writer's pieces (boxed, so `Body` stays 16 bytes).
+    Pieces(Box<Pieces>),
+}
+
+#[derive(Clone)]
+struct Pieces {
+    pieces: Box<[Bytes]>,
+    len: usize,
 }
 
 impl Body {
-    fn from_pieces(mut pieces: Vec<Bytes>, len: usize) -> Body {
-        match pieces.len() {
-            0 => Body::One(Bytes::new()),
-            1 => Body::One(pieces.swap_remove(0)),
-            _ if len <= COALESCE_MAX => {
-                let mut joined = BytesMut::with_capacity(len);
-                for p in &pieces {
-                    joined.extend_from_slice(p);
-                }
-                Body::One(joined.freeze())
+    fn from_pieces(pieces: Vec<Bytes>, len: usize) -> Body {
+        if len <= INLINE_MAX {
+            let mut joined = Vec::with_capacity(len);
+            for p in &pieces {
+                joined.extend_from_slice(p);
             }
-            _ => Body::Pieces {
-                pieces: pieces.into_boxed_slice(),
-                len,
-            },
+            return Body::Inline(joined.into_boxed_slice());
         }
-    }
-
-    fn pieces(&self) -> &[Bytes] {
-        match self {
-            Body::One(b) => std::slice::from_ref(b),
-            Body::Pieces { pieces, .. } => pieces,
-        }
+        Body::Pieces(Box::new(Pieces {
+            pieces: pieces.into_boxed_slice(),
+            len,
+        }))
     }
 
     fn len(&self) -> usize {
         match self {
-            Body::One(b) => b.len(),
-            Body::Pieces { len, .. } => *len,
+            Body::Inline(b) => b.len(),
+            Body::Pieces(p) => p.len,
+        }
+    }
+
+    /// A copy for a new entry that shares the body (an inline body is small
+    /// enough to copy; pieces are reference counted).
+    fn share(&self) -> Body {
+        match self {
+            Body::Inline(b) => Body::Inline(b.clone()),
+            Body::Pieces(p) => Body::Pieces(p.clone()),
+        }
+    }
+}
+
+/// The owner of the `Bytes` a hit reads from an inline body: a reference to
+/// the entry.
+struct InlineBody(Arc<Stored>);
+
+impl AsRef<[u8]> for InlineBody {
+    fn as_ref(&self) -> &[u8] {
+        match &self.0.body {
+            Body::Inline(b) => b,
+            Body::Pieces(_) => &[],
         }
     }
 }
@@ -140,12 +163,12 @@ struct FillState {
 }
 
 /// Where a fill is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FillPhase {
     /// The writer may append more.
     Writing,
-    /// The writer finished: the pieces are the whole body.
-    Done,
+    /// The writer finished: this is the whole entry (the pieces were moved
+    /// into it).
+    Done(Arc<Stored>),
     /// The writer went away without finishing: the body is incomplete.
     Abandoned,
 }
@@ -197,6 +220,13 @@ impl Default for MemCache {
     }
 }
 
+/// A copy of `meta` whose response header allocates only what its fields
+/// need (through [`CacheMeta::serialize`] and back); `meta` itself if that
+/// fails, which it cannot for a header the proxy accepted.
+pub fn compact_meta(meta: &CacheMeta) -> CacheMeta {
+    CacheMeta::deserialize(&meta.serialize()).unwrap_or_else(|_| meta.clone())
+}
+
 /// Bytes an entry's header is counted as: the fixed fields of the meta and
 /// the status line, plus each header's name and value and 4 bytes of
 /// framing. Close to [`CacheMeta::serialize`]'s length without allocating.
@@ -220,7 +250,15 @@ impl Storage for MemCache {
                 let fill = fill.clone();
                 drop(shard);
                 let meta = fill.meta.clone();
-                return Ok(Some((meta, Box::new(FillHit { fill, next: 0 }))));
+                return Ok(Some((
+                    meta,
+                    Box::new(FillHit {
+                        fill,
+                        next: 0,
+                        pos: 0,
+                        rest: None,
+                    }),
+                )));
             }
         }
         let Some(stored) = shard.entries.get(&digest).cloned() else {
@@ -228,17 +266,7 @@ impl Storage for MemCache {
         };
         drop(shard);
         let meta = stored.meta.clone();
-        let end = stored.body.len();
-        Ok(Some((
-            meta,
-            Box::new(CompleteHit {
-                stored,
-                pos: 0,
-                end,
-                piece: 0,
-                piece_start: 0,
-            }),
-        )))
+        Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)))))
     }
 
     async fn get_miss_handler(
@@ -248,7 +276,7 @@ impl Storage for MemCache {
     ) -> Result<MissHandler> {
         let digest = key.combined_bin();
         let fill = Arc::new(Fill {
-            meta: meta.clone(),
+            meta: compact_meta(meta),
             state: Mutex::new(FillState {
                 pieces: Vec::new(),
                 len: 0,
@@ -296,8 +324,8 @@ impl Storage for MemCache {
         match shard.entries.get_mut(&digest) {
             Some(stored) => {
                 *stored = Arc::new(Stored {
-                    meta: meta.clone(),
-                    body: stored.body.clone(),
+                    meta: compact_meta(meta),
+                    body: stored.body.share(),
                 });
                 Ok(true)
             }
@@ -327,14 +355,33 @@ struct CompleteHit {
     piece_start: usize,
 }
 
-#[async_trait]
-impl HandleHit for CompleteHit {
-    async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        let pieces = self.stored.body.pieces();
-        while self.pos < self.end {
-            let Some(p) = pieces.get(self.piece) else {
-                break;
-            };
+impl CompleteHit {
+    /// A reader of `stored`'s body from byte `pos` to its end.
+    fn new(stored: Arc<Stored>, pos: usize) -> Self {
+        let end = stored.body.len();
+        CompleteHit {
+            stored,
+            pos,
+            end,
+            piece: 0,
+            piece_start: 0,
+        }
+    }
+
+    /// The next piece of the range, `None` at its end.
+    fn next_piece(&mut self) -> Option<Bytes> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let pieces = match &self.stored.body {
+            Body::Inline(_) => {
+                let range = self.pos..self.end;
+                self.pos = self.end;
+                return Some(Bytes::from_owner(InlineBody(self.stored.clone())).slice(range));
+            }
+            Body::Pieces(p) => &p.pieces,
+        };
+        while let Some(p) = pieces.get(self.piece) {
             let p_end = self.piece_start + p.len();
             if self.pos >= p_end {
                 self.piece += 1;
@@ -345,11 +392,18 @@ impl HandleHit for CompleteHit {
             let to = p_end.min(self.end) - self.piece_start;
             self.pos += to - from;
             if from == 0 && to == p.len() {
-                return Ok(Some(p.clone()));
+                return Some(p.clone());
             }
-            return Ok(Some(p.slice(from..to)));
+            return Some(p.slice(from..to));
         }
-        Ok(None)
+        None
+    }
+}
+
+#[async_trait]
+impl HandleHit for CompleteHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.next_piece())
     }
 
     async fn finish(
@@ -400,8 +454,12 @@ impl HandleHit for CompleteHit {
 /// Follows a fill in progress: yields pieces as the writer appends them.
 struct FillHit {
     fill: Arc<Fill>,
-    /// Index of the next piece to return.
+    /// Index of the next piece to return while the fill is being written.
     next: usize,
+    /// Bytes returned so far.
+    pos: usize,
+    /// Once the fill is done: the rest of the body, read from the entry.
+    rest: Option<CompleteHit>,
 }
 
 #[async_trait]
@@ -410,6 +468,9 @@ impl HandleHit for FillHit {
     /// Cancel safe: a dropped call returns no piece and the next call
     /// resumes at the same one.
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if let Some(rest) = self.rest.as_mut() {
+            return Ok(rest.next_piece());
+        }
         loop {
             // register for the wake-up before looking, so an append between
             // the look and the await is not missed
@@ -419,10 +480,15 @@ impl HandleHit for FillHit {
                 let state = self.fill.state.lock();
                 if let Some(piece) = state.pieces.get(self.next) {
                     self.next += 1;
+                    self.pos += piece.len();
                     return Ok(Some(piece.clone()));
                 }
-                match state.phase {
-                    FillPhase::Done => return Ok(None),
+                match &state.phase {
+                    FillPhase::Done(stored) => {
+                        // the pieces moved into the entry: go on from there
+                        let rest = self.rest.insert(CompleteHit::new(stored.clone(), self.pos));
+                        return Ok(rest.next_piece());
+                    }
                     FillPhase::Abandoned => {
                         return Error::e_explain(
                             ErrorType::InternalError,
@@ -467,6 +533,10 @@ struct MemMiss {
     finished: bool,
 }
 
+/// `finish` reports `Created(body bytes + header_size_estimate)`, also for
+/// a fill that a later fill of the same key or an invalidation superseded
+/// and that is therefore not stored (the eviction manager then tracks bytes
+/// that a later admit or eviction corrects).
 #[async_trait]
 impl HandleMiss for MemMiss {
     async fn write_body(&mut self, data: Bytes) -> Result<()> {
@@ -483,17 +553,18 @@ impl HandleMiss for MemMiss {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let (pieces, len) = {
+        let (stored, len) = {
             let mut state = self.fill.state.lock();
-            state.phase = FillPhase::Done;
-            (state.pieces.clone(), state.len)
+            let pieces = std::mem::take(&mut state.pieces);
+            let stored = Arc::new(Stored {
+                meta: self.fill.meta.clone(),
+                body: Body::from_pieces(pieces, state.len),
+            });
+            state.phase = FillPhase::Done(stored.clone());
+            (stored, state.len)
         };
         self.finished = true;
         self.fill.notify.notify_waiters();
-        let stored = Arc::new(Stored {
-            meta: self.fill.meta.clone(),
-            body: Body::from_pieces(pieces, len),
-        });
         {
             let mut shard = self.cache.shard(&self.digest).write();
             if !self.fill.superseded.load(Ordering::Relaxed) {
@@ -526,6 +597,16 @@ fn remove_fill(shard: &mut Shard, digest: &HashBinary, fill: &Arc<Fill>) {
     {
         shard.fills.remove(digest);
     }
+}
+
+/// Sizes of the per-entry records, for the memory benchmark: (map slot,
+/// entry record including its reference counts).
+#[doc(hidden)]
+pub fn entry_sizes() -> (usize, usize) {
+    (
+        std::mem::size_of::<(HashBinary, Arc<Stored>)>(),
+        std::mem::size_of::<Stored>() + 2 * std::mem::size_of::<usize>(),
+    )
 }
 
 #[cfg(test)]

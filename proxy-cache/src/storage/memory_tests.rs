@@ -201,7 +201,7 @@ async fn a_later_fill_wins_over_an_earlier_one_that_finishes_last() {
     assert_eq!(read_all(&mut hit).await.unwrap(), b"late");
 }
 
-/// Three pieces of 10,000 bytes (too large to be joined): bytes 0..30000,
+/// Three pieces of 10,000 bytes (too large to be inlined): bytes 0..30000,
 /// byte i is `i % 251`.
 async fn big_entry(cache: &'static MemCache, key: &CacheKey) -> Vec<u8> {
     let body: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
@@ -278,7 +278,7 @@ async fn empty_body_is_stored_and_read_as_empty() {
 }
 
 #[tokio::test]
-async fn small_pieces_are_joined_and_the_hit_shares_the_bytes() {
+async fn small_pieces_are_joined_and_hits_share_the_bytes() {
     let cache = leak();
     let key = CacheKey::new("ns", "/join", "");
     store(cache, &key, "j", &[b"ab", b"cd", b"ef"]).await;
@@ -371,4 +371,30 @@ fn storage_is_downcastable() {
     let dynamic: &dyn Storage = cache;
     assert!(dynamic.as_any().downcast_ref::<MemCache>().is_some());
     assert!(cache.support_streaming_partial_write());
+}
+
+#[tokio::test]
+async fn fill_reader_behind_the_writer_reads_the_rest_from_the_entry() {
+    let cache = leak();
+    // a small body (inlined at finish) and a large one (kept in pieces)
+    for (path, piece) in [("/behind-small", 5usize), ("/behind-large", 10_000)] {
+        let key = CacheKey::new("ns", path, "");
+        let body: Vec<u8> = (0..piece * 3).map(|i| (i % 251) as u8).collect();
+        let mut miss = cache.get_miss_handler(&key, &meta("b")).await.unwrap();
+        miss.write_body(Bytes::copy_from_slice(&body[..piece]))
+            .await
+            .unwrap();
+        let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        let first = hit.read_body().await.unwrap().unwrap();
+        assert_eq!(first, &body[..piece]);
+        miss.write_body(Bytes::copy_from_slice(&body[piece..2 * piece]))
+            .await
+            .unwrap();
+        miss.write_body(Bytes::copy_from_slice(&body[2 * piece..]))
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        let rest = read_all(&mut hit).await.unwrap();
+        assert_eq!(rest, &body[piece..], "{path}");
+    }
 }
