@@ -126,12 +126,19 @@ pub fn resp_cacheable(
     let no_cache = has(CacheControl::no_cache_unqualified);
     // §5.1: Age is one non-negative integer; anything else (several
     // values, a sign, a fraction, parameters) makes the response stale
-    let ages: Vec<&[u8]> = resp.headers.get_all(header::AGE).iter().map(|v| v.as_bytes()).collect();
+    let ages: Vec<&[u8]> = resp
+        .headers
+        .get_all(header::AGE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     let (age_value, age_invalid) = match ages.as_slice() {
         [] => (0, false),
-        [one] => match std::str::from_utf8(one).ok().map(str::trim).filter(|t| {
-            !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
-        }) {
+        [one] => match std::str::from_utf8(one)
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        {
             Some(t) => (t.parse::<u64>().unwrap_or(u64::from(u32::MAX)), false),
             None => (0, true),
         },
@@ -502,12 +509,25 @@ mod tests {
 
     #[test]
     fn surrogate_control_is_read_after_cdn_cache_control() {
-        let r = resp(&[("Cache-Control", "no-store"), ("Surrogate-Control", "max-age=30")]);
+        let r = resp(&[
+            ("Cache-Control", "no-store"),
+            ("Surrogate-Control", "max-age=30"),
+        ]);
         let m = meta_of(resp_cacheable(&r, false, None, at(0)));
         assert_eq!(m.fresh_sec(), 30);
-        assert!(m.response_header().headers.get("surrogate-control").is_none());
-        let r = resp(&[("Cache-Control", "max-age=5"), ("Surrogate-Control", "max-age=30;other")]);
-        assert_eq!(meta_of(resp_cacheable(&r, false, None, at(0))).fresh_sec(), 5);
+        assert!(m
+            .response_header()
+            .headers
+            .get("surrogate-control")
+            .is_none());
+        let r = resp(&[
+            ("Cache-Control", "max-age=5"),
+            ("Surrogate-Control", "max-age=30;other"),
+        ]);
+        assert_eq!(
+            meta_of(resp_cacheable(&r, false, None, at(0))).fresh_sec(),
+            5
+        );
     }
 
     #[test]
@@ -543,7 +563,11 @@ mod tests {
 
     #[test]
     fn a_304_keeps_the_fields_the_body_depends_on_rfc9111_3_2() {
-        let stored = resp(&[("ETag", "\"a\""), ("Content-Encoding", "gzip"), ("X-B", "1")]);
+        let stored = resp(&[
+            ("ETag", "\"a\""),
+            ("Content-Encoding", "gzip"),
+            ("X-B", "1"),
+        ]);
         let mut nm = ResponseHeader::build(304, None).unwrap();
         nm.insert_header("ETag", "\"b\"").unwrap();
         nm.insert_header("Content-Encoding", "br").unwrap();
