@@ -4,11 +4,13 @@
 //! `cache_size` bytes.
 //!
 //! With `cache_dir`:
-//! - the disk storage may hold `cache_size` bytes of entry files;
-//! - the eviction manager evicts past 7/8 of `cache_size`, so fills in
-//!   progress (counted by the storage as they are written, not by the
-//!   manager until they finish) have room: a fill that would take the
-//!   directory past `cache_size` is not stored;
+//! - the disk storage never takes more than `cache_size` bytes on disk
+//!   (entry files in 4 KiB blocks, its directories, fills in progress);
+//! - the eviction manager evicts entries past `cache_size` minus a
+//!   headroom of min(`cache_size` / 4, [`DISK_HEADROOM_MAX`]), which leaves
+//!   room for the directories and for fills in progress (the storage counts
+//!   them as they are written, the manager only when they finish): a fill
+//!   that would take the directory past `cache_size` is not stored;
 //! - the memory tier holds min(64 MiB, `cache_size` / 4) of hot entries;
 //! - the entries found on disk are admitted to the eviction manager at
 //!   start, oldest first.
@@ -24,6 +26,10 @@ use crate::conf::ExampleConf;
 /// The most the memory tier in front of the disk holds, in bytes.
 pub const MEMORY_TIER_MAX: usize = 64 * 1024 * 1024;
 
+/// The most of `cache_size` kept out of the eviction manager's budget for
+/// directories and fills in progress, with `cache_dir`.
+pub const DISK_HEADROOM_MAX: usize = 128 * 1024 * 1024;
+
 /// The storage and eviction manager for `conf`, leaked to `&'static` (they
 /// live as long as the process). Blocking (scans `cache_dir`): call at
 /// start.
@@ -31,8 +37,9 @@ pub fn build(conf: &ExampleConf) -> (&'static dyn Storage, &'static LruManager) 
     if let Some(dir) = conf.cache_dir.as_deref().filter(|d| !d.is_empty()) {
         match DiskCache::new(dir, conf.cache_size as u64) {
             Ok(disk) => {
+                let headroom = DISK_HEADROOM_MAX.min(conf.cache_size / 4);
                 let eviction: &'static LruManager =
-                    Box::leak(Box::new(LruManager::new(conf.cache_size / 8 * 7)));
+                    Box::leak(Box::new(LruManager::new(conf.cache_size - headroom)));
                 let admitted = disk.admit_existing(eviction);
                 let memory = MEMORY_TIER_MAX.min(conf.cache_size / 4);
                 log::info!(

@@ -39,7 +39,7 @@ use crate::storage::{HandleHit, HandleMiss, MissFinishType, Storage};
 
 use super::format::BODY_LEN_AT;
 use super::index::{remove_fill, Indexed};
-use super::layout::{blocking, io_err, on_disk};
+use super::layout::{blocking, io_err, make_dirs, on_disk};
 use super::DiskCache;
 
 /// Largest piece a reader returns at once.
@@ -208,10 +208,11 @@ fn store(
         remove_fill(&mut map, &digest, fill);
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| io_err(ErrorType::FileCreateError, "creating", parent, e))?;
-    }
+    make_dirs(
+        &path,
+        |b| cache.index.reserve(b),
+        |b| cache.index.release(b),
+    )?;
     fs::rename(temp, &path)
         .map_err(|e| io_err(ErrorType::FileWriteError, "renaming into", &path, e))?;
     let entry = Indexed {

@@ -8,8 +8,11 @@
 //!   call; async code takes only this one.
 //! - `io`: a `parking_lot::Mutex<()>` taken only on the blocking pool,
 //!   around the file operations that change what a path names (rename into
-//!   place, delete, rewrite of the meta), so that for one shard they happen
-//!   one at a time and the index changes with them.
+//!   place, delete, rewrite of the meta, creating and removing the leaf
+//!   directory), so that they happen one at a time and the index changes
+//!   with them. It is picked by the entry's leaf directory (the digest's
+//!   last byte), so every entry of one leaf directory shares it: removing
+//!   an empty directory never races a rename into it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,9 +74,10 @@ impl Index {
         &self.maps[shard_index(digest, SHARDS)]
     }
 
-    /// The file-operation lock of `digest`'s shard. Blocking pool only.
+    /// The file-operation lock of `digest`'s leaf directory. Blocking pool
+    /// only.
     pub(crate) fn io(&self, digest: &HashBinary) -> &Mutex<()> {
-        &self.io[shard_index(digest, SHARDS)]
+        &self.io[usize::from(digest[15]) % SHARDS]
     }
 
     pub(crate) fn next_rank(&self) -> u64 {

@@ -36,6 +36,54 @@ pub(crate) fn entry_path(dir: &Path, digest: &HashBinary) -> PathBuf {
     dir.join(level1).join(level2).join(name)
 }
 
+/// Create the entry's leaf directory (and its first-level one) if missing,
+/// taking a [`BLOCK`] of the budget for each directory created through
+/// `reserve`, and giving it back through `release` if another thread
+/// created it first. Blocking; the caller holds the leaf directory's `io`
+/// lock.
+///
+/// # Errors
+/// `FileWriteError` when the budget has no room for a directory,
+/// `FileCreateError` when it cannot be created.
+pub(crate) fn make_dirs(
+    entry: &Path,
+    reserve: impl Fn(u64) -> bool,
+    release: impl Fn(u64),
+) -> Result<()> {
+    let Some(leaf) = entry.parent() else {
+        return Ok(());
+    };
+    for dir in [leaf.parent(), Some(leaf)].into_iter().flatten() {
+        if dir.is_dir() {
+            continue;
+        }
+        if !reserve(BLOCK) {
+            return Error::e_explain(
+                ErrorType::FileWriteError,
+                format!("disk cache: no room in the budget for {}", dir.display()),
+            );
+        }
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => release(BLOCK),
+            Err(e) => {
+                release(BLOCK);
+                return Err(io_err(ErrorType::FileCreateError, "creating", dir, e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove the entry's leaf directory if it is now empty; whether it was
+/// removed (its [`BLOCK`] is then free). First-level directories (16 at
+/// most) stay. Blocking; the caller holds the leaf directory's `io` lock.
+pub(crate) fn remove_empty_leaf(entry: &Path) -> bool {
+    entry
+        .parent()
+        .is_some_and(|leaf| std::fs::remove_dir(leaf).is_ok())
+}
+
 /// Whether `name` is a first-level (`len == 1`) or second-level
 /// (`len == 2`) directory name, or an entry file name (`len == 32`): that
 /// many lowercase hex digits.

@@ -30,13 +30,16 @@
 //! - The eviction manager the proxy passes keeps the entries within its
 //!   budget (entries are counted as their file size rounded up to 4 KiB
 //!   blocks, what `du` counts).
-//! - Independently, the storage never lets its files pass `max_size_bytes`:
-//!   a fill reserves its blocks as it writes, and a fill that would pass the
-//!   budget fails (`write_body` returns an error: the response is served
-//!   uncached and nothing is stored). Give the eviction manager a smaller
-//!   budget than the storage (e.g. 7/8 of it) so fills in progress have
-//!   room while the manager evicts. The directories themselves (at most
-//!   4,113, a block each) are not counted.
+//! - Independently, the storage never lets what it keeps on disk pass
+//!   `max_size_bytes`: entry files (in 4 KiB blocks), the directories (a
+//!   block each: the cache directory, `tmp/`, at most 16 first-level and
+//!   4,096 leaf directories; a leaf directory is removed when its last
+//!   entry is) and the temporary files of fills in progress, which reserve
+//!   their blocks as they write. A fill that would pass the budget fails
+//!   (`write_body` returns an error: the response is served uncached and
+//!   nothing is stored). Give the eviction manager a smaller budget than
+//!   the storage (e.g. 3/4 of it) so that directories and fills in
+//!   progress have room while the manager evicts.
 //!
 //! # Blocking
 //! Every file operation runs on tokio's blocking pool
@@ -113,13 +116,16 @@ impl DiskCache {
             index: Index::new(max_size_bytes),
             seq: AtomicU64::new(0),
         };
+        cache.index.add(scanned.dir_bytes);
         let found = scanned.entries.len();
         let mut total: u64 = scanned.entries.iter().map(|(_, e)| e.size).sum();
         let mut dropped = 0;
         for (digest, mut entry) in scanned.entries {
-            if total > max_size_bytes {
+            if total + scanned.dir_bytes > max_size_bytes {
                 total -= entry.size;
-                let _ = fs::remove_file(cache.entry_path(&digest));
+                let path = cache.entry_path(&digest);
+                let _ = fs::remove_file(&path);
+                cache.remove_empty_leaf(&path);
                 dropped += 1;
                 continue;
             }
@@ -218,6 +224,7 @@ impl DiskCache {
                     log::warn!("disk cache: removing {}: {e}", path.display());
                 }
             }
+            self.remove_empty_leaf(&path);
         }
         removed || fill.is_some()
     }
@@ -236,9 +243,18 @@ impl DiskCache {
         } else if ino.is_some() {
             log::warn!("disk cache: removing {}: {reason}", path.display());
             let _ = fs::remove_file(path);
+            self.remove_empty_leaf(path);
         }
         let mut map = self.index.map(digest).write();
         self.index.remove(&mut map, digest);
+    }
+
+    /// Remove the leaf directory of `entry` if empty, freeing its block.
+    /// The caller holds the leaf's `io` lock.
+    fn remove_empty_leaf(&self, entry: &Path) {
+        if layout::remove_empty_leaf(entry) {
+            self.index.release(layout::BLOCK);
+        }
     }
 
     fn temp_path(&self, digest: &HashBinary) -> PathBuf {

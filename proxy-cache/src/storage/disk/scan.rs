@@ -11,7 +11,7 @@ use crate::key::HashBinary;
 
 use super::hit::{open_entry, OpenOutcome};
 use super::index::Indexed;
-use super::layout::{digest_of_name, is_hex_name, on_disk, TMP_DIR};
+use super::layout::{digest_of_name, is_hex_name, on_disk, BLOCK, TMP_DIR};
 
 /// What the scan found.
 #[derive(Debug, Default)]
@@ -22,6 +22,9 @@ pub(crate) struct Scanned {
     pub(crate) temp_removed: usize,
     /// Entry files removed because they were not whole.
     pub(crate) corrupt_removed: usize,
+    /// Blocks taken by the directories kept (the cache directory, `tmp/`,
+    /// first-level and non-empty leaf directories), in bytes.
+    pub(crate) dir_bytes: u64,
 }
 
 /// Empty `<dir>/tmp` (creating it), then index `<dir>/?/??/<32 hex>`.
@@ -48,6 +51,7 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scanned> {
         );
     }
     let mut found: Vec<(SystemTime, HashBinary, Indexed)> = Vec::new();
+    out.dir_bytes = 2 * BLOCK;
     for level1 in fs::read_dir(dir)?.flatten() {
         if !name_is(&level1, 1) {
             continue;
@@ -55,6 +59,7 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scanned> {
         let Ok(level2s) = fs::read_dir(level1.path()) else {
             continue;
         };
+        out.dir_bytes += BLOCK;
         for level2 in level2s.flatten() {
             if !name_is(&level2, 2) {
                 continue;
@@ -92,6 +97,10 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scanned> {
                     }
                     Err(e) => log::warn!("disk cache: skipping {}: {e}", path.display()),
                 }
+            }
+            // an empty leaf directory is removed; a kept one is counted
+            if fs::remove_dir(level2.path()).is_err() {
+                out.dir_bytes += BLOCK;
             }
         }
     }

@@ -52,6 +52,21 @@ fn body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// What the cache should count for `dir`: every file's length in 4 KiB
+/// blocks, and a block per directory (the cache directory included).
+fn du(dir: &Path) -> u64 {
+    let mut total = layout::BLOCK;
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            du(&e.path())
+        } else {
+            on_disk(m.len())
+        };
+    }
+    total
+}
+
 /// Files under `dir/tmp`.
 fn temp_files(dir: &Path) -> usize {
     fs::read_dir(dir.join(TMP_DIR)).map_or(0, |d| d.count())
@@ -65,7 +80,7 @@ async fn filled_entry_is_found_whole_and_seeks() {
     assert!(cache.lookup(&key).await.unwrap().is_none());
     let data = body(300_000);
     let size = store(cache, &key, "one", &data).await;
-    assert_eq!(size as u64, cache.used_bytes());
+    assert_eq!(cache.used_bytes(), du(dir.path()));
     assert_eq!(size % 4096, 0);
     assert!(entry_path(dir.path(), &key.combined_bin()).is_file());
     assert_eq!(temp_files(dir.path()), 0);
@@ -121,7 +136,11 @@ async fn an_abandoned_fill_fails_its_readers_and_leaves_nothing() {
     assert_eq!(hit.read_body().await.unwrap().unwrap(), "part");
     assert!(hit.read_body().await.is_err(), "never a whole-looking body");
     assert!(cache.lookup(&key).await.unwrap().is_none());
-    assert_eq!(cache.used_bytes(), 0);
+    assert_eq!(
+        cache.used_bytes(),
+        2 * layout::BLOCK,
+        "the directory and tmp/"
+    );
     // the temporary file is deleted on the blocking pool
     for _ in 0..100 {
         if temp_files(dir.path()) == 0 {
@@ -187,7 +206,11 @@ async fn a_truncated_file_is_absent_and_deleted() {
         .unwrap();
     assert!(cache.lookup(&key).await.unwrap().is_none());
     assert!(!path.exists());
-    assert_eq!(cache.used_bytes(), 0);
+    assert!(
+        !path.parent().unwrap().exists(),
+        "the empty leaf directory is removed"
+    );
+    assert_eq!(cache.used_bytes(), du(dir.path()));
     assert!(cache.is_empty());
     // and at start
     store(cache, &key, "c", &body(20_000)).await;
@@ -229,8 +252,8 @@ async fn purge_deletes_the_file_and_stops_a_fill() {
         .unwrap());
     miss.finish().await.unwrap();
     assert!(cache.lookup(&key).await.unwrap().is_none());
-    assert_eq!(cache.used_bytes(), 0);
     assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(cache.used_bytes(), du(dir.path()));
 }
 
 #[tokio::test]
@@ -256,7 +279,7 @@ async fn update_meta_keeps_the_body_and_survives_a_restart() {
 #[tokio::test]
 async fn a_fill_past_the_budget_is_not_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), 64 * 1024);
+    let cache = open(dir.path(), 36 * 1024);
     let small = CacheKey::new("ns", "/small", "");
     store(cache, &small, "s", &body(10_000)).await;
     let big = CacheKey::new("ns", "/big", "");
@@ -271,13 +294,16 @@ async fn a_fill_past_the_budget_is_not_stored() {
             failed = true;
             break;
         }
-        assert!(cache.used_bytes() <= 64 * 1024);
+        assert!(cache.used_bytes() <= 36 * 1024);
     }
     assert!(failed, "the budget stops the fill");
     drop(miss);
     assert!(cache.lookup(&big).await.unwrap().is_none());
     assert!(cache.lookup(&small).await.unwrap().is_some());
-    assert_eq!(cache.used_bytes(), 12 * 1024);
+    assert_eq!(temp_files(dir.path()), 0);
+    // the directory, tmp/, two levels of directories and a 3-block entry
+    assert_eq!(cache.used_bytes(), 7 * 4096);
+    assert_eq!(cache.used_bytes(), du(dir.path()));
 }
 
 #[tokio::test]
@@ -291,11 +317,12 @@ async fn admit_existing_fills_an_eviction_manager_and_deletes_what_it_evicts() {
         keys.push(key);
     }
     let again = open(dir.path(), 1 << 30);
+    assert_eq!(again.used_bytes(), du(dir.path()));
     let lru = Lru::new(5 * 8192);
     assert_eq!(again.admit_existing(&lru), 10);
     assert_eq!(lru.total_items(), 5);
     assert_eq!(again.len(), 5);
-    assert_eq!(again.used_bytes(), 5 * 8192);
+    assert_eq!(again.used_bytes(), du(dir.path()));
     // the oldest went first
     assert!(again.lookup(&keys[0]).await.unwrap().is_none());
     assert!(again.lookup(&keys[9]).await.unwrap().is_some());
@@ -312,8 +339,9 @@ async fn a_read_only_tmp_makes_fills_fail_but_hits_still_work() {
     fs::remove_dir_all(dir.path().join(TMP_DIR)).unwrap();
     fs::write(dir.path().join(TMP_DIR), b"").unwrap();
     let other = CacheKey::new("ns", "/new", "");
+    let before = cache.used_bytes();
     assert!(cache.get_miss_handler(&other, &meta("n")).await.is_err());
-    assert_eq!(cache.used_bytes(), 4096);
+    assert_eq!(cache.used_bytes(), before, "nothing left reserved");
     let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(read_all(&mut hit).await.unwrap(), b"kept");
 }
