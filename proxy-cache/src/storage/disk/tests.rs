@@ -160,6 +160,9 @@ async fn a_new_cache_on_the_same_dir_finds_the_entries() {
     varied.set_variance_key([5; 16]);
     let plain = CacheKey::new("ns", "/p", "");
     store(cache, &plain, "p", &body(10)).await;
+    // modification times order the entries at start; the clock behind them
+    // ticks in milliseconds on some filesystems
+    tokio::time::sleep(Duration::from_millis(30)).await;
     store(cache, &varied, "v", &body(5000)).await;
     let used = cache.used_bytes();
 
@@ -315,6 +318,7 @@ async fn admit_existing_fills_an_eviction_manager_and_deletes_what_it_evicts() {
         let key = CacheKey::new("ns", format!("/{i}"), "");
         store(cache, &key, "e", &body(5000)).await; // 8 KiB on disk each
         keys.push(key);
+        tokio::time::sleep(Duration::from_millis(15)).await; // distinct mtimes
     }
     let again = open(dir.path(), 1 << 30);
     assert_eq!(again.used_bytes(), du(dir.path()));
