@@ -225,13 +225,19 @@ fn kill_9_during_a_50_mib_fill_leaves_the_entry_absent_or_whole() {
         .spawn()
         .unwrap();
     assert!(origin.wait_for_requests(1));
-    std::thread::sleep(Duration::from_millis(1500));
+    // wait until the fill has written a few MiB to its temporary file
     let tmp = cache.path().join("tmp");
-    assert_eq!(
-        fs::read_dir(&tmp).unwrap().count(),
-        1,
-        "the fill is in progress in tmp/"
-    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let written = loop {
+        let files: Vec<_> = fs::read_dir(&tmp).unwrap().flatten().collect();
+        let len = files.first().map_or(0, |f| f.metadata().unwrap().len());
+        if len > (4 << 20) || std::time::Instant::now() > deadline {
+            break (files.len(), len);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(written.0, 1, "the fill is in progress in tmp/");
+    assert!(written.1 < SIZE as u64, "killed midway: {} bytes", written.1);
     proxy.signal("KILL");
     let mut proxy = proxy;
     assert!(proxy.wait_exit(Duration::from_secs(10)).is_some());
