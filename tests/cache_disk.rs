@@ -237,7 +237,11 @@ fn kill_9_during_a_50_mib_fill_leaves_the_entry_absent_or_whole() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(written.0, 1, "the fill is in progress in tmp/");
-    assert!(written.1 < SIZE as u64, "killed midway: {} bytes", written.1);
+    assert!(
+        written.1 < SIZE as u64,
+        "killed midway: {} bytes",
+        written.1
+    );
     proxy.signal("KILL");
     let mut proxy = proxy;
     assert!(proxy.wait_exit(Duration::from_secs(10)).is_some());
@@ -394,4 +398,64 @@ fn concurrent_fills_and_reads_of_one_key_all_get_the_whole_body() {
     // the cache lock sent one request upstream; the others read the fill
     // from the disk as it was written, then the entry
     assert_eq!(requests_to(&origin, &path), 1);
+}
+
+#[test]
+fn a_revalidated_entry_keeps_its_body_and_new_headers_across_a_restart() {
+    let origin = RawOrigin::start(|req| {
+        if req.header("if-none-match").as_deref() == Some("\"v1\"") {
+            return vec![Step::Send(
+                b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=3600\r\nX-Version: 2\r\n\r\n"
+                    .to_vec(),
+            )];
+        }
+        let body = b"the stored body";
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\nCache-Control: max-age=1\r\nX-Version: 1\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        vec![Step::Send(r)]
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let conf = disk_conf(cache.path(), 64 << 20);
+    let proxy = Proxy::start(PART6, &[origin.addr()], &conf);
+    let url = proxy.url("/r");
+    let (_, status, body) = get(&url);
+    assert!(status.contains("stored"), "{status}");
+    assert_eq!(body, b"the stored body");
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, _, body) = get(&url);
+    assert_eq!(code, 200);
+    assert_eq!(body, b"the stored body");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("if-none-match").as_deref(), Some("\"v1\""));
+    stop(proxy);
+
+    let proxy = Proxy::start(PART6, &[origin.addr()], &conf);
+    let dir = tempfile::tempdir().unwrap();
+    let head_file = temp_path(&dir, "head");
+    let out = curl(&[
+        "-H",
+        HOST,
+        "-D",
+        head_file.to_str().unwrap(),
+        &proxy.url("/r"),
+    ]);
+    let head = fs::read_to_string(&head_file).unwrap();
+    assert_eq!(out.stdout, b"the stored body");
+    assert_eq!(
+        head_header(&head, "x-version").as_deref(),
+        Some("2"),
+        "{head}"
+    );
+    assert!(
+        head_header(&head, "cache-status")
+            .unwrap_or_default()
+            .contains("hit"),
+        "{head}"
+    );
+    assert_eq!(origin.seen().len(), 2, "served from disk after the restart");
 }

@@ -3,7 +3,8 @@
 //! filesystem.
 //!
 //! # Design
-//! - **Lookup**: the memory tier first; on a miss there, the disk tier. A
+//! - **Lookup**: a fill in progress on disk first (it is newer than any
+//!   complete copy), then the memory tier, then the disk tier. A
 //!   complete disk entry whose body is at most the promotion limit is read
 //!   whole and copied into the memory tier (*promoted*), and served from
 //!   there. A fill in progress is always read from the disk tier.
@@ -107,6 +108,11 @@ impl Storage for TieredCache {
     /// # Errors
     /// The disk tier's errors.
     async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
+        // a fill in progress first, as MemCache does: it is newer than any
+        // complete copy (the cache lock's waiters must find it)
+        if let Some(found) = self.disk.lookup_fill(key) {
+            return Ok(Some(found));
+        }
         if let Some((meta, hit)) = self.memory.lookup(key).await? {
             let size = hit.body_len().unwrap_or(0) + header_size_estimate(&meta);
             self.memory_lru
@@ -308,6 +314,25 @@ mod tests {
             .unwrap());
         assert!(cache.lookup(&key).await.unwrap().is_none());
         assert!(cache.memory.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fill_in_progress_is_found_before_an_older_copy_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 1 << 20);
+        let key = CacheKey::new("ns", "/f", "");
+        store(cache, &key, "old", b"old body").await;
+        let mut miss = cache.get_miss_handler(&key, &meta("new")).await.unwrap();
+        miss.write_body(Bytes::from_static(b"new ")).await.unwrap();
+        let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+        let reader = tokio::spawn(async move { read_all(&mut hit).await });
+        miss.write_body(Bytes::from_static(b"body")).await.unwrap();
+        miss.finish().await.unwrap();
+        assert_eq!(reader.await.unwrap(), b"new body");
+        let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+        assert_eq!(read_all(&mut hit).await, b"new body");
     }
 
     #[tokio::test]

@@ -196,6 +196,15 @@ impl DiskCache {
         n
     }
 
+    /// The fill in progress for `key`, if any, with a reader that follows
+    /// it. No I/O until the reader reads.
+    pub(crate) fn lookup_fill(&self, key: &CacheKey) -> Option<(CacheMeta, HitHandler)> {
+        let digest = key.combined_bin();
+        let fill = self.index.map(&digest).read().fills.get(&digest).cloned()?;
+        let meta = fill.meta.clone();
+        Some((meta, Box::new(FillHit { fill, pos: 0 })))
+    }
+
     fn entry_path(&self, digest: &HashBinary) -> PathBuf {
         entry_path(&self.dir, digest)
     }
@@ -295,17 +304,11 @@ impl Storage for DiskCache {
     /// missing or not whole is `Ok(None)` (and is deleted).
     async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
         let digest = key.combined_bin();
-        {
-            let map = self.index.map(&digest).read();
-            if let Some(fill) = map.fills.get(&digest) {
-                let fill = fill.clone();
-                drop(map);
-                let meta = fill.meta.clone();
-                return Ok(Some((meta, Box::new(FillHit { fill, pos: 0 }))));
-            }
-            if !map.entries.contains_key(&digest) {
-                return Ok(None);
-            }
+        if let Some(found) = self.lookup_fill(key) {
+            return Ok(Some(found));
+        }
+        if !self.index.map(&digest).read().entries.contains_key(&digest) {
+            return Ok(None);
         }
         let path = self.entry_path(&digest);
         blocking(move || match open_entry(&path, Some(&digest))? {
