@@ -459,3 +459,42 @@ fn a_revalidated_entry_keeps_its_body_and_new_headers_across_a_restart() {
     );
     assert_eq!(origin.seen().len(), 2, "served from disk after the restart");
 }
+
+#[test]
+fn the_complete_proxy_caches_on_disk_across_a_restart() {
+    const PART8: &str = env!("CARGO_BIN_EXE_part-08-complete");
+    let origin = object_origin();
+    let cache = tempfile::tempdir().unwrap();
+    let conf = format!("api_key: k\n{}", disk_conf(cache.path(), 64 << 20));
+    let fetch = |proxy: &Proxy, key: &str| {
+        let out = curl(&[
+            "-H",
+            HOST,
+            "-H",
+            key,
+            "-w",
+            "\n%{http_code}",
+            &proxy.url("/p8?size=3000"),
+        ]);
+        let text = out.stdout;
+        let split = text.iter().rposition(|b| *b == b'\n').unwrap();
+        (text[split + 1..].to_vec(), text[..split].to_vec())
+    };
+    let want = body_of(seed_of("/p8?size=3000"), 3000);
+    let proxy = Proxy::start(PART8, &[origin.addr()], &conf);
+    for _ in 0..3 {
+        let (code, body) = fetch(&proxy, "X-API-Key: k");
+        assert_eq!(code, b"200");
+        assert_eq!(body, want);
+    }
+    // the key check still comes first: no hit without it
+    assert_eq!(fetch(&proxy, "X-API-Key: wrong").0, b"401");
+    assert_eq!(origin.seen().len(), 1);
+    stop(proxy);
+    let proxy = Proxy::start(PART8, &[origin.addr()], &conf);
+    let (code, body) = fetch(&proxy, "X-API-Key: k");
+    assert_eq!((code.as_slice(), body), (b"200".as_slice(), want));
+    assert_eq!(origin.seen().len(), 1, "served from disk after the restart");
+    let stderr = proxy.stderr();
+    assert!(stderr.contains("cache=hit"), "{stderr}");
+}
