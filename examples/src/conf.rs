@@ -22,6 +22,8 @@
 //! upstream_ca: origin-ca.pem          # ours, part 4, optional: CA to verify with
 //! upstream_alternative_cn: origin     # ours, part 4, optional: name accepted instead of the SNI
 //! metrics_listen: 127.0.0.1:6192      # ours, part 5, default 127.0.0.1:6192: Prometheus /metrics
+//! cache_size: 268435456               # ours, parts 6 and 8, default 256 MiB
+//! cache_dir: /var/cache/proxy         # ours, parts 6 and 8, optional: cache on disk
 //! ```
 
 use std::io;
@@ -124,6 +126,13 @@ pub struct ExampleConf {
     /// larger ones pass through uncached. Default 0: no limit but the
     /// cache's budget.
     pub cache_max_file_size: usize,
+    /// Parts 6 and 8: a directory to keep the cache in, so it survives
+    /// restarts and holds more than memory: the disk storage, bounded by
+    /// `cache_size` bytes of entry files, with a memory tier of
+    /// min(64 MiB, `cache_size` / 4) in front (see
+    /// [`crate::cache_storage`]). Created if missing. Default: none, the
+    /// cache is in memory only.
+    pub cache_dir: Option<String>,
 }
 
 impl Default for ExampleConf {
@@ -150,6 +159,7 @@ impl Default for ExampleConf {
             cache_size: DEFAULT_CACHE_SIZE,
             cache_default_ttl: 0,
             cache_max_file_size: 0,
+            cache_dir: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Shared pieces of the tutorial programs: their configuration keys
-//! ([`conf`]) and the demo origin they proxy to when no upstream is
+//! ([`conf`]), the cache storage parts 6 and 8 choose from it
+//! ([`cache_storage`]) and the demo origin they proxy to when no upstream is
 //! configured ([`demo_origin`]).
 //!
 //! The programs themselves are in `src/bin/`:
@@ -11,6 +12,7 @@
 //! `part-08-complete` (the tutorial's complete proxy) and
 //! `demo-origin` (the demo origin, standalone).
 
+pub mod cache_storage;
 pub mod conf;
 pub mod demo_origin;
 pub mod self_signed;

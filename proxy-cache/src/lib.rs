@@ -34,7 +34,9 @@ pub use lock::{CacheLock, LockStatus, Locked, ReadLock, WritePermit};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use predictor::{CacheablePredictor, Predictor};
 pub use reasons::{CachePhase, ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::disk::DiskCache;
 pub use storage::memory::MemCache;
+pub use storage::tiered::TieredCache;
 pub use storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
 };

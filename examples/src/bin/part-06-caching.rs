@@ -11,7 +11,9 @@
 //! - **key**: scheme, host, path and query (`CacheKey::default_http`), not
 //!   the path alone: two sites behind one proxy never share an entry;
 //! - **storage**: `MemCache`, sharded, bounded by an LRU eviction manager
-//!   to `cache_size` bytes;
+//!   to `cache_size` bytes; with `cache_dir`, a `DiskCache` in that
+//!   directory (surviving restarts) behind a memory tier of hot entries
+//!   (`proxy_examples::cache_storage`);
 //! - **cache lock**: concurrent misses on one key send one request upstream;
 //!   the others are served from the new entry as it is written;
 //! - **predictor**: keys whose responses were uncacheable skip the cache;
@@ -30,15 +32,17 @@
 //!
 //! Conf keys: those of part 1, plus `cache_size` (bytes, default 256 MiB)
 //! `cache_default_ttl` (seconds, default 0: none) and `cache_max_file_size`
-//! (bytes, default 0: no limit but the budget).
+//! (bytes, default 0: no limit but the budget) and `cache_dir` (default
+//! none: in memory).
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use proxy_examples::cache_storage;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
 use proxy_facade::cache::eviction::lru::Manager as LruManager;
 use proxy_facade::cache::predictor::Predictor;
-use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, MemCache};
+use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
 use proxy_facade::http::RequestHeader;
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
@@ -54,7 +58,7 @@ const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
 struct CachingProxy {
     upstreams: RoundRobin,
     conf: ExampleConf,
-    storage: &'static MemCache,
+    storage: &'static dyn Storage,
     eviction: &'static LruManager,
     lock: &'static CacheLock,
     predictor: &'static Predictor<16>,
@@ -179,10 +183,11 @@ fn run() -> Result<()> {
         cache_status_name: Some("part-06"),
         ..Default::default()
     };
+    let (storage, eviction) = cache_storage::build(&conf);
     let proxy = CachingProxy {
         upstreams,
-        storage: Box::leak(Box::new(MemCache::new())),
-        eviction: Box::leak(Box::new(LruManager::new(conf.cache_size))),
+        storage,
+        eviction,
         lock: Box::leak(Box::new(CacheLock::new(LOCK_AGE_TIMEOUT))),
         predictor: Box::leak(Box::new(Predictor::new(16 * 1024, None))),
         overrides,

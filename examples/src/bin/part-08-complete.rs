@@ -12,8 +12,15 @@
 //!   header get `401`; the key is not forwarded upstream;
 //! - **response header cleanup** (part 3): `Server` and `X-Powered-By` from
 //!   the origin are removed;
+//! - **a cache** (part 6, which the tutorial left out of its complete proxy
+//!   as an exercise): RFC 9111 rules, the key of scheme, host, path and
+//!   query, an LRU budget of `cache_size` bytes and a cache lock; in memory,
+//!   or on disk in `cache_dir` (surviving restarts) behind a memory tier.
+//!   It sits after the limiter and the key check: a hit is served only to
+//!   a client that passed both;
 //! - **an access log** (part 3): one line per request from `logging`, with
-//!   the upstream that served it and whether the limiter refused it.
+//!   the upstream that served it, whether the limiter refused it, and the
+//!   cache's outcome.
 //!
 //! Each refusal happens in `request_filter`, before an upstream is chosen,
 //! so neither a flood nor a missing key costs an upstream connection. The
@@ -29,7 +36,8 @@
 //! balances over them, so it answers at once. Conf keys: `listen`,
 //! `upstreams`, `upstream_connect_timeout_ms`, `upstream_read_timeout_ms`,
 //! `api_key`, `rate_limit_per_sec`, `rate_limit_burst` (see
-//! `docs/08-complete-proxy.md`).
+//! `docs/08-complete-proxy.md`), and part 6's `cache_size`, `cache_dir`,
+//! `cache_default_ttl` and `cache_max_file_size`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +46,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use proxy_examples::cache_storage;
 use proxy_examples::conf::{self, ExampleConf, API_KEY_HEADER};
+use proxy_facade::cache::eviction::lru::Manager as LruManager;
+use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
 use proxy_facade::http::{RequestHeader, ResponseHeader};
 use proxy_facade::lb::Backend;
 use proxy_facade::limits::RateLimiter;
@@ -59,7 +70,20 @@ struct CompleteProxy {
     conf: ExampleConf,
     /// Requests refused with 429 so far.
     limited_total: AtomicU64,
+    /// The cache's shared parts, leaked to `&'static` as in part 6.
+    cache: CacheParts,
 }
+
+/// The cache's storage, eviction manager, lock and options.
+struct CacheParts {
+    storage: &'static dyn Storage,
+    eviction: &'static LruManager,
+    lock: &'static CacheLock,
+    overrides: CacheOptionOverrides,
+}
+
+/// How long a fill may hold the cache lock before waiters stop trusting it.
+const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Per-request state.
 struct Ctx {
@@ -122,6 +146,35 @@ impl ProxyHttp for CompleteProxy {
         Ok(false)
     }
 
+    /// Phase `request_cache_filter`: the cache, for every method (only GET
+    /// and HEAD are served from it; a successful unsafe method invalidates,
+    /// RFC 9111 §4.4). Runs after `request_filter`, so refused requests
+    /// never reach it.
+    async fn request_cache_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        let c = &self.cache;
+        session.cache.enable(
+            c.storage,
+            Some(c.eviction),
+            None,
+            Some(c.lock),
+            Some(c.overrides),
+        );
+        if self.conf.cache_max_file_size > 0 {
+            session
+                .cache
+                .set_max_file_size_bytes(self.conf.cache_max_file_size);
+        }
+        Ok(())
+    }
+
+    /// Phase `cache_key_callback`: scheme, host, path and query (the API
+    /// key is not part of it: every client that passed the check shares
+    /// the entries).
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
+        let tls = session.ssl_digest().is_some();
+        Ok(CacheKey::default_http("", session.req_header(), tls, ""))
+    }
+
     /// A healthy upstream, in turn; 502 when there is none.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let backend = self
@@ -176,7 +229,7 @@ impl ProxyHttp for CompleteProxy {
     }
 
     /// One line per request:
-    /// `client=<addr> request="<method path>" status=<code> upstream=<addr or -> duration_ms=<ms> limited=<yes|no> limited_total=<n> error=<error or ->`
+    /// `client=<addr> request="<method path>" status=<code> upstream=<addr or -> duration_ms=<ms> limited=<yes|no> limited_total=<n> cache=<phase> error=<error or ->`
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let limited_total = if ctx.limited {
             self.limited_total.fetch_add(1, Ordering::Relaxed) + 1
@@ -194,9 +247,10 @@ impl ProxyHttp for CompleteProxy {
             .as_ref()
             .map_or_else(|| "-".to_owned(), |b| b.addr.to_string());
         let error = e.map_or_else(|| "-".to_owned(), |e| e.to_string());
+        let cache = session.cache.phase().as_str();
         log::info!(
             target: "access",
-            "client={client} request=\"{}\" status={status} upstream={upstream} duration_ms={} limited={} limited_total={limited_total} error={error}",
+            "client={client} request=\"{}\" status={status} upstream={upstream} duration_ms={} limited={} limited_total={limited_total} cache={cache} error={error}",
             session.request_summary(),
             ctx.started.elapsed().as_millis(),
             if ctx.limited { "yes" } else { "no" },
@@ -242,12 +296,24 @@ fn run() -> Result<()> {
     let background = background_service("health_check", upstreams);
     let upstreams = background.task();
 
+    let (storage, eviction) = cache_storage::build(&conf);
+    let cache = CacheParts {
+        storage,
+        eviction,
+        lock: Box::leak(Box::new(CacheLock::new(LOCK_AGE_TIMEOUT))),
+        overrides: CacheOptionOverrides {
+            defaults: (conf.cache_default_ttl > 0)
+                .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
+            ..Default::default()
+        },
+    };
     let listen = conf.listen.clone();
     let proxy = CompleteProxy {
         upstreams,
         limiter,
         conf,
         limited_total: AtomicU64::new(0),
+        cache,
     };
     let mut service = http_proxy_service(&server.configuration, proxy);
     service.add_tcp(&listen);

@@ -11,7 +11,9 @@
 //! a partial body as if it were whole: a fill that does not reach
 //! [`HandleMiss::finish`] must not become visible as a complete entry.
 
+pub mod disk;
 pub mod memory;
+pub mod tiered;
 
 use std::any::Any;
 

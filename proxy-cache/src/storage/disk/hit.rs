@@ -1,0 +1,218 @@
+//! Reading a complete entry: opening and checking its file, and the
+//! [`FileHit`] reader with `seek` for ranges.
+
+use std::any::Any;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use proxy_core::error::{Error, ErrorType, Result};
+
+use crate::key::{CacheKey, HashBinary};
+use crate::meta::CacheMeta;
+use crate::storage::{HandleHit, Storage};
+
+use super::fill::{read_exact_at, READ_CHUNK};
+use super::format::EntryHeader;
+use super::layout::{blocking, io_err};
+
+/// Bytes read at once when an entry is opened: the header, the meta and,
+/// for small entries, the whole body, in one system call.
+const PREFETCH: usize = 64 * 1024;
+
+/// An entry file opened and checked.
+pub(crate) struct Opened {
+    pub(crate) header: EntryHeader,
+    pub(crate) meta: CacheMeta,
+    pub(crate) file: File,
+    /// The first body bytes (up to the whole body).
+    pub(crate) prefetch: Bytes,
+}
+
+/// What opening an entry file found.
+pub(crate) enum OpenOutcome {
+    Found(Opened),
+    /// No file at the path.
+    Missing,
+    /// A file that must not be served: why, and its inode (so the caller
+    /// deletes this file and not one renamed there since).
+    Corrupt {
+        reason: String,
+        ino: u64,
+    },
+}
+
+/// Open the entry file at `path` and check it: magic, version, its length
+/// against the header's (a shorter or longer file is corrupt), the digest
+/// against `want` (when given) and the meta. Blocking.
+///
+/// # Errors
+/// `FileOpenError` / `FileReadError` for I/O errors other than "not found".
+pub(crate) fn open_entry(path: &Path, want: Option<&HashBinary>) -> Result<OpenOutcome> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OpenOutcome::Missing),
+        Err(e) => return Err(io_err(ErrorType::FileOpenError, "opening", path, e)),
+    };
+    let stat = file
+        .metadata()
+        .map_err(|e| io_err(ErrorType::FileReadError, "stat of", path, e))?;
+    let corrupt = |reason: String| {
+        Ok(OpenOutcome::Corrupt {
+            reason,
+            ino: stat.ino(),
+        })
+    };
+    let len = stat.len();
+    let first = usize::try_from(len).unwrap_or(usize::MAX).min(PREFETCH);
+    let buf = read_exact_at(&file, 0, first)?;
+    let header = match EntryHeader::decode(&buf) {
+        Ok(Some(h)) => h,
+        Ok(None) => return corrupt(format!("{len} bytes: shorter than its header")),
+        Err(e) => return corrupt(e.to_string()),
+    };
+    if header.file_len() != len {
+        return corrupt(format!(
+            "{len} bytes where its header says {}",
+            header.file_len()
+        ));
+    }
+    if let Some(want) = want {
+        if header.key.combined_bin() != *want {
+            return corrupt("its header names another key".to_owned());
+        }
+    }
+    let meta_at = header.meta_offset() as usize;
+    let body_at = header.body_offset() as usize;
+    let meta_bytes = if body_at <= buf.len() {
+        buf.slice(meta_at..body_at)
+    } else {
+        read_exact_at(&file, meta_at as u64, body_at - meta_at)?
+    };
+    let meta = match CacheMeta::deserialize(&meta_bytes) {
+        Ok(m) => m,
+        Err(e) => return corrupt(format!("meta: {e}")),
+    };
+    let prefetch = if body_at < buf.len() {
+        buf.slice(body_at..)
+    } else {
+        Bytes::new()
+    };
+    Ok(OpenOutcome::Found(Opened {
+        header,
+        meta,
+        file,
+        prefetch,
+    }))
+}
+
+/// Reads a complete entry's body, optionally a range of it.
+pub(crate) struct FileHit {
+    file: Arc<File>,
+    body_offset: u64,
+    body_len: u64,
+    prefetch: Bytes,
+    /// Next body byte to return.
+    pos: u64,
+    /// End of the range, exclusive.
+    end: u64,
+}
+
+impl FileHit {
+    pub(crate) fn new(opened: Opened) -> Self {
+        FileHit {
+            body_offset: opened.header.body_offset(),
+            body_len: opened.header.body_len,
+            end: opened.header.body_len,
+            file: Arc::new(opened.file),
+            prefetch: opened.prefetch,
+            pos: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for FileHit {
+    /// # Errors
+    /// `FileReadError`, also when the file was truncated after it was
+    /// opened (the body is then cut short with an error, never padded).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the position moves only when a piece is returned.
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let pre = self.prefetch.len() as u64;
+        if self.pos < pre {
+            let to = self.end.min(pre);
+            let piece = self.prefetch.slice(self.pos as usize..to as usize);
+            self.pos = to;
+            return Ok(Some(piece));
+        }
+        let n = (self.end - self.pos).min(READ_CHUNK as u64) as usize;
+        let file = self.file.clone();
+        let at = self.body_offset + self.pos;
+        let piece = blocking(move || read_exact_at(&file, at, n)).await?;
+        self.pos += n as u64;
+        Ok(Some(piece))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static dyn Storage,
+        _key: &CacheKey,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// `start` may equal the body length (an empty read); `end` past the
+    /// body is clamped to it.
+    ///
+    /// # Errors
+    /// `InternalError` when `start` is past the end of the body or `end` is
+    /// before `start`.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body_len;
+        let start = start as u64;
+        let end = end.map_or(len, |e| (e as u64).min(len));
+        if start > len || end < start {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek {start}..{end} outside a body of {len} bytes"),
+            );
+        }
+        self.pos = start;
+        self.end = end;
+        Ok(())
+    }
+
+    fn body_len(&self) -> Option<usize> {
+        usize::try_from(self.body_len).ok()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Read a file's body bytes `at..at + n` (used by `update_meta`'s copy).
+pub(crate) fn copy_range(from: &File, at: u64, n: u64, to: &File, to_at: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut done = 0u64;
+    while done < n {
+        let k = (n - done).min(READ_CHUNK as u64) as usize;
+        from.read_exact_at(&mut buf[..k], at + done)?;
+        to.write_all_at(&buf[..k], to_at + done)?;
+        done += k as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use proxy_core::http::ResponseHeader;
+
+use super::*;
+use crate::eviction::lru::Manager as Lru;
+use crate::storage::MissFinishType;
+
+fn open(dir: &Path, max: u64) -> &'static DiskCache {
+    Box::leak(Box::new(DiskCache::new(dir, max).unwrap()))
+}
+
+fn meta(tag: &str) -> CacheMeta {
+    let now = SystemTime::now();
+    let mut h = ResponseHeader::build(200, None).unwrap();
+    h.insert_header("x-tag", tag).unwrap();
+    CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
+}
+
+fn tag(m: &CacheMeta) -> String {
+    m.response_header().headers["x-tag"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn store(cache: &'static DiskCache, key: &CacheKey, tag: &str, body: &[u8]) -> usize {
+    let mut miss = cache.get_miss_handler(key, &meta(tag)).await.unwrap();
+    for piece in body.chunks(1000) {
+        miss.write_body(Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    match miss.finish().await.unwrap() {
+        MissFinishType::Created(n) => n,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn read_all(hit: &mut HitHandler) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(b) = hit.read_body().await? {
+        out.extend_from_slice(&b);
+    }
+    Ok(out)
+}
+
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// What the cache should count for `dir`: every file's length in 4 KiB
+/// blocks, and a block per directory (the cache directory included).
+fn du(dir: &Path) -> u64 {
+    let mut total = layout::BLOCK;
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            du(&e.path())
+        } else {
+            on_disk(m.len())
+        };
+    }
+    total
+}
+
+/// Files under `dir/tmp`.
+fn temp_files(dir: &Path) -> usize {
+    fs::read_dir(dir.join(TMP_DIR)).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn filled_entry_is_found_whole_and_seeks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/a", "");
+    assert!(cache.lookup(&key).await.unwrap().is_none());
+    let data = body(300_000);
+    let size = store(cache, &key, "one", &data).await;
+    assert_eq!(cache.used_bytes(), du(dir.path()));
+    assert_eq!(size % 4096, 0);
+    assert!(entry_path(dir.path(), &key.combined_bin()).is_file());
+    assert_eq!(temp_files(dir.path()), 0);
+    let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(tag(&m), "one");
+    assert_eq!(hit.body_len(), Some(300_000));
+    assert_eq!(read_all(&mut hit).await.unwrap(), data);
+    // ranges, inside the prefetched part and past it
+    for (start, end) in [(10, Some(20)), (70_000, Some(200_001)), (299_999, None)] {
+        hit.seek(start, end).unwrap();
+        let got = read_all(&mut hit).await.unwrap();
+        assert_eq!(
+            got,
+            data[start..end.unwrap_or(data.len())],
+            "{start}..{end:?}"
+        );
+    }
+    assert!(hit.seek(300_001, None).is_err());
+}
+
+#[tokio::test]
+async fn a_reader_during_a_fill_streams_the_body_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/s", "");
+    let mut miss = cache.get_miss_handler(&key, &meta("s")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"first "))
+        .await
+        .unwrap();
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert!(!hit.can_seek());
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), "first ");
+    let reader = tokio::spawn(async move { read_all(&mut hit).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    miss.write_body(Bytes::from_static(b"second"))
+        .await
+        .unwrap();
+    miss.finish().await.unwrap();
+    assert_eq!(reader.await.unwrap(), b"second");
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(read_all(&mut hit).await.unwrap(), b"first second");
+}
+
+#[tokio::test]
+async fn an_abandoned_fill_fails_its_readers_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/x", "");
+    let mut miss = cache.get_miss_handler(&key, &meta("x")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"part")).await.unwrap();
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    drop(miss);
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), "part");
+    assert!(hit.read_body().await.is_err(), "never a whole-looking body");
+    assert!(cache.lookup(&key).await.unwrap().is_none());
+    assert_eq!(
+        cache.used_bytes(),
+        2 * layout::BLOCK,
+        "the directory and tmp/"
+    );
+    // the temporary file is deleted on the blocking pool
+    for _ in 0..100 {
+        if temp_files(dir.path()) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(temp_files(dir.path()), 0);
+    assert!(!entry_path(dir.path(), &key.combined_bin()).exists());
+}
+
+#[tokio::test]
+async fn a_new_cache_on_the_same_dir_finds_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let mut varied = CacheKey::new("ns", "/v", "tag");
+    varied.set_variance_key([5; 16]);
+    let plain = CacheKey::new("ns", "/p", "");
+    store(cache, &plain, "p", &body(10)).await;
+    // modification times order the entries at start; the clock behind them
+    // ticks in milliseconds on some filesystems
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    store(cache, &varied, "v", &body(5000)).await;
+    let used = cache.used_bytes();
+
+    let again = open(dir.path(), 1 << 30);
+    assert_eq!(again.len(), 2);
+    assert_eq!(again.used_bytes(), used);
+    let entries = again.entries();
+    assert_eq!(entries[0].0, plain.to_compact(), "oldest first");
+    assert_eq!(entries[1].0, varied.to_compact(), "digests and tag rebuilt");
+    let (m, mut hit) = again.lookup(&varied).await.unwrap().unwrap();
+    assert_eq!(tag(&m), "v");
+    assert_eq!(read_all(&mut hit).await.unwrap(), body(5000));
+}
+
+#[tokio::test]
+async fn leftover_temporary_files_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/t", "");
+    let mut miss = cache.get_miss_handler(&key, &meta("t")).await.unwrap();
+    miss.write_body(Bytes::from(body(9000))).await.unwrap();
+    // a crash: the handler is never finished nor dropped
+    std::mem::forget(miss);
+    assert_eq!(temp_files(dir.path()), 1);
+    let again = open(dir.path(), 1 << 30);
+    assert_eq!(temp_files(dir.path()), 0);
+    assert!(again.is_empty());
+    assert!(again.lookup(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_truncated_file_is_absent_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/cut", "");
+    store(cache, &key, "c", &body(20_000)).await;
+    let path = entry_path(dir.path(), &key.combined_bin());
+    let len = fs::metadata(&path).unwrap().len();
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    assert!(cache.lookup(&key).await.unwrap().is_none());
+    assert!(!path.exists());
+    assert!(
+        !path.parent().unwrap().exists(),
+        "the empty leaf directory is removed"
+    );
+    assert_eq!(cache.used_bytes(), du(dir.path()));
+    assert!(cache.is_empty());
+    // and at start
+    store(cache, &key, "c", &body(20_000)).await;
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let again = open(dir.path(), 1 << 30);
+    assert!(again.is_empty());
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn purge_deletes_the_file_and_stops_a_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/p", "");
+    store(cache, &key, "p", b"x").await;
+    let path = entry_path(dir.path(), &key.combined_bin());
+    assert!(path.exists());
+    assert!(cache
+        .purge(&key.to_compact(), PurgeType::Invalidation)
+        .await
+        .unwrap());
+    assert!(!path.exists());
+    assert!(cache.lookup(&key).await.unwrap().is_none());
+    assert!(!cache
+        .purge(&key.to_compact(), PurgeType::Invalidation)
+        .await
+        .unwrap());
+    // an invalidation during a fill: the fill is not stored
+    let mut miss = cache.get_miss_handler(&key, &meta("p")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"y")).await.unwrap();
+    assert!(cache
+        .purge(&key.to_compact(), PurgeType::Invalidation)
+        .await
+        .unwrap());
+    miss.finish().await.unwrap();
+    assert!(cache.lookup(&key).await.unwrap().is_none());
+    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(cache.used_bytes(), du(dir.path()));
+}
+
+#[tokio::test]
+async fn update_meta_keeps_the_body_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/u", "");
+    assert!(!cache.update_meta(&key, &meta("none")).await.unwrap());
+    store(cache, &key, "old", &body(100_000)).await;
+    assert!(cache
+        .update_meta(&key, &meta("a-much-longer-new-tag"))
+        .await
+        .unwrap());
+    let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(tag(&m), "a-much-longer-new-tag");
+    assert_eq!(read_all(&mut hit).await.unwrap(), body(100_000));
+    assert_eq!(temp_files(dir.path()), 0);
+    let again = open(dir.path(), 1 << 30);
+    let (m, _) = again.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(tag(&m), "a-much-longer-new-tag");
+}
+
+#[tokio::test]
+async fn a_fill_past_the_budget_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 36 * 1024);
+    let small = CacheKey::new("ns", "/small", "");
+    store(cache, &small, "s", &body(10_000)).await;
+    let big = CacheKey::new("ns", "/big", "");
+    let mut miss = cache.get_miss_handler(&big, &meta("b")).await.unwrap();
+    let mut failed = false;
+    for piece in body(100_000).chunks(8192) {
+        if miss
+            .write_body(Bytes::copy_from_slice(piece))
+            .await
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+        assert!(cache.used_bytes() <= 36 * 1024);
+    }
+    assert!(failed, "the budget stops the fill");
+    drop(miss);
+    assert!(cache.lookup(&big).await.unwrap().is_none());
+    assert!(cache.lookup(&small).await.unwrap().is_some());
+    assert_eq!(temp_files(dir.path()), 0);
+    // the directory, tmp/, two levels of directories and a 3-block entry
+    assert_eq!(cache.used_bytes(), 7 * 4096);
+    assert_eq!(cache.used_bytes(), du(dir.path()));
+}
+
+#[tokio::test]
+async fn admit_existing_fills_an_eviction_manager_and_deletes_what_it_evicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        let key = CacheKey::new("ns", format!("/{i}"), "");
+        store(cache, &key, "e", &body(5000)).await; // 8 KiB on disk each
+        keys.push(key);
+        tokio::time::sleep(Duration::from_millis(15)).await; // distinct mtimes
+    }
+    let again = open(dir.path(), 1 << 30);
+    assert_eq!(again.used_bytes(), du(dir.path()));
+    let lru = Lru::new(5 * 8192);
+    assert_eq!(again.admit_existing(&lru), 10);
+    assert_eq!(lru.total_items(), 5);
+    assert_eq!(again.len(), 5);
+    assert_eq!(again.used_bytes(), du(dir.path()));
+    // the oldest went first
+    assert!(again.lookup(&keys[0]).await.unwrap().is_none());
+    assert!(again.lookup(&keys[9]).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_read_only_tmp_makes_fills_fail_but_hits_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/ro", "");
+    store(cache, &key, "r", b"kept").await;
+    // a file where tmp/ should be: no temporary file can be created
+    // (works as root too, unlike chmod)
+    fs::remove_dir_all(dir.path().join(TMP_DIR)).unwrap();
+    fs::write(dir.path().join(TMP_DIR), b"").unwrap();
+    let other = CacheKey::new("ns", "/new", "");
+    let before = cache.used_bytes();
+    assert!(cache.get_miss_handler(&other, &meta("n")).await.is_err());
+    assert_eq!(cache.used_bytes(), before, "nothing left reserved");
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(read_all(&mut hit).await.unwrap(), b"kept");
+}

@@ -1,0 +1,373 @@
+//! [`TieredCache`]: a [`MemCache`] of bounded size in front of a
+//! [`DiskCache`], so hot entries are served without touching the
+//! filesystem.
+//!
+//! # Design
+//! - **Lookup**: a fill in progress on disk first (it is newer than any
+//!   complete copy), then the memory tier, then the disk tier. A
+//!   complete disk entry whose body is at most the promotion limit is read
+//!   whole and copied into the memory tier (*promoted*), and served from
+//!   there. A fill in progress is always read from the disk tier.
+//! - **Fill**: written to the disk tier (which streams it to readers);
+//!   bodies up to the promotion limit are also kept in memory while being
+//!   written and, when the fill finishes on disk, put into the memory tier,
+//!   replacing any older copy; a larger body removes the older copy. The
+//!   disk is the authority: nothing is in memory that is not on disk.
+//! - **Memory budget**: the memory tier has its own LRU eviction manager of
+//!   `memory_bytes`; it evicts from memory only. The eviction manager the
+//!   proxy passes to the cache covers the disk tier; what it evicts is
+//!   removed from both tiers, as are purges.
+//! - **update_meta** updates both tiers.
+//!
+//! A promotion that races a fill of the same key finishing can leave the
+//! older version in memory until that entry is evicted, purged or filled
+//! again.
+
+use std::any::Any;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use proxy_core::error::Result;
+
+use crate::eviction::lru::Manager as Lru;
+use crate::eviction::EvictionManager;
+use crate::key::{CacheKey, CompactCacheKey};
+use crate::meta::CacheMeta;
+use crate::storage::disk::DiskCache;
+use crate::storage::memory::{header_size_estimate, MemCache};
+use crate::storage::{HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage};
+
+/// A memory tier over a disk tier. See the module docs.
+pub struct TieredCache {
+    memory: MemCache,
+    memory_lru: Lru,
+    promote_max: usize,
+    disk: DiskCache,
+}
+
+impl TieredCache {
+    /// `disk` with a memory tier of at most `memory_bytes` (headers and
+    /// bodies, as `MemCache` counts them). Bodies up to `memory_bytes / 8`
+    /// go to memory; change it with [`TieredCache::with_promote_max`].
+    pub fn new(disk: DiskCache, memory_bytes: usize) -> Self {
+        TieredCache {
+            memory: MemCache::new(),
+            memory_lru: Lru::new(memory_bytes),
+            promote_max: memory_bytes / 8,
+            disk,
+        }
+    }
+
+    /// The largest body, in bytes, copied into the memory tier.
+    pub fn with_promote_max(mut self, bytes: usize) -> Self {
+        self.promote_max = bytes;
+        self
+    }
+
+    /// The disk tier (for [`DiskCache::admit_existing`] at start, or its
+    /// counters).
+    pub fn disk(&self) -> &DiskCache {
+        &self.disk
+    }
+
+    /// Bytes held by the memory tier.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_lru.total_size()
+    }
+
+    /// Put a whole body into the memory tier (replacing any older copy)
+    /// and let its LRU evict what no longer fits.
+    async fn put_in_memory(&'static self, key: &CacheKey, meta: &CacheMeta, body: Vec<Bytes>) {
+        let stored: Result<MissFinishType> = async {
+            let mut miss = self.memory.get_miss_handler(key, meta).await?;
+            for piece in body {
+                miss.write_body(piece).await?;
+            }
+            miss.finish().await
+        }
+        .await;
+        let Ok(MissFinishType::Created(size) | MissFinishType::Appended(size)) = stored else {
+            return;
+        };
+        for evicted in self
+            .memory_lru
+            .admit(key.to_compact(), size, meta.fresh_until())
+        {
+            let _ = self.memory.purge(&evicted, PurgeType::Eviction).await;
+        }
+    }
+
+    async fn drop_from_memory(&'static self, key: &CompactCacheKey) {
+        let _ = self.memory.purge(key, PurgeType::Invalidation).await;
+        self.memory_lru.remove(key);
+    }
+}
+
+#[async_trait]
+impl Storage for TieredCache {
+    /// # Errors
+    /// The disk tier's errors.
+    async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
+        // a fill in progress first, as MemCache does: it is newer than any
+        // complete copy (the cache lock's waiters must find it)
+        if let Some(found) = self.disk.lookup_fill(key) {
+            return Ok(Some(found));
+        }
+        if let Some((meta, hit)) = self.memory.lookup(key).await? {
+            let size = hit.body_len().unwrap_or(0) + header_size_estimate(&meta);
+            self.memory_lru
+                .access(&key.to_compact(), size, meta.fresh_until());
+            return Ok(Some((meta, hit)));
+        }
+        let Some((meta, mut hit)) = self.disk.lookup(key).await? else {
+            return Ok(None);
+        };
+        match hit.body_len() {
+            Some(len) if len <= self.promote_max => {
+                let mut body = Vec::new();
+                while let Some(piece) = hit.read_body().await? {
+                    body.push(piece);
+                }
+                self.put_in_memory(key, &meta, body).await;
+                match self.memory.lookup(key).await? {
+                    Some(found) => Ok(Some(found)),
+                    // evicted at once (a tiny memory tier): read it again
+                    None => self.disk.lookup(key).await,
+                }
+            }
+            _ => Ok(Some((meta, hit))),
+        }
+    }
+
+    /// # Errors
+    /// The disk tier's errors.
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+    ) -> Result<MissHandler> {
+        let disk = self.disk.get_miss_handler(key, meta).await?;
+        Ok(Box::new(TieredMiss {
+            cache: self,
+            key: key.clone(),
+            meta: meta.clone(),
+            disk,
+            copy: Some(Vec::new()),
+            copied: 0,
+        }))
+    }
+
+    async fn purge(&'static self, key: &CompactCacheKey, purge_type: PurgeType) -> Result<bool> {
+        let in_memory = self.memory.purge(key, purge_type).await?;
+        self.memory_lru.remove(key);
+        let on_disk = self.disk.purge(key, purge_type).await?;
+        Ok(in_memory || on_disk)
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta) -> Result<bool> {
+        let updated = self.disk.update_meta(key, meta).await;
+        match updated {
+            Ok(true) => {
+                self.memory.update_meta(key, meta).await?;
+                Ok(true)
+            }
+            // the disk no longer has it, or could not be written: memory
+            // must not keep a version the disk does not have
+            other => {
+                self.drop_from_memory(&key.to_compact()).await;
+                other
+            }
+        }
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes a fill to the disk tier, keeping a copy of a small body for the
+/// memory tier.
+struct TieredMiss {
+    cache: &'static TieredCache,
+    key: CacheKey,
+    meta: CacheMeta,
+    disk: MissHandler,
+    /// The body so far, while it is small enough for the memory tier.
+    copy: Option<Vec<Bytes>>,
+    copied: usize,
+}
+
+#[async_trait]
+impl HandleMiss for TieredMiss {
+    async fn write_body(&mut self, data: Bytes) -> Result<()> {
+        self.disk.write_body(data.clone()).await?;
+        if let Some(copy) = self.copy.as_mut() {
+            self.copied += data.len();
+            if self.copied <= self.cache.promote_max {
+                copy.push(data);
+            } else {
+                self.copy = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let TieredMiss {
+            cache,
+            key,
+            meta,
+            disk,
+            copy,
+            ..
+        } = *self;
+        let finished = disk.finish().await;
+        match (&finished, copy) {
+            (Ok(_), Some(body)) => cache.put_in_memory(&key, &meta, body).await,
+            _ => cache.drop_from_memory(&key.to_compact()).await,
+        }
+        finished
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use proxy_core::http::ResponseHeader;
+
+    use super::*;
+
+    fn meta(tag: &str) -> CacheMeta {
+        let now = SystemTime::now();
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("x-tag", tag).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
+    }
+
+    fn tag(m: &CacheMeta) -> String {
+        m.response_header().headers["x-tag"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn store(cache: &'static TieredCache, key: &CacheKey, tag: &str, body: &[u8]) {
+        let mut miss = cache.get_miss_handler(key, &meta(tag)).await.unwrap();
+        miss.write_body(Bytes::copy_from_slice(body)).await.unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    async fn read_all(hit: &mut HitHandler) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = hit.read_body().await.unwrap() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    fn leak(dir: &std::path::Path, memory: usize) -> &'static TieredCache {
+        let disk = DiskCache::new(dir, 1 << 30).unwrap();
+        Box::leak(Box::new(TieredCache::new(disk, memory)))
+    }
+
+    #[tokio::test]
+    async fn small_fills_go_to_both_tiers_large_ones_to_disk_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 80_000); // promotes up to 10,000 bytes
+        let small = CacheKey::new("ns", "/small", "");
+        let large = CacheKey::new("ns", "/large", "");
+        store(cache, &small, "s", &[1; 5000]).await;
+        store(cache, &large, "l", &[2; 50_000]).await;
+        assert_eq!(cache.memory.len(), 1);
+        assert_eq!(cache.disk.len(), 2);
+        let (m, mut hit) = cache.lookup(&small).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "s");
+        assert_eq!(read_all(&mut hit).await, vec![1; 5000]);
+        let (_, mut hit) = cache.lookup(&large).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut hit).await, vec![2; 50_000]);
+        assert_eq!(cache.memory.len(), 1, "too large to promote");
+    }
+
+    #[tokio::test]
+    async fn a_disk_hit_is_promoted_after_a_restart_and_purge_clears_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = CacheKey::new("ns", "/p", "");
+        {
+            let cache = leak(dir.path(), 1 << 20);
+            store(cache, &key, "p", b"persisted").await;
+        }
+        let cache = leak(dir.path(), 1 << 20);
+        assert!(cache.memory.is_empty());
+        let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut hit).await, b"persisted");
+        assert_eq!(cache.memory.len(), 1, "promoted");
+        assert!(cache.memory_bytes() > 0);
+        assert!(cache
+            .purge(&key.to_compact(), PurgeType::Invalidation)
+            .await
+            .unwrap());
+        assert!(cache.lookup(&key).await.unwrap().is_none());
+        assert!(cache.memory.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fill_in_progress_is_found_before_an_older_copy_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 1 << 20);
+        let key = CacheKey::new("ns", "/f", "");
+        store(cache, &key, "old", b"old body").await;
+        let mut miss = cache.get_miss_handler(&key, &meta("new")).await.unwrap();
+        miss.write_body(Bytes::from_static(b"new ")).await.unwrap();
+        let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+        let reader = tokio::spawn(async move { read_all(&mut hit).await });
+        miss.write_body(Bytes::from_static(b"body")).await.unwrap();
+        miss.finish().await.unwrap();
+        assert_eq!(reader.await.unwrap(), b"new body");
+        let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+        assert_eq!(read_all(&mut hit).await, b"new body");
+    }
+
+    #[tokio::test]
+    async fn update_meta_reaches_both_tiers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 1 << 20);
+        let key = CacheKey::new("ns", "/u", "");
+        store(cache, &key, "old", b"body").await;
+        assert!(cache.update_meta(&key, &meta("new")).await.unwrap());
+        let (m, _) = cache.memory.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+        let (m, _) = cache.disk.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "new");
+    }
+
+    #[tokio::test]
+    async fn the_memory_tier_stays_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 64 * 1024);
+        for i in 0..50 {
+            store(
+                cache,
+                &CacheKey::new("ns", format!("/{i}"), ""),
+                "m",
+                &[0; 4000],
+            )
+            .await;
+        }
+        assert!(cache.memory_bytes() <= 64 * 1024);
+        assert_eq!(cache.disk.len(), 50);
+        for i in 0..50 {
+            let key = CacheKey::new("ns", format!("/{i}"), "");
+            let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+            assert_eq!(read_all(&mut hit).await.len(), 4000);
+        }
+        assert!(cache.memory_bytes() <= 64 * 1024);
+    }
+}
