@@ -211,6 +211,23 @@ mod tests {
         assert_eq!(VarianceBuilder::new().finalize(), None);
     }
 
+    proptest::proptest! {
+        /// Any Vary value and any request value: no panic, and the digest
+        /// depends only on the normalised value.
+        #[test]
+        fn vary_parsing_never_panics(vary in "\\PC{0,64}", value in "\\PC{0,64}") {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            if r.append_header("Vary", vary.as_str()).is_ok() {
+                let names = vary_names(&r);
+                let mut q = RequestHeader::build("GET", b"/", None).unwrap();
+                for n in names.names() {
+                    let _ = q.append_header(n.clone(), value.as_str());
+                }
+                let _ = variance_for(&names, &q);
+            }
+        }
+    }
+
     #[test]
     fn no_input_panics() {
         let n = vary_names(&resp(&["a, b, c"]));

@@ -269,6 +269,22 @@ mod tests {
         assert_eq!(parse_range(many.as_bytes(), 10), RangeType::None);
     }
 
+    proptest::proptest! {
+        /// Any `Range` value against any length: no panic, and every range
+        /// returned lies within the body.
+        #[test]
+        fn range_parsing_never_panics(v in proptest::collection::vec(proptest::num::u8::ANY, 0..64), len in 0usize..10_000) {
+            let check = |r: &Range<usize>| r.start < r.end && r.end <= len;
+            match parse_range(&v, len) {
+                RangeType::Single(r) => proptest::prop_assert!(check(&r)),
+                RangeType::Multi(m) => proptest::prop_assert!(m.ranges.iter().all(check)),
+                RangeType::None | RangeType::Invalid => {}
+            }
+            let text = format!("bytes={}", String::from_utf8_lossy(&v));
+            let _ = parse_range(text.as_bytes(), len);
+        }
+    }
+
     #[test]
     fn no_input_panics() {
         for v in [
