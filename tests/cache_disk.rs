@@ -495,6 +495,12 @@ fn the_complete_proxy_caches_on_disk_across_a_restart() {
     let (code, body) = fetch(&proxy, "X-API-Key: k");
     assert_eq!((code.as_slice(), body), (b"200".as_slice(), want));
     assert_eq!(origin.seen().len(), 1, "served from disk after the restart");
-    let stderr = proxy.stderr();
+    // `logging` writes the access line just after the response: wait for it
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stderr = proxy.stderr();
+    while !stderr.contains("cache=hit") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        stderr = proxy.stderr();
+    }
     assert!(stderr.contains("cache=hit"), "{stderr}");
 }
