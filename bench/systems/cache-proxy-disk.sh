@@ -1,47 +1,9 @@
-# System file for suite.sh: this project's caching proxy on DISK (cache_dir, DiskCache
-# behind a memory tier of min(64 MiB, cache_size/4), as issue 9 asks), otherwise as cache-proxy.sh:
-# this project's caching proxy, the tutorial's part 6
-# (target/release/part-06-caching), one worker thread, :8083 -> origin :8000,
-# MemCache with an LRU budget (cache_size, default 1 GiB here) and every response
-# without freshness information cached for 10 minutes (cache_default_ttl=600:
-# the origin's static files carry no Cache-Control), as nginx-cache
-# (proxy_cache_valid 200 10m) and varnish (default_ttl=600) do: after the
-# warm-up every request is a hit. Plain HTTP only (TLS cases are skipped).
-# Builds nothing: run `cargo build --release -p proxy-examples --bin part-06-caching` first.
-LABEL=ours-disk
-HTTP=127.0.0.1:8084
-TLS=
-PIDFILE="$BENCH_RUN/cache-proxy-disk/proxy.pid"
-RUN_ARGS=()
-CACHE_PROXY_BIN="${CACHE_PROXY_BIN:-$(cd "$BENCH_DIR/.." && pwd)/target/release/part-06-caching}"
-
-sys_start() {
-    local run="$BENCH_RUN/cache-proxy-disk" p
-    [ -x "$CACHE_PROXY_BIN" ] || die "no $CACHE_PROXY_BIN: cargo build --release -p proxy-examples --bin part-06-caching"
-    need taskset
-    if p="$(read_pidfile "$PIDFILE")"; then echo "cache-proxy: already running (pid $p)"; return 0; fi
-    mkdir -p "$run"
-    cat > "$run/conf.yaml" <<YAML
----
-version: 1
-threads: 1
-work_stealing: ${OURS_WORK_STEALING:-true}
-pid_file: $run/server.pid
-upgrade_sock: $run/upgrade.sock
-listen: 127.0.0.1:8084
-upstreams: ["127.0.0.1:8000"]
-cache_default_ttl: ${CACHE_PROXY_DEFAULT_TTL:-600}
-cache_size: ${CACHE_PROXY_SIZE:-1073741824}
-cache_dir: ${CACHE_PROXY_DIR:-$run/cache}
-YAML
-    ulimit -n 20000
-    RUST_LOG="${RUST_LOG:-warn}" taskset -c "$PROXY_CPU" \
-        "$CACHE_PROXY_BIN" -c "$run/conf.yaml" </dev/null >"$run/stdout.log" 2>"$run/stderr.log" &
-    echo $! > "$PIDFILE"
-    wait_port "$HTTP" 10 || die "cache-proxy did not come up (see $run/stderr.log)"
-    p="$(read_pidfile "$PIDFILE")" || die "cache-proxy exited (see $run/stderr.log)"
-    pin_tree "$PROXY_CPU" "$p"
-    echo "cache-proxy: started (pid $p, cpu $PROXY_CPU)"
-}
-
-sys_stop() { stop_pidfile "$PIDFILE" cache-proxy; }
+# System file for suite.sh: cache-proxy.sh with `cache_dir` (DiskCache behind its
+# memory tier of min(64 MiB, cache_size/4), issue 9), label ours-disk, on :8084.
+# The cache directory (CACHE_PROXY_DIR, default under $BENCH_RUN) persists
+# between rounds.
+CACHE_PROXY_NAME=cache-proxy-disk
+CACHE_PROXY_PORT=8084
+CACHE_PROXY_LABEL=ours-disk
+CACHE_PROXY_DISK=1
+. "$BENCH_DIR/systems/cache-proxy.sh"

@@ -39,7 +39,7 @@ fn send_failed(mut e: Box<Error>) -> Box<Error> {
 
 /// An error after a response byte came back: never retried (the upstream
 /// has acted on the request).
-fn after_response(mut e: Box<Error>) -> Box<Error> {
+pub(crate) fn after_response(mut e: Box<Error>) -> Box<Error> {
     e.as_up();
     e.set_retry(false);
     e

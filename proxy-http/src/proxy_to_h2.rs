@@ -24,16 +24,9 @@ use proxy_core::protocols::http::v2::client::HttpSession as H2Client;
 
 use crate::proxy::HttpProxy;
 use crate::proxy_cache::Admission;
+use crate::proxy_h1::after_response;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
-
-/// An error once a response byte came back: never retried (the upstream
-/// has acted on the request).
-fn after_response(mut e: Box<Error>) -> Box<Error> {
-    e.as_up();
-    e.set_retry(false);
-    e
-}
 
 impl<SV> HttpProxy<SV>
 where
