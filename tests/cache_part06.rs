@@ -449,3 +449,52 @@ fn a_response_over_the_size_limit_passes_through_uncached() {
     assert_eq!(b1, b2);
     assert_eq!(requests_to(&origin, "/large"), 2);
 }
+
+#[test]
+fn large_hits_sent_from_the_cache_file_are_whole_in_full_in_ranges_and_in_parallel() {
+    // 3 MiB: kept in a memfd and sent with sendfile(2) on hits
+    let total = 3 * 1024 * 1024 + 17;
+    let body = pattern_bytes(total);
+    let origin = {
+        let body = body.clone();
+        RawOrigin::start(move |_| {
+            vec![Step::Send(response(
+                "200 OK",
+                &["Cache-Control: max-age=60"],
+                &body,
+            ))]
+        })
+    };
+    let proxy = Proxy::start(PART6, &[origin.addr()], "");
+    let url = proxy.url("/large-file");
+    let (c, _, b) = get(&url);
+    assert_eq!((c, b.len()), (200, total));
+    let (c, h, b) = get(&url);
+    assert_eq!(c, 200);
+    assert!(cache_status(&h).contains("hit"), "{h}");
+    assert_eq!(sha256_hex(&b), sha256_hex(&body));
+    let (c, h, b) = fetch("HEAD", &url, &[]);
+    assert_eq!(c, 200);
+    // curl -I writes the head where the body would go: no body after it
+    assert!(b.len() < 1024, "HEAD answered with {} bytes", b.len());
+    assert_eq!(
+        head_header(&h, "content-length").as_deref(),
+        Some(total.to_string().as_str())
+    );
+    let (c, h, b) = fetch("GET", &url, &["Range: bytes=1048570-1048599"]);
+    assert_eq!(c, 206, "{h}");
+    assert_eq!(b, &body[1_048_570..1_048_600]);
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    let want = sha256_hex(&body);
+    for r in readers {
+        let (c, _, b) = r.join().unwrap();
+        assert_eq!(c, 200);
+        assert_eq!(sha256_hex(&b), want);
+    }
+    assert_eq!(requests_to(&origin, "/large-file"), 1);
+}

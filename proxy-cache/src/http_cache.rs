@@ -45,6 +45,16 @@ pub struct CacheOptionOverrides {
     pub defaults: Option<CacheMetaDefaults>,
     /// Add an RFC 9211 `Cache-Status` header to responses, naming this cache.
     pub cache_status_name: Option<&'static str>,
+    /// Send a hit's whole body with sendfile(2) when the storage keeps it in
+    /// a file (`MemCache` does for bodies of 128 KiB and more, in a sealed
+    /// memfd) and the client connection can take it (HTTP/1.x without TLS):
+    /// the kernel moves the pages to the socket without a copy through user
+    /// space. `ProxyHttp::response_body_filter` is then not called for that
+    /// body, as nginx's body filters do not see a body under `sendfile on`
+    /// unless they ask for it: leave this `false` (the default, as nginx's
+    /// `sendfile` is off by default) when a body filter must see every hit.
+    /// Ranges, `HEAD`, TLS and HTTP/2 clients are served as without it.
+    pub sendfile: bool,
 }
 
 /// Where the request is, with the data that stage owns.

@@ -38,5 +38,5 @@ pub use storage::disk::DiskCache;
 pub use storage::memory::MemCache;
 pub use storage::tiered::TieredCache;
 pub use storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
+    BodyFile, HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
 };

@@ -427,7 +427,9 @@ where
                     self.send_piece(session, ctx, close, true).await?;
                 }
                 RangeType::None | RangeType::Invalid => {
-                    self.send_hit_body(session, ctx, true).await?;
+                    if !self.send_hit_file(session).await? {
+                        self.send_hit_body(session, ctx, true).await?;
+                    }
                 }
             }
         }
@@ -435,6 +437,29 @@ where
             log::debug!("cache hit finish: {e}");
         }
         Ok(())
+    }
+
+    /// With [`CacheOptionOverrides::sendfile`](proxy_cache::CacheOptionOverrides::sendfile),
+    /// send the rest of the hit's body from the file the storage keeps it
+    /// in, with sendfile(2), and end the response, when the client
+    /// connection can take it (HTTP/1.x on a plain socket, Content-Length
+    /// framing). Returns whether it did; `response_body_filter` is not
+    /// called for such a body.
+    async fn send_hit_file(&self, session: &mut Session) -> Result<bool> {
+        if !session.cache.overrides().is_some_and(|o| o.sendfile)
+            || !session.downstream_session.can_write_body_file()
+        {
+            return Ok(false);
+        }
+        let Some(f) = session.cache.hit_handler().and_then(|h| h.body_file()) else {
+            return Ok(false);
+        };
+        let down = &mut session.downstream_session;
+        down.write_response_body_file(&f.file, f.offset, f.len)
+            .await
+            .map_err(|e| e.into_down())?;
+        down.finish_body().await.map_err(|e| e.into_down())?;
+        Ok(true)
     }
 
     fn seek_hit(&self, session: &mut Session, start: usize, end: usize) -> Result<()> {

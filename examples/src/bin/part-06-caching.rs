@@ -181,6 +181,8 @@ fn run() -> Result<()> {
         defaults: (conf.cache_default_ttl > 0)
             .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
         cache_status_name: Some("part-06"),
+        // no body filter here: large hits go out with sendfile(2)
+        sendfile: true,
         ..Default::default()
     };
     let (storage, eviction) = cache_storage::build(&conf);

@@ -304,6 +304,8 @@ fn run() -> Result<()> {
         overrides: CacheOptionOverrides {
             defaults: (conf.cache_default_ttl > 0)
                 .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
+            // no body filter here: large hits go out with sendfile(2)
+            sendfile: true,
             ..Default::default()
         },
     };

@@ -14,8 +14,13 @@
 //!   the entry (which keeps small entries small and releases whatever larger
 //!   buffers the writer's pieces were cut from); a hit reads it as `Bytes`
 //!   that hold a reference to the entry. A larger body keeps the writer's
-//!   `Bytes` pieces as they are. Either way a hit clones `Arc`s and never
-//!   copies body bytes.
+//!   `Bytes` pieces as they are, except that one of at least 128 KiB is
+//!   copied, when the fill finishes, into a sealed memfd (anonymous shared
+//!   memory) read through a read-only mapping: a hit can then hand it to a
+//!   plain socket with sendfile(2) ([`HandleHit::body_file`]) instead of
+//!   copying it through user space, as nginx does from its page cache (at
+//!   most a quarter of `RLIMIT_NOFILE` such bodies; past that, pieces).
+//!   Either way a hit clones `Arc`s and never copies body bytes.
 //! - The stored meta is a compact copy of the one given
 //!   ([`compact_meta`]): a parsed response header keeps spare capacity for
 //!   more headers, which a cache holding a million of them cannot afford.
@@ -51,8 +56,9 @@ use tokio::sync::Notify;
 use crate::digest_map::{digest_map, shard_index, DigestMap};
 use crate::key::{CacheKey, CompactCacheKey, HashBinary};
 use crate::meta::CacheMeta;
+use crate::storage::file_body::{FileBody, FILE_BODY_MIN};
 use crate::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
+    BodyFile, HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
 };
 
 /// Number of shards. A power of two well above the core count keeps two
@@ -90,14 +96,17 @@ struct Stored {
 enum Body {
     /// At most [`INLINE_MAX`] bytes, in the entry's own buffer.
     Inline(Box<[u8]>),
-    /// A larger body: the writer's pieces (boxed, so `Body` stays 16 bytes).
-    Pieces(Box<Pieces>),
+    /// A larger body, shared by reference (so `Body` stays 16 bytes).
+    Large(Arc<Large>),
 }
 
-#[derive(Clone)]
-struct Pieces {
-    pieces: Box<[Bytes]>,
-    len: usize,
+/// A body larger than [`INLINE_MAX`].
+enum Large {
+    /// The writer's pieces, as they came.
+    Pieces { pieces: Box<[Bytes]>, len: usize },
+    /// A body of at least [`FILE_BODY_MIN`] bytes in a sealed memfd, which
+    /// a hit can send with sendfile(2) ([`HandleHit::body_file`]).
+    File(FileBody),
 }
 
 impl Body {
@@ -109,7 +118,14 @@ impl Body {
             }
             return Body::Inline(joined.into_boxed_slice());
         }
-        Body::Pieces(Box::new(Pieces {
+        if len >= FILE_BODY_MIN {
+            match FileBody::from_pieces(&pieces, len) {
+                Ok(f) => return Body::Large(Arc::new(Large::File(f))),
+                // kept in memory pieces: served the same, only copied on send
+                Err(e) => log::debug!("cache body of {len} bytes not put in a memfd: {e}"),
+            }
+        }
+        Body::Large(Arc::new(Large::Pieces {
             pieces: pieces.into_boxed_slice(),
             len,
         }))
@@ -118,16 +134,19 @@ impl Body {
     fn len(&self) -> usize {
         match self {
             Body::Inline(b) => b.len(),
-            Body::Pieces(p) => p.len,
+            Body::Large(l) => match &**l {
+                Large::Pieces { len, .. } => *len,
+                Large::File(f) => f.bytes().len(),
+            },
         }
     }
 
     /// A copy for a new entry that shares the body (an inline body is small
-    /// enough to copy; pieces are reference counted).
+    /// enough to copy; a large one is reference counted).
     fn share(&self) -> Body {
         match self {
             Body::Inline(b) => Body::Inline(b.clone()),
-            Body::Pieces(p) => Body::Pieces(p.clone()),
+            Body::Large(l) => Body::Large(l.clone()),
         }
     }
 }
@@ -140,7 +159,7 @@ impl AsRef<[u8]> for InlineBody {
     fn as_ref(&self) -> &[u8] {
         match &self.0.body {
             Body::Inline(b) => b,
-            Body::Pieces(_) => &[],
+            Body::Large(_) => &[],
         }
     }
 }
@@ -379,7 +398,14 @@ impl CompleteHit {
                 self.pos = self.end;
                 return Some(Bytes::from_owner(InlineBody(self.stored.clone())).slice(range));
             }
-            Body::Pieces(p) => &p.pieces,
+            Body::Large(l) => match &**l {
+                Large::Pieces { pieces, .. } => pieces,
+                Large::File(f) => {
+                    let range = self.pos..self.end;
+                    self.pos = self.end;
+                    return Some(f.bytes().slice(range));
+                }
+            },
         };
         while let Some(p) = pieces.get(self.piece) {
             let p_end = self.piece_start + p.len();
@@ -444,6 +470,21 @@ impl HandleHit for CompleteHit {
 
     fn body_len(&self) -> Option<usize> {
         Some(self.stored.body.len())
+    }
+
+    /// The memfd of a body kept in one, and the range left to read.
+    fn body_file(&self) -> Option<BodyFile> {
+        match &self.stored.body {
+            Body::Large(l) => match &**l {
+                Large::File(f) => Some(BodyFile {
+                    file: f.file().clone(),
+                    offset: self.pos as u64,
+                    len: (self.end - self.pos) as u64,
+                }),
+                Large::Pieces { .. } => None,
+            },
+            Body::Inline(_) => None,
+        }
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
@@ -553,16 +594,22 @@ impl HandleMiss for MemMiss {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let (stored, len) = {
-            let mut state = self.fill.state.lock();
-            let pieces = std::mem::take(&mut state.pieces);
-            let stored = Arc::new(Stored {
-                meta: self.fill.meta.clone(),
-                body: Body::from_pieces(pieces, state.len),
-            });
-            state.phase = FillPhase::Done(stored.clone());
-            (stored, state.len)
+        // the body is built outside the fill's lock (a memfd body copies the
+        // pieces): readers keep following the pieces meanwhile, and nothing
+        // appends to them any more
+        let (pieces, len) = {
+            let state = self.fill.state.lock();
+            (state.pieces.clone(), state.len)
         };
+        let stored = Arc::new(Stored {
+            meta: self.fill.meta.clone(),
+            body: Body::from_pieces(pieces, len),
+        });
+        {
+            let mut state = self.fill.state.lock();
+            state.pieces = Vec::new();
+            state.phase = FillPhase::Done(stored.clone());
+        }
         self.finished = true;
         self.fill.notify.notify_waiters();
         {

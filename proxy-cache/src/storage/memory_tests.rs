@@ -398,3 +398,45 @@ async fn fill_reader_behind_the_writer_reads_the_rest_from_the_entry() {
         assert_eq!(rest, &body[piece..], "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_large_body_is_kept_in_a_file_that_hits_can_send() {
+    use std::os::unix::fs::FileExt;
+    let cache = leak();
+    let key = CacheKey::new("ns", "/large", "");
+    let a: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let b = vec![7u8; FILE_BODY_MIN];
+    // a reader following the fill sees the same bytes before and after the
+    // body moves into its memfd
+    let mut miss = cache.get_miss_handler(&key, &meta("big")).await.unwrap();
+    miss.write_body(Bytes::from(a.clone())).await.unwrap();
+    let (_, mut follower) = cache.lookup(&key).await.unwrap().unwrap();
+    assert!(follower.body_file().is_none(), "no file while filling");
+    assert_eq!(follower.read_body().await.unwrap().unwrap(), a);
+    miss.write_body(Bytes::from(b.clone())).await.unwrap();
+    miss.finish().await.unwrap();
+    let whole: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
+    assert_eq!(read_all(&mut follower).await.unwrap(), b);
+
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    let f = hit.body_file().unwrap();
+    assert_eq!((f.offset, f.len), (0, whole.len() as u64));
+    let mut in_file = vec![0u8; whole.len()];
+    f.file.read_exact_at(&mut in_file, 0).unwrap();
+    assert!(in_file == whole);
+    // a range: the file range follows the seek, and read_body agrees
+    hit.seek(99_990, Some(100_020)).unwrap();
+    let f = hit.body_file().unwrap();
+    assert_eq!((f.offset, f.len), (99_990, 30));
+    assert_eq!(read_all(&mut hit).await.unwrap(), &whole[99_990..100_020]);
+    // smaller bodies stay in memory
+    let small = CacheKey::new("ns", "/small", "");
+    store(cache, &small, "s", &[&vec![1u8; FILE_BODY_MIN - 1]]).await;
+    let (_, hit) = cache.lookup(&small).await.unwrap().unwrap();
+    assert!(hit.body_file().is_none());
+}
+
+#[test]
+fn a_body_record_stays_two_words() {
+    assert_eq!(std::mem::size_of::<Body>(), 16);
+}

@@ -12,10 +12,13 @@
 //! [`HandleMiss::finish`] must not become visible as a complete entry.
 
 pub mod disk;
+mod file_body;
 pub mod memory;
 pub mod tiered;
 
 use std::any::Any;
+use std::fs::File;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +26,21 @@ use proxy_core::error::Result;
 
 use crate::key::{CacheKey, CompactCacheKey};
 use crate::meta::CacheMeta;
+
+/// A body that a storage keeps in a file, as a byte range of it: what
+/// [`HandleHit::body_file`] returns so the proxy can send it with
+/// sendfile(2) instead of reading it into memory. The file must not change
+/// while the handle lives (the storages write entries to new files and
+/// rename them, or seal them).
+#[derive(Debug, Clone)]
+pub struct BodyFile {
+    /// The open file.
+    pub file: Arc<File>,
+    /// Where the body (or the range left to read) starts in the file, in bytes.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
 
 /// Why an entry is purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +129,15 @@ pub trait HandleHit {
 
     /// The body's length in bytes, when the entry is complete.
     fn body_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// The rest of the body (what [`HandleHit::read_body`] would return
+    /// next, within the current [`HandleHit::seek`] range) as a range of an
+    /// open file, when the storage keeps it in one; `None` (the default)
+    /// otherwise. A caller that sends this range does not call `read_body`
+    /// for it.
+    fn body_file(&self) -> Option<BodyFile> {
         None
     }
 

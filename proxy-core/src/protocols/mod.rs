@@ -5,6 +5,7 @@
 //! [`http`] read and write a `Stream` and know nothing of how it was made.
 
 pub mod http;
+mod send_file;
 
 use std::fmt::Debug;
 use std::task::{Context, Poll};
@@ -70,6 +71,28 @@ pub trait IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug + 'static {
     fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
         None
     }
+    /// Whether [`IO::poll_send_file`] works on this transport: a plain TCP
+    /// or Unix socket. `false` by default (TLS must encrypt in user space;
+    /// in-memory transports have no socket).
+    fn can_send_file(&self) -> bool {
+        false
+    }
+    /// Send up to `count` bytes of `file`, from byte `offset`, with
+    /// sendfile(2): no copy through user space. Ready with the number of
+    /// bytes sent (0 when `file` ends at or before `offset`).
+    ///
+    /// # Errors
+    /// `Unsupported` when [`IO::can_send_file`] is `false`; the socket's or
+    /// the file's I/O errors otherwise.
+    fn poll_send_file(
+        &self,
+        _cx: &mut Context<'_>,
+        _file: &std::fs::File,
+        _offset: u64,
+        _count: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Err(std::io::ErrorKind::Unsupported.into()))
+    }
 }
 
 /// A boxed [`IO`]: what listeners hand to apps and connectors hand to client sessions.
@@ -78,6 +101,26 @@ pub type Stream = Box<dyn IO>;
 impl IO for tokio::net::TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+    fn can_send_file(&self) -> bool {
+        true
+    }
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        send_file::poll_send_file(
+            self,
+            cx,
+            |cx| self.poll_write_ready(cx),
+            |interest, f| self.try_io(interest, f),
+            file,
+            offset,
+            count,
+        )
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::TcpStream::peer_addr(self)
@@ -94,6 +137,26 @@ impl IO for tokio::net::TcpStream {
 impl IO for tokio::net::UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+    fn can_send_file(&self) -> bool {
+        true
+    }
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        send_file::poll_send_file(
+            self,
+            cx,
+            |cx| self.poll_write_ready(cx),
+            |interest, f| self.try_io(interest, f),
+            file,
+            offset,
+            count,
+        )
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::UnixStream::peer_addr(self)

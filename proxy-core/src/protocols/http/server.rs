@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::v1::server::HttpSession as SessionV1;
 use super::v2::server::HttpSession as SessionV2;
-use crate::error::Result;
+use crate::error::{Error, ErrorType, Result};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
 
@@ -134,6 +134,37 @@ impl Session {
         match self {
             Session::H1(s) => s.write_body(data).await,
             Session::H2(s) => s.write_body(data).await,
+        }
+    }
+
+    /// Whether [`Session::write_response_body_file`] can send the body now:
+    /// HTTP/1.x on a plain socket, the response framed by Content-Length or
+    /// by closing. Always `false` for HTTP/2 (its DATA frames are built in
+    /// user space).
+    pub fn can_write_body_file(&self) -> bool {
+        match self {
+            Session::H1(s) => s.can_write_body_file(),
+            Session::H2(_) => false,
+        }
+    }
+
+    /// Send `len` bytes of `file` from byte `offset` as response body with
+    /// sendfile(2) (zero-copy). Check [`Session::can_write_body_file`] first.
+    ///
+    /// # Errors
+    /// As `v1::server::HttpSession::write_body_file`; `H2Error` for HTTP/2.
+    pub async fn write_response_body_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_body_file(file, offset, len).await,
+            Session::H2(_) => Error::e_explain(
+                ErrorType::H2Error,
+                "an HTTP/2 body cannot be sent from a file",
+            ),
         }
     }
 

@@ -222,6 +222,57 @@ impl BodyWriter {
         }
     }
 
+    /// Whether [`BodyWriter::write_file`] can send a body in this framing
+    /// (Content-Length or close-delimited: the bytes go out unframed).
+    pub(crate) fn can_write_file(&self) -> bool {
+        matches!(
+            self,
+            BodyWriter::ContentLength { .. } | BodyWriter::UntilClose
+        )
+    }
+
+    /// Write `len` bytes of `file` from `offset` as body, after `pending`,
+    /// with sendfile(2). Returns the number of body bytes sent.
+    ///
+    /// # Errors
+    /// `H1Error` when the framing is not Content-Length or close-delimited
+    /// (check [`BodyWriter::can_write_file`] first; nothing is written then)
+    /// or `len` goes past the Content-Length; socket and file errors as for
+    /// `common::send_file_after`.
+    pub(crate) async fn write_file(
+        &mut self,
+        io: &mut Stream,
+        pending: &mut BytesMut,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
+        match self {
+            BodyWriter::ContentLength { remaining } if len <= *remaining => {
+                *remaining -= len;
+            }
+            BodyWriter::ContentLength { remaining } => {
+                return Err(Error::explain(
+                    ErrorType::H1Error,
+                    format!(
+                        "body of {len} bytes exceeds the {remaining} bytes left of Content-Length"
+                    ),
+                ));
+            }
+            BodyWriter::UntilClose => {}
+            _ => {
+                return Err(Error::explain(
+                    ErrorType::H1Error,
+                    "a file body needs Content-Length or close-delimited framing",
+                ))
+            }
+        }
+        common::send_file_after(io, pending, file, offset, len, timeout, "sending body file")
+            .await?;
+        Ok(len)
+    }
+
     /// End a chunked body with a trailer section (RFC 9112 §7.1.2):
     /// `0 CRLF`, each field as `name: value CRLF`, then `CRLF`; then flush.
     /// For any other framing this is [`BodyWriter::finish`] (trailers

@@ -366,6 +366,54 @@ pub(crate) async fn write_all_after(
     r
 }
 
+/// The most bytes asked of one sendfile(2) call (the kernel caps a call
+/// near 2 GiB anyway; smaller calls let a timeout be noticed sooner).
+const SEND_FILE_MAX: usize = 1 << 30;
+
+/// Write the bytes held back in `pending` (the message head), then `len`
+/// bytes of `file` from byte `offset` with sendfile(2) (see
+/// [`crate::protocols::IO::poll_send_file`]). `pending` is empty afterwards.
+///
+/// # Errors
+/// `WriteTimedout` past `timeout`; `WriteError` from the socket, when the
+/// transport cannot send files, or when `file` ends before `offset + len`
+/// (the body is then short: the caller must close the connection).
+pub(crate) async fn send_file_after(
+    io: &mut Stream,
+    pending: &mut BytesMut,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    if !pending.is_empty() {
+        let r = write_all(io, pending, timeout, what).await;
+        pending.clear();
+        r?;
+    }
+    let io: &Stream = io;
+    timed(timeout, ErrorType::WriteTimedout, what, async move {
+        let end = offset.saturating_add(len);
+        let mut at = offset;
+        while at < end {
+            let want = usize::try_from(end - at).map_or(SEND_FILE_MAX, |n| n.min(SEND_FILE_MAX));
+            let n = std::future::poll_fn(|cx| io.poll_send_file(cx, file, at, want))
+                .await
+                .or_err(ErrorType::WriteError, what)?;
+            if n == 0 {
+                return Error::e_explain(
+                    ErrorType::WriteError,
+                    format!("{what}: the file ends {} bytes short", end - at),
+                );
+            }
+            at += n as u64;
+        }
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn write_all(
     io: &mut Stream,
     data: &[u8],

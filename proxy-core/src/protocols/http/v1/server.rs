@@ -635,6 +635,49 @@ impl HttpSession {
         }
     }
 
+    /// Whether [`HttpSession::write_body_file`] can send the response body
+    /// now: the transport is a plain socket (not TLS) and the response,
+    /// already written, is framed by Content-Length or by closing.
+    pub fn can_write_body_file(&self) -> bool {
+        self.body_writer.can_write_file() && self.stream.can_send_file()
+    }
+
+    /// Send `len` bytes of `file` from byte `offset` as (part of) the
+    /// response body with sendfile(2), without copying them through user
+    /// space; the held-back head goes first.
+    ///
+    /// # Errors
+    /// As [`HttpSession::write_body`], plus `WriteError` when `file` is
+    /// shorter than `offset + len`; after an error the connection is closed.
+    pub async fn write_body_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        match self
+            .body_writer
+            .write_file(
+                &mut self.stream,
+                &mut self.pending_head,
+                file,
+                offset,
+                len,
+                self.write_timeout,
+            )
+            .await
+        {
+            Ok(n) => {
+                self.body_bytes_sent += n as usize;
+                Ok(())
+            }
+            Err(e) => {
+                self.must_close = true;
+                Err(e.into_down())
+            }
+        }
+    }
+
     /// End the response body (the last chunk when chunked) and flush.
     ///
     /// # Errors

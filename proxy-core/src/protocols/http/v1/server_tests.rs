@@ -430,3 +430,105 @@ async fn idle_reused_session_holds_no_read_buffer() {
     assert!(s.request_header.is_none() && s.response_written.is_none());
     assert!(std::mem::size_of::<HttpSession>() < 1024);
 }
+
+/// A TCP pair on loopback: the server side as a session's stream, and the
+/// client side.
+async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (server, client)
+}
+
+/// A session that has read `GET /f` on a loopback TCP connection, its
+/// client side, and an unlinked temporary file holding `data`.
+async fn file_session(data: &[u8]) -> (HttpSession, tokio::net::TcpStream, std::fs::File) {
+    let (server, mut client) = tcp_pair().await;
+    client
+        .write_all(b"GET /f HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut s = HttpSession::new(Box::new(server));
+    assert!(s.read_request().await.unwrap().is_some());
+    let path = std::env::temp_dir().join(format!(
+        "h1-file-body-{}-{}",
+        std::process::id(),
+        data.len()
+    ));
+    std::fs::write(&path, data).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    (s, client, file)
+}
+
+#[tokio::test]
+async fn a_body_sent_from_a_file_follows_the_head_and_keeps_the_connection() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut s, mut client, file) = file_session(&data).await;
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("Content-Length", "199990").unwrap();
+    assert!(!s.can_write_body_file(), "no response header written yet");
+    s.write_response_header(Box::new(resp)).await.unwrap();
+    assert!(s.can_write_body_file());
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    s.write_body_file(&file, 10, 199_990).await.unwrap();
+    s.finish_body().await.unwrap();
+    assert_eq!(s.body_bytes_sent(), 199_990);
+    assert!(s.will_keepalive());
+    drop(s);
+    let got = reader.await.unwrap();
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(got[head_end..] == data[10..], "body differs");
+}
+
+#[tokio::test]
+async fn a_file_body_past_the_content_length_or_the_file_end_is_an_error() {
+    let (mut s, _client, file) = file_session(b"0123456789").await;
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("Content-Length", "5").unwrap();
+    s.write_response_header(Box::new(resp)).await.unwrap();
+    // more than the Content-Length allows: refused before anything is sent
+    let e = s.write_body_file(&file, 0, 6).await.unwrap_err();
+    assert_eq!(e.etype(), &ErrorType::H1Error);
+    assert!(!s.will_keepalive());
+
+    let (mut s, _client, file) = file_session(b"0123456789").await;
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("Content-Length", "8").unwrap();
+    s.write_response_header(Box::new(resp)).await.unwrap();
+    // the file ends 3 bytes early: an error, and the connection closes
+    let e = s.write_body_file(&file, 5, 8).await.unwrap_err();
+    assert_eq!(e.etype(), &ErrorType::WriteError);
+    assert!(!s.will_keepalive());
+}
+
+#[tokio::test]
+async fn chunked_responses_and_in_memory_streams_do_not_take_files() {
+    let (mut s, _client) = session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(s.read_request().await.unwrap().is_some());
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("Content-Length", "3").unwrap();
+    s.write_response_header(Box::new(resp)).await.unwrap();
+    // a DuplexStream is no socket
+    assert!(!s.can_write_body_file());
+
+    let (server, mut client) = tcp_pair().await;
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut s = HttpSession::new(Box::new(server));
+    assert!(s.read_request().await.unwrap().is_some());
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("Transfer-Encoding", "chunked").unwrap();
+    s.write_response_header(Box::new(resp)).await.unwrap();
+    assert!(!s.can_write_body_file());
+}

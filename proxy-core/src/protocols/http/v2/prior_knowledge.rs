@@ -123,6 +123,19 @@ impl IO for Rewind {
     fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
         self.inner.ssl_digest()
     }
+    fn can_send_file(&self) -> bool {
+        self.inner.can_send_file()
+    }
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        // writes go straight to the inner stream (the prefix is read-side only)
+        self.inner.poll_send_file(cx, file, offset, count)
+    }
 }
 
 #[cfg(test)]
