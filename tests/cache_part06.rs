@@ -566,4 +566,14 @@ fn an_unknown_cache_admission_fails_the_conf_check_naming_the_key() {
             }
         }
     }
+    // the example conf that documents the cache keys passes the check
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/part-06-caching.yaml");
+    for bin in [PART6, PART8] {
+        let out = std::process::Command::new(bin)
+            .args(["-t", "-c", example])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{bin} {example}: {stderr}");
+    }
 }
