@@ -292,7 +292,7 @@ fn random_size(x: &mut u64) -> usize {
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
     let r = (*x >> 33) as usize;
-    if r % 50 == 0 {
+    if r.is_multiple_of(50) {
         (64 << 10) + (r / 50) % (512 << 10)
     } else {
         r % (64 << 10)
@@ -402,8 +402,14 @@ fn fill_within_the_budget(admission: &str) {
          ({} files) in {} directories, du -s {du} bytes",
         end.0, end.1, end.2
     );
-    assert!(over.is_empty(), "samples over the budget of {BUDGET}: {over:?}");
-    assert!(samples >= 10, "the directory was sampled while filling: {samples}");
+    assert!(
+        over.is_empty(),
+        "samples over the budget of {BUDGET}: {over:?}"
+    );
+    assert!(
+        samples >= 10,
+        "the directory was sampled while filling: {samples}"
+    );
     assert!(
         peak > BUDGET / 2,
         "the fill reached the eviction range: peak {peak}"

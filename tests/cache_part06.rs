@@ -512,7 +512,11 @@ fn tinylfu_admission_keeps_a_popular_entry_through_a_scan_and_lru_does_not() {
                 "tinylfu" => assert!(kept, "{case}: the popular entry survives the scan"),
                 _ => assert!(!kept, "{case}: the scan flushed the popular entry"),
             }
-            assert_eq!(requests_to(&origin, &hot), if kept { 1 } else { 2 }, "{case}");
+            assert_eq!(
+                requests_to(&origin, &hot),
+                if kept { 1 } else { 2 },
+                "{case}"
+            );
         }
     }
 }

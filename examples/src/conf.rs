@@ -131,9 +131,10 @@ pub struct ExampleConf {
     /// Default [`DEFAULT_METRICS_LISTEN`] (loopback only: the counters name
     /// your services and backends).
     pub metrics_listen: String,
-    /// Part 6: the cache's budget in bytes (headers and bodies of the
-    /// stored responses); the least recently used entries are evicted past
-    /// it. Default [`DEFAULT_CACHE_SIZE`] (256 MiB).
+    /// Parts 6 and 8: the cache's budget in bytes (headers and bodies of
+    /// the stored responses); past it, the least recently used entries are
+    /// evicted, after `cache_admission` decided whether a new entry is
+    /// kept at all. Default [`DEFAULT_CACHE_SIZE`] (256 MiB).
     pub cache_size: usize,
     /// Part 6: the lifetime in seconds given to responses that carry no
     /// freshness information of their own (no `Cache-Control` max-age or
