@@ -12,6 +12,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -153,17 +155,29 @@ fn stop(mut proxy: Proxy) {
     );
 }
 
-/// Bytes the entry files under `dir` take on disk (allocated blocks, what
-/// `du` counts), their number, and the number of directories.
+/// Bytes the files under `dir` take on disk (allocated blocks, what `du`
+/// counts), their number, and the number of directories below `dir`.
+///
+/// Safe to call while the proxy changes the directory: a file or directory
+/// that goes away between being listed and being looked at is skipped. The
+/// fills' `tmp/` is walked last, so a fill renamed from `tmp/` into its
+/// leaf directory during the walk is counted at most once (it may be
+/// missed, never counted twice).
 fn usage(dir: &Path) -> (u64, usize, usize) {
     let (mut bytes, mut files, mut dirs) = (0, 0, 0);
-    let mut stack = vec![dir.to_path_buf()];
+    let tmp = dir.join("tmp");
+    let mut stack = vec![tmp.clone(), dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let m = e.metadata().unwrap();
+        let Ok(listing) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in listing.flatten() {
+            let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 dirs += 1;
-                stack.push(e.path());
+                if e.path() != tmp {
+                    stack.push(e.path());
+                }
             } else {
                 bytes += m.blocks() * 512;
                 files += 1;
@@ -171,6 +185,13 @@ fn usage(dir: &Path) -> (u64, usize, usize) {
         }
     }
     (bytes, files, dirs)
+}
+
+/// What the storage counts against its budget from a [`usage`] sample: the
+/// files' blocks plus a block per directory, the cache directory included.
+fn counted(sample: (u64, usize, usize)) -> u64 {
+    let (bytes, _, dirs) = sample;
+    bytes + (dirs as u64 + 1) * 4096
 }
 
 #[test]
@@ -264,37 +285,106 @@ fn kill_9_during_a_50_mib_fill_leaves_the_entry_absent_or_whole() {
     assert_eq!(requests_to(&origin, &path), 2);
 }
 
+/// A random object size: mostly 0 B .. 64 KiB, one in 50 from 64 KiB to
+/// 576 KiB.
+fn random_size(x: &mut u64) -> usize {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let r = (*x >> 33) as usize;
+    if r.is_multiple_of(50) {
+        (64 << 10) + (r / 50) % (512 << 10)
+    } else {
+        r % (64 << 10)
+    }
+}
+
 #[test]
-fn two_thousand_objects_of_random_sizes_keep_the_directory_within_the_budget() {
+fn ten_thousand_objects_of_random_sizes_keep_the_directory_within_the_budget() {
+    fill_within_the_budget("tinylfu");
+}
+
+#[test]
+fn ten_thousand_objects_keep_the_directory_within_the_budget_with_lru_admission_too() {
+    fill_within_the_budget("lru");
+}
+
+/// 10,000 objects of [`random_size`] (about 360 MiB) through a 16 MiB disk
+/// cache with `cache_admission: <admission>`, from four concurrent
+/// clients, while a sampler measures the directory: every sample, and the
+/// directory at the end (also by `du`), stays within the budget.
+fn fill_within_the_budget(admission: &str) {
     const BUDGET: u64 = 16 << 20;
+    const OBJECTS: usize = 10_000;
+    const CLIENTS: usize = 4;
+    const BATCH: usize = 100;
     let origin = object_origin();
     let cache = tempfile::tempdir().unwrap();
     let proxy = Proxy::start_with_log(
         PART6,
         &[origin.addr()],
-        &disk_conf(cache.path(), BUDGET),
+        &format!(
+            "{}cache_admission: {admission}\n",
+            disk_conf(cache.path(), BUDGET)
+        ),
         "warn",
     );
-    // sizes 1 B .. 64 KiB, about 64 MiB in all: four times the budget
     let mut x: u64 = 12345;
-    let urls: Vec<String> = (0..2000)
-        .map(|i| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let size = 1 + (x >> 33) as usize % (64 * 1024);
-            proxy.url(&format!("/o/{i}?size={size}"))
-        })
+    let urls: Vec<String> = (0..OBJECTS)
+        .map(|i| proxy.url(&format!("/o/{i}?size={}", random_size(&mut x))))
         .collect();
-    let mut peak = 0;
-    for batch in urls.chunks(250) {
-        let codes = get_many(batch);
-        assert_eq!(codes.len(), batch.len());
-        assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
-        let (bytes, _, dirs) = usage(cache.path());
-        let total = bytes + (dirs as u64 + 1) * 4096;
-        peak = peak.max(total);
-        assert!(total <= BUDGET, "{total} bytes on disk, budget {BUDGET}");
-    }
-    let (bytes, files, dirs) = usage(cache.path());
+    let total: usize = urls.iter().map(|u| size_param(u, 0)).sum();
+    let started = std::time::Instant::now();
+
+    // A sampler measures the directory while the clients fill it.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (dir, done) = (cache.path().to_path_buf(), done.clone());
+        std::thread::spawn(move || {
+            let (mut samples, mut peak, mut over) = (0usize, 0u64, Vec::new());
+            while !done.load(Ordering::SeqCst) {
+                let used = counted(usage(&dir));
+                samples += 1;
+                peak = peak.max(used);
+                if used > BUDGET {
+                    over.push(used);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (samples, peak, over)
+        })
+    };
+    // CLIENTS curl processes at a time, each fetching a batch of BATCH
+    // URLs on one connection; bounded by the number of batches.
+    let batches: Vec<Vec<String>> = urls.chunks(BATCH).map(<[String]>::to_vec).collect();
+    let next = AtomicUsize::new(0);
+    let codes: Vec<Vec<u16>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut codes = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(batch) = batches.get(i) else {
+                            return codes;
+                        };
+                        let got = get_many(batch);
+                        assert_eq!(got.len(), batch.len(), "batch {i}");
+                        codes.extend(got);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    done.store(true, Ordering::SeqCst);
+    let (samples, peak, over) = sampler.join().unwrap();
+    let elapsed = started.elapsed();
+
+    let codes: Vec<u16> = codes.into_iter().flatten().collect();
+    assert_eq!(codes.len(), OBJECTS);
+    assert!(codes.iter().all(|c| *c == 200), "every request served");
+    let end = usage(cache.path());
     let du = Command::new("du")
         .args(["-s", "-B1"])
         .arg(cache.path())
@@ -307,12 +397,28 @@ fn two_thousand_objects_of_random_sizes_keep_the_directory_within_the_budget() {
         .parse()
         .unwrap();
     eprintln!(
-        "budget {BUDGET}: entry files {bytes} bytes ({files} files) in {dirs} directories; du -s {du} bytes; peak after a batch {peak}"
+        "{admission}: {OBJECTS} objects, {total} bytes, {CLIENTS} clients, in {elapsed:?}; budget {BUDGET}: \
+         {samples} samples while filling, peak {peak}; at the end entry files {} bytes \
+         ({} files) in {} directories, du -s {du} bytes",
+        end.0, end.1, end.2
     );
-    assert!(files > 100, "entries were stored: {files}");
+    assert!(
+        over.is_empty(),
+        "samples over the budget of {BUDGET}: {over:?}"
+    );
+    assert!(
+        samples >= 10,
+        "the directory was sampled while filling: {samples}"
+    );
+    assert!(
+        peak > BUDGET / 2,
+        "the fill reached the eviction range: peak {peak}"
+    );
+    assert!(end.1 > 100, "entries were stored: {}", end.1);
     // du counts the directories too (a block each): so does the storage
+    assert!(counted(end) <= BUDGET, "{end:?}, budget {BUDGET}");
     assert!(du <= BUDGET, "du {du}, budget {BUDGET}");
-    assert_eq!(origin.seen().len(), 2000);
+    assert_eq!(origin.seen().len(), OBJECTS);
 }
 
 #[test]

@@ -498,3 +498,135 @@ fn large_hits_sent_from_the_cache_file_are_whole_in_full_in_ranges_and_in_parall
     }
     assert_eq!(requests_to(&origin, "/large-file"), 1);
 }
+
+/// The `Host` the admission tests send, so the cache keys (and the LRU
+/// shards they fall in) are the same on every run.
+const ADMISSION_HOST: &str = "Host: admission.test";
+
+/// Body bytes of each object the admission tests fetch: 64 KiB on disk.
+const ADMISSION_OBJECT: usize = 60_000;
+
+/// GET `path` from `proxy` with [`ADMISSION_HOST`]; whether the cache
+/// served it (its `Cache-Status` says hit), after checking the body.
+fn admission_get(proxy: &Proxy, path: &str) -> bool {
+    let (code, head, body) = fetch("GET", &proxy.url(path), &[ADMISSION_HOST]);
+    assert_eq!(code, 200, "{path}: {head}");
+    assert_eq!(body.len(), ADMISSION_OBJECT, "{path}");
+    cache_status(&head).contains("hit")
+}
+
+#[test]
+fn tinylfu_admission_keeps_a_popular_entry_through_a_scan_and_lru_does_not() {
+    let origin = RawOrigin::start(|_| {
+        vec![Step::Send(response(
+            "200 OK",
+            &["Cache-Control: max-age=600"],
+            &vec![b'a'; ADMISSION_OBJECT],
+        ))]
+    });
+    let disk = tempfile::tempdir().unwrap();
+    // a dozen objects fit: 768 KiB in memory (headers and bodies); on disk
+    // 1 MiB, of which the eviction manager gets 3/4, the rest being for
+    // directories and fills in progress
+    let memory_conf = "cache_size: 786432\n".to_owned();
+    for (storage, conf) in [
+        ("memory", memory_conf),
+        (
+            "disk",
+            format!(
+                "cache_size: 1048576\ncache_dir: \"{}\"\n",
+                disk.path().display()
+            ),
+        ),
+    ] {
+        for admission in ["lru", "tinylfu"] {
+            let case = format!("{admission} in {storage}");
+            let _ = std::fs::remove_dir_all(disk.path());
+            let proxy = Proxy::start(
+                PART6,
+                &[origin.addr()],
+                &format!("{conf}cache_admission: {admission}\n"),
+            );
+            let hot = format!("/{storage}/{admission}/hot");
+            assert!(!admission_get(&proxy, &hot), "{case}: a miss first");
+            for _ in 0..4 {
+                assert!(admission_get(&proxy, &hot), "{case}: then hits");
+            }
+            // a one-pass scan of cold keys, five times what fits
+            for i in 0..60 {
+                admission_get(&proxy, &format!("/{storage}/{admission}/cold/{i}"));
+            }
+            let kept = admission_get(&proxy, &hot);
+            match admission {
+                "tinylfu" => assert!(kept, "{case}: the popular entry survives the scan"),
+                _ => assert!(!kept, "{case}: the scan flushed the popular entry"),
+            }
+            assert_eq!(
+                requests_to(&origin, &hot),
+                if kept { 1 } else { 2 },
+                "{case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_complete_proxy_caches_with_either_admission_policy() {
+    const PART8: &str = env!("CARGO_BIN_EXE_part-08-complete");
+    let origin = policy_origin();
+    for admission in ["lru", "tinylfu"] {
+        let proxy = Proxy::start(
+            PART8,
+            &[origin.addr()],
+            &format!("api_key: k\ncache_admission: {admission}\n"),
+        );
+        let path = format!("/cc/max-age=60?p8={admission}");
+        let url = proxy.url(&path);
+        let (c1, h1, b1) = fetch("GET", &url, &["X-API-Key: k"]);
+        let (c2, h2, b2) = fetch("GET", &url, &["X-API-Key: k"]);
+        assert_eq!((c1, c2), (200, 200), "{admission}");
+        assert_eq!(b1, b2);
+        // part 8 sends no Cache-Status: its access log says hit
+        let hits = proxy.wait_for_stderr(1, |log| log.matches("cache=hit").count());
+        assert_eq!(hits, 1, "{admission}: {h1}\n{h2}\n{}", proxy.stderr());
+        assert_eq!(requests_to(&origin, &path), 1, "{admission}");
+    }
+}
+
+#[test]
+fn an_unknown_cache_admission_fails_the_conf_check_naming_the_key() {
+    const PART8: &str = env!("CARGO_BIN_EXE_part-08-complete");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf.yaml");
+    for (text, want) in [
+        ("---\nversion: 1\ncache_admission: lru\n", 0),
+        ("---\nversion: 1\ncache_admission: tinylfu\n", 0),
+        ("---\nversion: 1\ncache_admission: lfu\n", 1),
+    ] {
+        std::fs::write(&conf, text).unwrap();
+        for bin in [PART6, PART8] {
+            let out = std::process::Command::new(bin)
+                .arg("-t")
+                .arg("-c")
+                .arg(&conf)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(want), "{bin} {text}: {stderr}");
+            if want == 1 {
+                assert!(stderr.contains("cache_admission"), "{bin}: {stderr}");
+                assert!(stderr.contains("line 3"), "{bin}: {stderr}");
+            }
+        }
+    }
+    // the example conf that documents the cache keys passes the check
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/part-06-caching.yaml");
+    for bin in [PART6, PART8] {
+        let out = std::process::Command::new(bin)
+            .args(["-t", "-c", example])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{bin} {example}: {stderr}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The cache storage parts 6 and 8 use, chosen by the conf: a
 //! [`TieredCache`] (a memory tier over a [`DiskCache`]) when `cache_dir` is
 //! set, else a [`MemCache`]; and the LRU eviction manager that bounds it to
-//! `cache_size` bytes.
+//! `cache_size` bytes, with the admission policy `cache_admission` picks
+//! (TinyLFU by default, or plain LRU) in front of it.
 //!
 //! With `cache_dir`:
 //! - the disk storage never takes more than `cache_size` bytes on disk
@@ -19,9 +20,11 @@
 //! storage used instead: the proxy still starts and caches.
 
 use proxy_facade::cache::eviction::lru::Manager as LruManager;
+use proxy_facade::cache::eviction::tinylfu::Manager as TinyLfuManager;
+use proxy_facade::cache::eviction::EvictionManager;
 use proxy_facade::cache::{DiskCache, MemCache, Storage, TieredCache};
 
-use crate::conf::ExampleConf;
+use crate::conf::{CacheAdmission, ExampleConf};
 
 /// The most the memory tier in front of the disk holds, in bytes.
 pub const MEMORY_TIER_MAX: usize = 64 * 1024 * 1024;
@@ -30,20 +33,47 @@ pub const MEMORY_TIER_MAX: usize = 64 * 1024 * 1024;
 /// directories and fills in progress, with `cache_dir`.
 pub const DISK_HEADROOM_MAX: usize = 128 * 1024 * 1024;
 
+/// The average entry size, in bytes, the TinyLFU frequency sketch is sized
+/// for: one 8-byte sketch word per this many bytes of `cache_size` (a disk
+/// entry takes at least a 4 KiB block).
+pub const ADMISSION_ENTRY_BYTES: usize = 4096;
+
+/// The most entries the frequency sketch is sized for (a 32 MiB sketch).
+pub const ADMISSION_ENTRIES_MAX: usize = 4 << 20;
+
+/// The eviction manager of `limit_bytes` for `admission`, leaked to
+/// `&'static`.
+fn eviction(admission: CacheAdmission, limit_bytes: usize) -> &'static dyn EvictionManager {
+    match admission {
+        CacheAdmission::Lru => Box::leak(Box::new(LruManager::new(limit_bytes))),
+        CacheAdmission::Tinylfu => {
+            let entries = (limit_bytes / ADMISSION_ENTRY_BYTES).min(ADMISSION_ENTRIES_MAX);
+            // the watermark constructor with the limit itself: the LRU
+            // evicts down to the limit, and nothing is allocated up front
+            // for the entries (the hint sizes only the sketch)
+            Box::leak(Box::new(TinyLfuManager::new_with_watermark(
+                limit_bytes,
+                limit_bytes,
+                entries,
+            )))
+        }
+    }
+}
+
 /// The storage and eviction manager for `conf`, leaked to `&'static` (they
 /// live as long as the process). Blocking (scans `cache_dir`): call at
 /// start.
-pub fn build(conf: &ExampleConf) -> (&'static dyn Storage, &'static LruManager) {
+pub fn build(conf: &ExampleConf) -> (&'static dyn Storage, &'static dyn EvictionManager) {
+    let admission = conf.cache_admission;
     if let Some(dir) = conf.cache_dir.as_deref().filter(|d| !d.is_empty()) {
         match DiskCache::new(dir, conf.cache_size as u64) {
             Ok(disk) => {
                 let headroom = DISK_HEADROOM_MAX.min(conf.cache_size / 4);
-                let eviction: &'static LruManager =
-                    Box::leak(Box::new(LruManager::new(conf.cache_size - headroom)));
+                let eviction = eviction(admission, conf.cache_size - headroom);
                 let admitted = disk.admit_existing(eviction);
                 let memory = MEMORY_TIER_MAX.min(conf.cache_size / 4);
                 log::info!(
-                    "cache: {dir} on disk ({} bytes, {admitted} entries found) with {memory} bytes in memory",
+                    "cache: {dir} on disk ({} bytes, {admitted} entries found) with {memory} bytes in memory, admission {admission:?}",
                     conf.cache_size
                 );
                 let storage: &'static TieredCache =
@@ -54,6 +84,5 @@ pub fn build(conf: &ExampleConf) -> (&'static dyn Storage, &'static LruManager) 
         }
     }
     let storage: &'static MemCache = Box::leak(Box::new(MemCache::new()));
-    let eviction: &'static LruManager = Box::leak(Box::new(LruManager::new(conf.cache_size)));
-    (storage, eviction)
+    (storage, eviction(admission, conf.cache_size))
 }

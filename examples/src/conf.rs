@@ -24,6 +24,7 @@
 //! metrics_listen: 127.0.0.1:6192      # ours, part 5, default 127.0.0.1:6192: Prometheus /metrics
 //! cache_size: 268435456               # ours, parts 6 and 8, default 256 MiB
 //! cache_dir: /var/cache/proxy         # ours, parts 6 and 8, optional: cache on disk
+//! cache_admission: tinylfu            # ours, parts 6 and 8, lru | tinylfu, default tinylfu
 //! ```
 
 use std::io;
@@ -48,6 +49,24 @@ pub const DEFAULT_CACHE_SIZE: usize = 256 * 1024 * 1024;
 pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 10.0;
 /// Default for [`ExampleConf::rate_limit_burst`].
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
+
+/// Which entries the cache keeps once its budget is full (the conf key
+/// `cache_admission`, parts 6 and 8). Any other value is a conf error that
+/// names the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheAdmission {
+    /// `lru`: every new entry is stored; the least recently used ones are
+    /// evicted to make room.
+    Lru,
+    /// `tinylfu` (the default): once the budget is full, a new entry is
+    /// stored only if it was asked for more often than the entry LRU would
+    /// evict for it, so a scan of one-hit keys cannot flush the popular
+    /// ones. Counts requests in a frequency sketch of 8 bytes per
+    /// [`crate::cache_storage::ADMISSION_ENTRY_BYTES`] of `cache_size`.
+    #[default]
+    Tinylfu,
+}
 
 /// The examples' keys; every key is optional (serde `default`), unknown keys
 /// (the server's own) are ignored.
@@ -112,9 +131,10 @@ pub struct ExampleConf {
     /// Default [`DEFAULT_METRICS_LISTEN`] (loopback only: the counters name
     /// your services and backends).
     pub metrics_listen: String,
-    /// Part 6: the cache's budget in bytes (headers and bodies of the
-    /// stored responses); the least recently used entries are evicted past
-    /// it. Default [`DEFAULT_CACHE_SIZE`] (256 MiB).
+    /// Parts 6 and 8: the cache's budget in bytes (headers and bodies of
+    /// the stored responses); past it, the least recently used entries are
+    /// evicted, after `cache_admission` decided whether a new entry is
+    /// kept at all. Default [`DEFAULT_CACHE_SIZE`] (256 MiB).
     pub cache_size: usize,
     /// Part 6: the lifetime in seconds given to responses that carry no
     /// freshness information of their own (no `Cache-Control` max-age or
@@ -133,6 +153,10 @@ pub struct ExampleConf {
     /// [`crate::cache_storage`]). Created if missing. Default: none, the
     /// cache is in memory only.
     pub cache_dir: Option<String>,
+    /// Parts 6 and 8: the admission policy in front of the LRU eviction,
+    /// for the memory and the disk storage alike: `lru` or `tinylfu`.
+    /// Default [`CacheAdmission::Tinylfu`].
+    pub cache_admission: CacheAdmission,
 }
 
 impl Default for ExampleConf {
@@ -160,6 +184,7 @@ impl Default for ExampleConf {
             cache_default_ttl: 0,
             cache_max_file_size: 0,
             cache_dir: None,
+            cache_admission: CacheAdmission::Tinylfu,
         }
     }
 }
@@ -309,6 +334,29 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("upstreams"), "{msg}");
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn cache_admission_reads_lru_and_tinylfu_and_defaults_to_tinylfu() {
+        assert_eq!(
+            ExampleConf::default().cache_admission,
+            CacheAdmission::Tinylfu
+        );
+        for (text, want) in [
+            ("cache_admission: lru\n", CacheAdmission::Lru),
+            ("cache_admission: tinylfu\n", CacheAdmission::Tinylfu),
+        ] {
+            assert_eq!(ExampleConf::from_yaml(text).unwrap().cache_admission, want);
+        }
+    }
+
+    #[test]
+    fn unknown_cache_admission_error_names_the_key_and_the_choices() {
+        let err = ExampleConf::from_yaml("threads: 1\ncache_admission: lfu\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cache_admission"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("tinylfu"), "{msg}");
     }
 
     #[test]

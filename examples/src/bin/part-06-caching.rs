@@ -10,8 +10,9 @@
 //!   lifetime, like nginx's `proxy_cache_valid`;
 //! - **key**: scheme, host, path and query (`CacheKey::default_http`), not
 //!   the path alone: two sites behind one proxy never share an entry;
-//! - **storage**: `MemCache`, sharded, bounded by an LRU eviction manager
-//!   to `cache_size` bytes; with `cache_dir`, a `DiskCache` in that
+//! - **storage**: `MemCache`, sharded, bounded by an eviction manager to
+//!   `cache_size` bytes (TinyLFU admission in front of LRU, or plain LRU
+//!   with `cache_admission: lru`); with `cache_dir`, a `DiskCache` in that
 //!   directory (surviving restarts) behind a memory tier of hot entries
 //!   (`proxy_examples::cache_storage`);
 //! - **cache lock**: concurrent misses on one key send one request upstream;
@@ -30,17 +31,18 @@
 //! curl -si -X PURGE http://127.0.0.1:6188/                  # 200, purged
 //! ```
 //!
-//! Conf keys: those of part 1, plus `cache_size` (bytes, default 256 MiB)
+//! Conf keys: those of part 1, plus `cache_size` (bytes, default 256 MiB),
 //! `cache_default_ttl` (seconds, default 0: none) and `cache_max_file_size`
-//! (bytes, default 0: no limit but the budget) and `cache_dir` (default
-//! none: in memory).
+//! (bytes, default 0: no limit but the budget), `cache_dir` (default
+//! none: in memory) and `cache_admission` (`lru` or `tinylfu`, default
+//! `tinylfu`).
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use proxy_examples::cache_storage;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
-use proxy_facade::cache::eviction::lru::Manager as LruManager;
+use proxy_facade::cache::eviction::EvictionManager;
 use proxy_facade::cache::predictor::Predictor;
 use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
 use proxy_facade::http::RequestHeader;
@@ -59,7 +61,7 @@ struct CachingProxy {
     upstreams: RoundRobin,
     conf: ExampleConf,
     storage: &'static dyn Storage,
-    eviction: &'static LruManager,
+    eviction: &'static dyn EvictionManager,
     lock: &'static CacheLock,
     predictor: &'static Predictor<16>,
     overrides: CacheOptionOverrides,

@@ -14,7 +14,8 @@
 //!   the origin are removed;
 //! - **a cache** (part 6, which the tutorial left out of its complete proxy
 //!   as an exercise): RFC 9111 rules, the key of scheme, host, path and
-//!   query, an LRU budget of `cache_size` bytes and a cache lock; in memory,
+//!   query, a budget of `cache_size` bytes (TinyLFU admission in front of
+//!   LRU, or plain LRU with `cache_admission: lru`) and a cache lock; in memory,
 //!   or on disk in `cache_dir` (surviving restarts) behind a memory tier.
 //!   It sits after the limiter and the key check: a hit is served only to
 //!   a client that passed both;
@@ -37,7 +38,7 @@
 //! `upstreams`, `upstream_connect_timeout_ms`, `upstream_read_timeout_ms`,
 //! `api_key`, `rate_limit_per_sec`, `rate_limit_burst` (see
 //! `docs/08-complete-proxy.md`), and part 6's `cache_size`, `cache_dir`,
-//! `cache_default_ttl` and `cache_max_file_size`.
+//! `cache_admission`, `cache_default_ttl` and `cache_max_file_size`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use proxy_examples::cache_storage;
 use proxy_examples::conf::{self, ExampleConf, API_KEY_HEADER};
-use proxy_facade::cache::eviction::lru::Manager as LruManager;
+use proxy_facade::cache::eviction::EvictionManager;
 use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
 use proxy_facade::http::{RequestHeader, ResponseHeader};
 use proxy_facade::lb::Backend;
@@ -77,7 +78,7 @@ struct CompleteProxy {
 /// The cache's storage, eviction manager, lock and options.
 struct CacheParts {
     storage: &'static dyn Storage,
-    eviction: &'static LruManager,
+    eviction: &'static dyn EvictionManager,
     lock: &'static CacheLock,
     overrides: CacheOptionOverrides,
 }
