@@ -62,8 +62,11 @@ impl CacheKey {
         primary: impl AsRef<[u8]>,
         user_tag: impl Into<String>,
     ) -> Self {
-        let namespace: Box<[u8]> = namespace.as_ref().into();
-        let primary: Box<[u8]> = primary.as_ref().into();
+        CacheKey::from_parts(namespace.as_ref().into(), primary.as_ref().into(), user_tag)
+    }
+
+    /// [`CacheKey::new`] from owned parts.
+    fn from_parts(namespace: Box<[u8]>, primary: Box<[u8]>, user_tag: impl Into<String>) -> Self {
         let primary_bin = hash_parts(&[&namespace, &primary]);
         CacheKey {
             namespace,
@@ -101,16 +104,20 @@ impl CacheKey {
                     .and_then(|h| h.to_str().ok())
             })
             .unwrap_or("");
-        let host = host.to_ascii_lowercase();
         let default_port = if tls { ":443" } else { ":80" };
-        let host = host.strip_suffix(default_port).unwrap_or(&host);
+        let host = host.strip_suffix(default_port).unwrap_or(host);
         let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut primary = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
-        primary.push_str(scheme);
-        primary.push_str("://");
-        primary.push_str(host);
-        primary.push_str(path);
-        CacheKey::new(namespace, primary, user_tag)
+        // built in place, at its exact size, so it boxes without a copy
+        let mut primary = Vec::with_capacity(scheme.len() + 3 + host.len() + path.len());
+        primary.extend_from_slice(scheme.as_bytes());
+        primary.extend_from_slice(b"://");
+        primary.extend(host.bytes().map(|b| b.to_ascii_lowercase()));
+        primary.extend_from_slice(path.as_bytes());
+        CacheKey::from_parts(
+            namespace.as_ref().into(),
+            primary.into_boxed_slice(),
+            user_tag,
+        )
     }
 
     /// The namespace bytes.

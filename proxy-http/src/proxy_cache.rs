@@ -12,6 +12,7 @@
 //! - [`HttpProxy::cache_after_response`]: invalidation after unsafe methods
 //!   (RFC 9111 §4.4) and stale-if-error when the upstream failed.
 
+use std::fmt::Write as _;
 use std::time::{Instant, SystemTime};
 
 use crate::range::RangeType;
@@ -375,7 +376,10 @@ where
         };
         if let Some(len) = body_len {
             resp.remove_header(&http::header::TRANSFER_ENCODING);
-            resp.insert_header(http::header::CONTENT_LENGTH, len)?;
+            // usually stored already, with this value
+            if !content_length_is(&resp, len) {
+                resp.insert_header(http::header::CONTENT_LENGTH, len)?;
+            }
         }
         self.add_cache_status(session, &mut resp);
         let not_modified = match self.inner.cache_not_modified_filter(session, &resp, ctx) {
@@ -389,7 +393,9 @@ where
             resp = filters::to_not_modified(&resp);
             RangeType::None
         } else if can_seek && body_len.is_some() {
-            resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+            if !header_is(&resp, &http::header::ACCEPT_RANGES, b"bytes") {
+                resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+            }
             self.inner.range_header_filter(session, &mut resp, ctx)
         } else {
             RangeType::None
@@ -780,6 +786,21 @@ fn content_length(resp: &ResponseHeader) -> Option<usize> {
 /// response served from the cache, else `fwd` with the reason it went
 /// upstream, `fwd-status`, `stored` when it is being stored, and `detail`
 /// naming why not.
+/// Whether `resp` has exactly one `name` field, with value `value`.
+fn header_is(resp: &ResponseHeader, name: &http::header::HeaderName, value: &[u8]) -> bool {
+    let mut values = resp.headers.get_all(name).iter();
+    values.next().is_some_and(|v| v.as_bytes() == value) && values.next().is_none()
+}
+
+/// Whether `resp` has exactly one `Content-Length`, of `len` bytes.
+fn content_length_is(resp: &ResponseHeader, len: usize) -> bool {
+    let mut values = resp.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let first = values
+        .next()
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+    first.is_some_and(|v| v.parse::<usize>() == Ok(len)) && values.next().is_none()
+}
+
 fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -> String {
     let ttl = |m: &proxy_cache::CacheMeta| {
         let now = SystemTime::now();
@@ -795,34 +816,39 @@ fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -
         CachePhase::Hit => {
             v.push_str("; hit");
             if let Some(t) = meta_ttl {
-                v.push_str(&format!("; ttl={t}"));
+                let _ = write!(v, "; ttl={t}");
             }
         }
         CachePhase::Stale | CachePhase::StaleUpdating => {
             v.push_str("; hit; fwd=stale");
             if let Some(t) = meta_ttl {
-                v.push_str(&format!("; ttl={t}"));
+                let _ = write!(v, "; ttl={t}");
             }
         }
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
             v.push_str("; fwd=stale; fwd-status=304");
         }
-        CachePhase::Bypass => v.push_str(&format!("; fwd=bypass; fwd-status={status}")),
-        CachePhase::Expired => v.push_str(&format!("; fwd=stale; fwd-status={status}")),
+        CachePhase::Bypass => {
+            let _ = write!(v, "; fwd=bypass; fwd-status={status}");
+        }
+        CachePhase::Expired => {
+            let _ = write!(v, "; fwd=stale; fwd-status={status}");
+        }
         CachePhase::Miss => {
-            v.push_str(&format!("; fwd=uri-miss; fwd-status={status}"));
+            let _ = write!(v, "; fwd=uri-miss; fwd-status={status}");
             if cache.is_filling() {
                 v.push_str("; stored");
             }
         }
         CachePhase::Disabled(reason) => {
-            v.push_str(&format!(
+            let _ = write!(
+                v,
                 "; fwd=uri-miss; fwd-status={status}; detail={}",
                 reason.as_str()
-            ));
+            );
         }
         CachePhase::Uninit | CachePhase::CacheKey => {
-            v.push_str(&format!("; fwd=request; fwd-status={status}"));
+            let _ = write!(v, "; fwd=request; fwd-status={status}");
         }
     }
     v

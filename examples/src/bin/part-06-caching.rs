@@ -145,6 +145,9 @@ impl ProxyHttp for CachingProxy {
 
     /// Phase `logging`: one line per request, with the cache's outcome.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
         let status = session
             .response_written()
             .map_or_else(|| "-".to_owned(), |r| r.status.as_u16().to_string());

@@ -66,8 +66,13 @@ impl IntoCaseHeaderName for &HeaderName {
 }
 
 /// `content-length` → `Content-Length`: upper-case the first letter and every
-/// letter after a `-`.
+/// letter after a `-`. The names a proxy adds most often come from a static
+/// table (no allocation), which spells `etag` as RFC 9110 does, `ETag`;
+/// others are built.
 fn title_case(name: &[u8]) -> Bytes {
+    if let Some(spelled) = common_title_case(name) {
+        return Bytes::from_static(spelled.as_bytes());
+    }
     let mut out = BytesMut::with_capacity(name.len());
     let mut upper = true;
     for &b in name {
@@ -75,6 +80,35 @@ fn title_case(name: &[u8]) -> Bytes {
         upper = b == b'-';
     }
     out.freeze()
+}
+
+/// The Title-Case spelling of the response and request header names the
+/// framework itself adds or rewrites (lower-case `name`, as `HeaderName`
+/// keeps it), or `None`.
+fn common_title_case(name: &[u8]) -> Option<&'static str> {
+    Some(match name {
+        b"age" => "Age",
+        b"accept-ranges" => "Accept-Ranges",
+        b"cache-control" => "Cache-Control",
+        b"connection" => "Connection",
+        b"content-length" => "Content-Length",
+        b"content-range" => "Content-Range",
+        b"content-type" => "Content-Type",
+        b"content-encoding" => "Content-Encoding",
+        b"date" => "Date",
+        b"etag" => "ETag",
+        b"expires" => "Expires",
+        b"host" => "Host",
+        b"last-modified" => "Last-Modified",
+        b"location" => "Location",
+        b"server" => "Server",
+        b"transfer-encoding" => "Transfer-Encoding",
+        b"vary" => "Vary",
+        b"via" => "Via",
+        b"warning" => "Warning",
+        b"x-forwarded-for" => "X-Forwarded-For",
+        _ => return None,
+    })
 }
 
 /// The original spellings of header names: one entry per header value, in
@@ -355,6 +389,42 @@ mod tests {
         assert_eq!(n.as_slice(), b"Content-Length");
         let n = http::header::HOST.into_case_header_name();
         assert_eq!(n.as_slice(), b"Host");
+        // RFC 9110's spelling where it is not plain Title-Case
+        let n = http::header::ETAG.into_case_header_name();
+        assert_eq!(n.as_slice(), b"ETag");
+        let n = http::header::ACCEPT_RANGES.into_case_header_name();
+        assert_eq!(n.as_slice(), b"Accept-Ranges");
+        let n = http::header::IF_NONE_MATCH.into_case_header_name();
+        assert_eq!(n.as_slice(), b"If-None-Match");
+    }
+
+    #[test]
+    fn the_static_spellings_name_their_headers() {
+        for name in [
+            "age",
+            "accept-ranges",
+            "cache-control",
+            "connection",
+            "content-length",
+            "content-range",
+            "content-type",
+            "content-encoding",
+            "date",
+            "etag",
+            "expires",
+            "host",
+            "last-modified",
+            "location",
+            "server",
+            "transfer-encoding",
+            "vary",
+            "via",
+            "warning",
+            "x-forwarded-for",
+        ] {
+            let spelled = common_title_case(name.as_bytes()).unwrap();
+            assert!(spelled.eq_ignore_ascii_case(name), "{name}");
+        }
     }
 
     #[test]
