@@ -1,13 +1,18 @@
 //! [`MemCache`]: an in-memory [`Storage`] fit for production.
 //!
 //! # Layout
-//! - 64 shards picked by the key's digest, each a `parking_lot::RwLock` over
-//!   two maps: complete entries and fills in progress, both keyed by
+//! - Complete entries live in one concurrent map (`papaya`) keyed by
 //!   [`CacheKey::combined_bin`] (the primary digest, or the digest of the
-//!   primary and the variance). A lock is held only for one map operation and
-//!   never across an `.await`; a hit takes one shard's read lock to clone an
-//!   `Arc`, so hits on different keys do not touch the same lock, and there
-//!   is no global lock anywhere.
+//!   primary and the variance), whose reads take no lock: a hit finds its
+//!   entry and clones an `Arc`, so hits on one hot key from every core never
+//!   wait on each other (they still share the entry's reference count).
+//! - Fills in progress live in 64 shards picked by the digest, each a
+//!   `parking_lot::RwLock` over a map and a count of its fills. Every change
+//!   to an entry or a fill (a fill starting or finishing, a purge, a meta
+//!   update) takes its shard's write lock, which keeps the two maps in step;
+//!   a lookup reads the count first and takes the shard's read lock only
+//!   when some fill of that shard is in progress. A lock is held only for
+//!   one map operation and never across an `.await`.
 //! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] (itself an
 //!   `Arc`) and its body. A body of at most [`INLINE_MAX`] bytes is copied
 //!   once, when the fill finishes, into a buffer of its exact size owned by
@@ -43,8 +48,9 @@
 //! maximum file size for a per-entry bound.
 
 use std::any::Any;
+use std::hash::BuildHasherDefault;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,7 +59,7 @@ use parking_lot::{Mutex, RwLock};
 use proxy_core::error::{Error, ErrorType, Result};
 use tokio::sync::Notify;
 
-use crate::digest_map::{digest_map, shard_index, DigestMap};
+use crate::digest_map::{shard_index, DigestHasher, DigestMap};
 use crate::key::{CacheKey, CompactCacheKey, HashBinary};
 use crate::meta::CacheMeta;
 use crate::storage::file_body::{FileBody, FILE_BODY_MIN};
@@ -77,13 +83,25 @@ pub const INLINE_MAX: usize = 16 * 1024;
 /// assert_eq!(storage.len(), 0);
 /// ```
 pub struct MemCache {
-    shards: Box<[RwLock<Shard>]>,
+    /// Complete entries: read without a lock; changed only under the
+    /// shard's write lock.
+    entries: papaya::HashMap<HashBinary, Arc<Stored>, BuildHasherDefault<DigestHasher>>,
+    shards: Box<[Shard]>,
 }
 
 #[derive(Default)]
 struct Shard {
-    entries: DigestMap<Arc<Stored>>,
-    fills: DigestMap<Arc<Fill>>,
+    fills: RwLock<DigestMap<Arc<Fill>>>,
+    /// `fills.len()`, readable without the lock: written under the write
+    /// lock after each change (Release), read by lookups (Acquire).
+    fill_count: AtomicUsize,
+}
+
+impl Shard {
+    /// Record the fills map's new size (call with the write lock held).
+    fn count_fills(&self, fills: &DigestMap<Arc<Fill>>) {
+        self.fill_count.store(fills.len(), Ordering::Release);
+    }
 }
 
 /// A complete entry.
@@ -195,32 +213,28 @@ enum FillPhase {
 impl MemCache {
     /// An empty storage.
     pub fn new() -> Self {
-        let shards = (0..SHARDS)
-            .map(|_| RwLock::new(Shard::default()))
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
-        MemCache { shards }
+        MemCache::with_capacity(0)
     }
 
     /// An empty storage with room for about `entries` complete entries
-    /// without growing its maps.
+    /// without growing its map.
     pub fn with_capacity(entries: usize) -> Self {
-        let per_shard = entries.div_ceil(SHARDS);
         let shards = (0..SHARDS)
-            .map(|_| {
-                RwLock::new(Shard {
-                    entries: digest_map(per_shard),
-                    fills: digest_map(0),
-                })
-            })
+            .map(|_| Shard::default())
             .collect::<Vec<_>>()
             .into_boxed_slice();
-        MemCache { shards }
+        MemCache {
+            entries: papaya::HashMap::with_capacity_and_hasher(
+                entries,
+                BuildHasherDefault::default(),
+            ),
+            shards,
+        }
     }
 
     /// Number of complete entries (fills in progress not counted).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().entries.len()).sum()
+        self.entries.len()
     }
 
     /// Whether there is no complete entry.
@@ -228,7 +242,7 @@ impl MemCache {
         self.len() == 0
     }
 
-    fn shard(&self, digest: &HashBinary) -> &RwLock<Shard> {
+    fn shard(&self, digest: &HashBinary) -> &Shard {
         &self.shards[shard_index(digest, self.shards.len())]
     }
 }
@@ -263,11 +277,10 @@ pub fn header_size_estimate(meta: &CacheMeta) -> usize {
 impl Storage for MemCache {
     async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
         let digest = key.combined_bin();
-        let shard = self.shard(&digest).read();
-        if !shard.fills.is_empty() {
-            if let Some(fill) = shard.fills.get(&digest) {
-                let fill = fill.clone();
-                drop(shard);
+        let shard = self.shard(&digest);
+        if shard.fill_count.load(Ordering::Acquire) > 0 {
+            let fill = shard.fills.read().get(&digest).cloned();
+            if let Some(fill) = fill {
                 let meta = fill.meta.clone();
                 return Ok(Some((
                     meta,
@@ -280,10 +293,9 @@ impl Storage for MemCache {
                 )));
             }
         }
-        let Some(stored) = shard.entries.get(&digest).cloned() else {
+        let Some(stored) = self.entries.pin().get(&digest).cloned() else {
             return Ok(None);
         };
-        drop(shard);
         let meta = stored.meta.clone();
         Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)))))
     }
@@ -304,13 +316,13 @@ impl Storage for MemCache {
             notify: Notify::new(),
             superseded: AtomicBool::new(false),
         });
-        let older = self
-            .shard(&digest)
-            .write()
-            .fills
-            .insert(digest, fill.clone());
-        if let Some(older) = older {
-            older.superseded.store(true, Ordering::Relaxed);
+        let shard = self.shard(&digest);
+        {
+            let mut fills = shard.fills.write();
+            if let Some(older) = fills.insert(digest, fill.clone()) {
+                older.superseded.store(true, Ordering::Relaxed);
+            }
+            shard.count_fills(&fills);
         }
         Ok(Box::new(MemMiss {
             cache: self,
@@ -323,13 +335,15 @@ impl Storage for MemCache {
 
     async fn purge(&'static self, key: &CompactCacheKey, purge_type: PurgeType) -> Result<bool> {
         let digest = key.combined_bin();
-        let mut shard = self.shard(&digest).write();
-        let removed = shard.entries.remove(&digest).is_some();
+        let shard = self.shard(&digest);
+        let mut fills = shard.fills.write();
+        let removed = self.entries.pin().remove(&digest).is_some();
         // an invalidation also stops a fill in progress from being stored
         // (it would bring back what was just invalidated); an eviction only
         // drops the complete entry the manager chose
         if purge_type == PurgeType::Invalidation {
-            if let Some(fill) = shard.fills.remove(&digest) {
+            if let Some(fill) = fills.remove(&digest) {
+                shard.count_fills(&fills);
                 fill.superseded.store(true, Ordering::Relaxed);
                 return Ok(true);
             }
@@ -339,13 +353,15 @@ impl Storage for MemCache {
 
     async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta) -> Result<bool> {
         let digest = key.combined_bin();
-        let mut shard = self.shard(&digest).write();
-        match shard.entries.get_mut(&digest) {
+        let _writer = self.shard(&digest).fills.write();
+        let entries = self.entries.pin();
+        match entries.get(&digest) {
             Some(stored) => {
-                *stored = Arc::new(Stored {
+                let updated = Arc::new(Stored {
                     meta: compact_meta(meta),
                     body: stored.body.share(),
                 });
+                entries.insert(digest, updated);
                 Ok(true)
             }
             None => Ok(false),
@@ -613,11 +629,13 @@ impl HandleMiss for MemMiss {
         self.finished = true;
         self.fill.notify.notify_waiters();
         {
-            let mut shard = self.cache.shard(&self.digest).write();
+            let shard = self.cache.shard(&self.digest);
+            let mut fills = shard.fills.write();
             if !self.fill.superseded.load(Ordering::Relaxed) {
-                shard.entries.insert(self.digest, stored);
+                // before the fill leaves: a lookup finds one or the other
+                self.cache.entries.pin().insert(self.digest, stored);
             }
-            remove_fill(&mut shard, &self.digest, &self.fill);
+            remove_fill(shard, &mut fills, &self.digest, &self.fill);
         }
         Ok(MissFinishType::Created(len + self.header_size))
     }
@@ -630,19 +648,26 @@ impl Drop for MemMiss {
         }
         self.fill.state.lock().phase = FillPhase::Abandoned;
         self.fill.notify.notify_waiters();
-        let mut shard = self.cache.shard(&self.digest).write();
-        remove_fill(&mut shard, &self.digest, &self.fill);
+        let shard = self.cache.shard(&self.digest);
+        let mut fills = shard.fills.write();
+        remove_fill(shard, &mut fills, &self.digest, &self.fill);
     }
 }
 
 /// Remove `fill` from the shard's fills if it is still the one there.
-fn remove_fill(shard: &mut Shard, digest: &HashBinary, fill: &Arc<Fill>) {
-    if shard
-        .fills
+/// (`fills` is `shard`'s map, write-locked.)
+fn remove_fill(
+    shard: &Shard,
+    fills: &mut DigestMap<Arc<Fill>>,
+    digest: &HashBinary,
+    fill: &Arc<Fill>,
+) {
+    if fills
         .get(digest)
         .is_some_and(|current| Arc::ptr_eq(current, fill))
     {
-        shard.fills.remove(digest);
+        fills.remove(digest);
+        shard.count_fills(fills);
     }
 }
 
