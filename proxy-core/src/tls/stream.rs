@@ -1,4 +1,4 @@
-//! A TLS connection over a [`Stream`], usable wherever a `Stream` is.
+//! A TLS connection over a [`Stream`](crate::protocols::Stream), usable wherever a `Stream` is.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -8,13 +8,15 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_boring::SslStream;
 
-use crate::protocols::{SocketAddr, Stream, IO};
+use crate::protocols::{SocketAddr, IO};
+use crate::tls::read_ahead::ReadAhead;
 use crate::tls::SslDigest;
 
 /// The most plaintext one TLS record carries (RFC 8446 §5.1: 2^14 bytes).
 const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 
-/// A TLS connection whose handshake has finished, over a TCP or Unix [`Stream`].
+/// A TLS connection whose handshake has finished, over a TCP or Unix
+/// [`Stream`](crate::protocols::Stream).
 ///
 /// Reads and writes carry plaintext; the addresses are those of the
 /// transport underneath; [`IO::ssl_digest`] gives the handshake's facts,
@@ -26,13 +28,13 @@ const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 /// into one TLS record of up to 16 KiB and leave in one system call, where
 /// writing them one by one would cost a record and a call each.
 pub struct TlsStream {
-    inner: SslStream<Stream>,
+    inner: SslStream<ReadAhead>,
     digest: Arc<SslDigest>,
 }
 
 impl TlsStream {
     /// Wrap a connection whose handshake has just finished; reads its digest.
-    pub(crate) fn new(inner: SslStream<Stream>) -> Self {
+    pub(crate) fn new(inner: SslStream<ReadAhead>) -> Self {
         let digest = Arc::new(SslDigest::from_ssl(inner.ssl()));
         TlsStream { inner, digest }
     }
