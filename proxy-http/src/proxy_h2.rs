@@ -199,8 +199,14 @@ mod tests {
             .unwrap()
             .unwrap();
         let lasted = started.elapsed();
-        assert!(lasted >= Duration::from_millis(900), "closed after {lasted:?}");
-        assert!(lasted < Duration::from_millis(2500), "closed after {lasted:?}");
+        assert!(
+            lasted >= Duration::from_millis(900),
+            "closed after {lasted:?}"
+        );
+        assert!(
+            lasted < Duration::from_millis(2500),
+            "closed after {lasted:?}"
+        );
     }
 
     #[tokio::test]
