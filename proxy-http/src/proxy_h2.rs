@@ -33,9 +33,9 @@ where
     /// `h2_options`, then accept streams and spawn one task per stream.
     ///
     /// When `shutdown` turns true, or the connection had no open stream
-    /// for a keep-alive timeout (checked once per timeout, so an idle
-    /// connection lasts between one and two), a graceful GOAWAY (RFC 9113
-    /// §6.8) is sent: streams in flight finish, new ones are refused, and
+    /// and no new one for a keep-alive timeout (checked once per timeout,
+    /// so an idle connection lasts between one and two), a graceful GOAWAY
+    /// (RFC 9113 §6.8) is sent: streams in flight finish, new ones are refused, and
     /// the connection closes when the last one ends.
     pub(crate) async fn serve_h2(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
         let info = Arc::new(ConnInfo::of(&stream));
@@ -62,6 +62,11 @@ where
             .map_or(DEFAULT_H2_IDLE, Duration::from_secs);
         let mut shutdown = shutdown.clone();
         let mut draining = false;
+        // One timer for the connection, moved on when it fires, rather than
+        // a new one armed (and cancelled) for every stream accepted.
+        let mut last_stream = Instant::now();
+        let idle = tokio::time::sleep(idle_for);
+        tokio::pin!(idle);
         loop {
             if !draining && *shutdown.borrow() {
                 draining = true;
@@ -70,8 +75,14 @@ where
             let next = tokio::select! {
                 next = conn.accept() => next,
                 _ = shutdown.wait_for(|s| *s), if !draining => continue,
-                _ = tokio::time::sleep(idle_for), if !draining => {
-                    if !conn.has_streams() {
+                _ = &mut idle, if !draining => {
+                    let quiet = last_stream.elapsed();
+                    if conn.has_streams() {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    } else if quiet < idle_for {
+                        // a stream came since: look again a timeout after it
+                        idle.as_mut().reset(tokio::time::Instant::now() + (idle_for - quiet));
+                    } else {
                         draining = true;
                         conn.graceful_shutdown();
                     }
@@ -85,6 +96,7 @@ where
                     return;
                 }
                 Some(Ok((request, respond))) => {
+                    last_stream = Instant::now();
                     let app = Arc::clone(self);
                     let info = Arc::clone(&info);
                     tokio::spawn(async move {
@@ -129,5 +141,84 @@ where
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, s.drain_request_body()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use proxy_core::error::{Error, ErrorType, Result};
+    use proxy_core::server::configuration::ServerConf;
+    use proxy_core::upstreams::peer::HttpPeer;
+
+    /// Answers every request with the framework's 502 (no upstream).
+    struct NoUpstream;
+
+    #[async_trait]
+    impl ProxyHttp for NoUpstream {
+        type CTX = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+            Error::e_explain(ErrorType::ConnectRefused, "no upstream in this test")
+        }
+    }
+
+    /// A client connected to `serve_h2` with a keep-alive timeout of 1 s;
+    /// the task ends when the server closes the connection.
+    async fn connect() -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<()>) {
+        let mut proxy = HttpProxy::new(NoUpstream, Arc::new(ServerConf::default()));
+        proxy.server_options.keepalive_timeout_seconds = Some(1);
+        let proxy = Arc::new(proxy);
+        let (a, b) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            proxy.serve_h2(Box::new(b), &rx).await;
+        });
+        let (client, conn) = h2::client::handshake(a).await.unwrap();
+        let closed = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (client, closed)
+    }
+
+    async fn get(client: &mut h2::client::SendRequest<Bytes>) -> http::StatusCode {
+        let req = http::Request::get("https://t.test/").body(()).unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        resp.await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_streams_is_closed_after_the_keepalive_timeout() {
+        let (mut client, closed) = connect().await;
+        assert_eq!(get(&mut client).await, 502);
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .unwrap()
+            .unwrap();
+        let lasted = started.elapsed();
+        assert!(
+            lasted >= Duration::from_millis(900),
+            "closed after {lasted:?}"
+        );
+        assert!(
+            lasted < Duration::from_millis(2500),
+            "closed after {lasted:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_more_often_than_the_timeout_keep_the_connection() {
+        let (client, closed) = connect().await;
+        let mut client = client.ready().await.unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(get(&mut client).await, 502);
+            client = client.ready().await.unwrap();
+        }
+        // 2.4 s in, over two timeouts, and still open
+        assert!(!closed.is_finished());
     }
 }

@@ -135,15 +135,11 @@ impl Session {
         data: Option<Bytes>,
         end_of_stream: bool,
     ) -> Result<()> {
-        if let Some(d) = data {
-            if !d.is_empty() {
-                self.downstream_session.write_response_body(&d).await?;
-            }
-        }
-        if end_of_stream {
-            self.downstream_session.finish_body().await?;
-        }
-        Ok(())
+        // the last piece and the end go together (on HTTP/2, one DATA
+        // frame with END_STREAM instead of an empty one after it)
+        self.downstream_session
+            .write_response_body_bytes(data.unwrap_or_default(), end_of_stream)
+            .await
     }
 }
 

@@ -102,6 +102,10 @@ impl ProxyHttp for TlsProxy {
 
     /// One log line per request with its TLS facts, when it came over TLS.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
+        // build the line only when it will be written (RUST_LOG=warn skips it)
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let tls = match session.ssl_digest() {
             Some(d) => format!(

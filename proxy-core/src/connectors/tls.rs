@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorType, Result};
 use crate::protocols::Stream;
+use crate::tls::read_ahead::ReadAhead;
 use crate::tls::{describe, TlsStream};
 use crate::upstreams::peer::{Peer, TlsVersion, ALPN};
 
@@ -231,7 +232,7 @@ impl TlsConnector {
                 log::debug!("TLS to {peer}: session not offered: {}", describe(&e));
             }
         }
-        let handshake = tokio_boring::SslStreamBuilder::new(ssl, stream)
+        let handshake = tokio_boring::SslStreamBuilder::new(ssl, ReadAhead::new(stream))
             .connect()
             .await;
         match handshake {

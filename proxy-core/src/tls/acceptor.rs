@@ -6,6 +6,7 @@ use boring::ssl::SslAcceptor;
 
 use crate::error::{Error, ErrorType, Result};
 use crate::protocols::Stream;
+use crate::tls::read_ahead::ReadAhead;
 use crate::tls::TlsStream;
 
 /// The finished form of [`TlsSettings`](crate::tls::TlsSettings) that a
@@ -51,7 +52,7 @@ impl TlsAcceptor {
         };
         match tokio::time::timeout(
             self.handshake_timeout,
-            tokio_boring::accept(&self.acceptor, stream),
+            tokio_boring::accept(&self.acceptor, ReadAhead::new(stream)),
         )
         .await
         {

@@ -20,6 +20,7 @@
 mod acceptor;
 pub(crate) mod cert;
 mod digest;
+pub(crate) mod read_ahead;
 mod settings;
 mod stream;
 

@@ -1,6 +1,6 @@
-//! A TLS connection over a [`Stream`], usable wherever a `Stream` is.
+//! A TLS connection over a [`Stream`](crate::protocols::Stream), usable wherever a `Stream` is.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,23 +8,33 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_boring::SslStream;
 
-use crate::protocols::{SocketAddr, Stream, IO};
+use crate::protocols::{SocketAddr, IO};
+use crate::tls::read_ahead::ReadAhead;
 use crate::tls::SslDigest;
 
-/// A TLS connection whose handshake has finished, over a TCP or Unix [`Stream`].
+/// The most plaintext one TLS record carries (RFC 8446 §5.1: 2^14 bytes).
+const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// A TLS connection whose handshake has finished, over a TCP or Unix
+/// [`Stream`](crate::protocols::Stream).
 ///
 /// Reads and writes carry plaintext; the addresses are those of the
 /// transport underneath; [`IO::ssl_digest`] gives the handshake's facts,
 /// taken once when it finished. Shutting it down sends a TLS `close_notify`
 /// before closing the transport.
+///
+/// Vectored writes are supported: pieces written together (a message head
+/// and a small body, an HTTP/2 frame header and its payload) are packed
+/// into one TLS record of up to 16 KiB and leave in one system call, where
+/// writing them one by one would cost a record and a call each.
 pub struct TlsStream {
-    inner: SslStream<Stream>,
+    inner: SslStream<ReadAhead>,
     digest: Arc<SslDigest>,
 }
 
 impl TlsStream {
     /// Wrap a connection whose handshake has just finished; reads its digest.
-    pub(crate) fn new(inner: SslStream<Stream>) -> Self {
+    pub(crate) fn new(inner: SslStream<ReadAhead>) -> Self {
         let digest = Arc::new(SslDigest::from_ssl(inner.ssl()));
         TlsStream { inner, digest }
     }
@@ -66,6 +76,44 @@ impl AsyncWrite for TlsStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    /// Writes the pieces as one record: the first piece alone when it fills
+    /// a record or is the only one, else a copy of the pieces' first
+    /// [`MAX_RECORD_PLAINTEXT`] bytes at most. Either way the bytes handed
+    /// to BoringSSL are a prefix of the caller's, at least as long as on the
+    /// previous attempt when a write is retried with the same (or more)
+    /// data, as BoringSSL requires of a retried write.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut pieces = bufs.iter().filter(|b| !b.is_empty());
+        let Some(first) = pieces.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        if first.len() >= MAX_RECORD_PLAINTEXT || pieces.next().is_none() {
+            return Pin::new(&mut self.inner).poll_write(cx, first);
+        }
+        let total = bufs
+            .iter()
+            .map(|b| b.len())
+            .sum::<usize>()
+            .min(MAX_RECORD_PLAINTEXT);
+        let mut joined = Vec::with_capacity(total);
+        for b in bufs {
+            let room = total - joined.len();
+            if room == 0 {
+                break;
+            }
+            joined.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, &joined)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -384,3 +384,51 @@ async fn silent_client_times_out_the_downstream_handshake() {
         .unwrap_err();
     assert!(e.contains("TLSHandshakeTimedout"), "{e}");
 }
+
+#[tokio::test]
+async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() {
+    use bytes::Buf;
+    use std::io::IoSlice;
+    let pki = Pki::new();
+    let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
+        .unwrap()
+        .build();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let head = vec![b'h'; 300];
+    let small = vec![b's'; 1000];
+    let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let (h, s, b) = (head.clone(), small.clone(), big.clone());
+    let writer = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut tls = acceptor.handshake(Box::new(tcp)).await.unwrap();
+        assert!(tls.is_write_vectored());
+        // partial writes are on: one call writes one record, so a count of
+        // both pieces means they went out as one
+        let n = tls
+            .write_vectored(&[IoSlice::new(&h), IoSlice::new(&s)])
+            .await
+            .unwrap();
+        let mut rest = Buf::chain(&h[n.min(h.len())..], &s[n.saturating_sub(h.len())..]);
+        tls.write_all_buf(&mut rest).await.unwrap();
+        // a record's worth at most per call, the rest in later ones
+        let mut chain = Buf::chain(&h[..], &b[..]);
+        tls.write_all_buf(&mut chain).await.unwrap();
+        tls.shutdown().await.unwrap();
+        n
+    });
+    let mut s = TransportConnector::new(None)
+        .new_stream(&peer(addr, "origin.test", &pki))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let first_write = writer.await.unwrap();
+    assert_eq!(first_write, head.len() + small.len());
+    let want: Vec<u8> = [&head[..], &small[..], &head[..], &big[..]].concat();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the bytes read differ from the bytes written");
+}

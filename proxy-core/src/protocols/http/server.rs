@@ -168,6 +168,29 @@ impl Session {
         }
     }
 
+    /// Write a piece of the response body, then end the body when `end`.
+    /// On HTTP/2 the piece is sent without a copy, and the last one carries
+    /// END_STREAM itself (RFC 9113 §8.1) rather than being followed by an
+    /// empty DATA frame; on HTTP/1.x this is `write_response_body` then
+    /// `finish_body`. An empty piece only ends the body (when `end`).
+    ///
+    /// # Errors
+    /// As `write_response_body` and `finish_body`.
+    pub async fn write_response_body_bytes(&mut self, data: Bytes, end: bool) -> Result<()> {
+        match self {
+            Session::H1(s) => {
+                if !data.is_empty() {
+                    s.write_body(&data).await?;
+                }
+                if end {
+                    s.finish_body().await?;
+                }
+                Ok(())
+            }
+            Session::H2(s) => s.write_body_bytes(data, end).await,
+        }
+    }
+
     /// End the response body.
     ///
     /// # Errors

@@ -326,6 +326,21 @@ impl HttpSession {
         self.send_data(Bytes::copy_from_slice(data), false).await
     }
 
+    /// Write a piece of the response body without copying it, ending the
+    /// response with it when `end`: the piece's last DATA frame carries
+    /// END_STREAM (RFC 9113 §8.1), so no empty DATA frame follows. An empty
+    /// piece with `end` is [`HttpSession::finish_body`]; without, nothing.
+    ///
+    /// # Errors
+    /// As [`HttpSession::write_body`].
+    pub async fn write_body_bytes(&mut self, data: Bytes, end: bool) -> Result<()> {
+        match (data.is_empty(), end) {
+            (true, true) => self.finish_body().await,
+            (true, false) => Ok(()),
+            (false, _) => self.send_data(data, end).await,
+        }
+    }
+
     async fn send_data(&mut self, mut data: Bytes, end: bool) -> Result<()> {
         if self.response_written.is_none() {
             return Err(Error::explain(

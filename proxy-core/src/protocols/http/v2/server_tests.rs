@@ -15,6 +15,62 @@ async fn pair(
     tokio::sync::mpsc::UnboundedReceiver<HttpSession>,
     JoinHandle<()>,
 ) {
+    let (client, rx, server, _) = tapped_pair(options).await;
+    (client, rx, server)
+}
+
+/// The client's end of the pipe, keeping a copy of every byte the server
+/// sent (its frames, to be read back by [`frames`]).
+struct Tap {
+    inner: tokio::io::DuplexStream,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Tap {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        self.seen.lock().unwrap().extend_from_slice(&new);
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tap {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// [`pair`], plus every byte the server wrote, as the client read them.
+async fn tapped_pair(
+    options: H2Options,
+) -> (
+    SendRequest<Bytes>,
+    tokio::sync::mpsc::UnboundedReceiver<HttpSession>,
+    JoinHandle<()>,
+    Arc<std::sync::Mutex<Vec<u8>>>,
+) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(async move {
@@ -24,9 +80,27 @@ async fn pair(
             let _ = tx.send(HttpSession::new(req, respond, Arc::clone(&info)).unwrap());
         }
     });
-    let (client, conn) = h2::client::handshake(a).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tap = Tap {
+        inner: a,
+        seen: Arc::clone(&seen),
+    };
+    let (client, conn) = h2::client::handshake(tap).await.unwrap();
     tokio::spawn(conn);
-    (client, rx, server)
+    (client, rx, server, seen)
+}
+
+/// The frames in `wire` (RFC 9113 §4.1): (type, flags, stream id, payload length).
+fn frames(wire: &[u8]) -> Vec<(u8, u8, u32, usize)> {
+    let mut out = Vec::new();
+    let mut rest = wire;
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let id = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        out.push((rest[3], rest[4], id, len));
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    out
 }
 
 async fn read_all(mut body: RecvStream) -> Vec<u8> {
@@ -188,4 +262,35 @@ async fn max_concurrent_streams_is_announced() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("max streams seen: {}", client.current_max_send_streams());
+}
+
+#[tokio::test]
+async fn the_last_body_piece_carries_end_stream_in_its_data_frame() {
+    const DATA: u8 = 0x0;
+    const END_STREAM: u8 = 0x1;
+    let (client, mut streams, _server, wire) = tapped_pair(H2Options::default()).await;
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get("https://example.org/").body(()).unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let mut s = streams.recv().await.unwrap();
+    s.write_response_header(Box::new(ResponseHeader::build(200u16, None).unwrap()))
+        .await
+        .unwrap();
+    s.write_body_bytes(Bytes::from_static(b"first "), false)
+        .await
+        .unwrap();
+    s.write_body_bytes(Bytes::from_static(b"and last"), true)
+        .await
+        .unwrap();
+    assert!(s.response_finished());
+    assert_eq!(s.body_bytes_sent(), 14);
+    let resp = response.await.unwrap();
+    assert_eq!(read_all(resp.into_body()).await, b"first and last");
+    let data: Vec<(u8, usize)> = frames(&wire.lock().unwrap())
+        .into_iter()
+        .filter(|&(kind, _, id, _)| kind == DATA && id == 1)
+        .map(|(_, flags, _, len)| (flags & END_STREAM, len))
+        .collect();
+    // two DATA frames, END_STREAM on the second; no empty frame after it
+    assert_eq!(data, vec![(0, 6), (END_STREAM, 8)]);
 }
