@@ -14,7 +14,7 @@ use proxy_core::error::{Error, ErrorType, Result};
 
 use crate::key::{CacheKey, HashBinary};
 use crate::meta::CacheMeta;
-use crate::storage::{HandleHit, Storage};
+use crate::storage::{BodyFile, HandleHit, Storage};
 
 use super::fill::{read_exact_at, READ_CHUNK};
 use super::format::EntryHeader;
@@ -197,6 +197,19 @@ impl HandleHit for FileHit {
 
     fn body_len(&self) -> Option<usize> {
         usize::try_from(self.body_len).ok()
+    }
+
+    /// The rest of the body (within the current range) as a range of the
+    /// entry's file, for sendfile(2). The file does not change while it is
+    /// open: entries are written to temporary files and renamed into place
+    /// whole, and a replaced or purged entry's file is unlinked, not
+    /// rewritten.
+    fn body_file(&self) -> Option<BodyFile> {
+        Some(BodyFile {
+            file: self.file.clone(),
+            offset: self.body_offset + self.pos,
+            len: self.end - self.pos,
+        })
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
