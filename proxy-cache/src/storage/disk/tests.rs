@@ -134,6 +134,39 @@ async fn a_complete_entry_offers_its_body_as_a_file_range_and_a_fill_does_not() 
 }
 
 #[tokio::test]
+async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/c", "");
+    let data = body(5000);
+    store(cache, &key, "c", &data).await;
+    let digest = key.combined_bin();
+    let path = entry_path(dir.path(), &digest);
+    let opened = open_entry_cached(&path, &digest).expect("just written: cached");
+    assert_eq!(tag(&opened.meta), "c");
+    assert_eq!(&opened.prefetch[..], &data[..]);
+
+    let none = CacheKey::new("ns", "/none", "").combined_bin();
+    assert!(open_entry_cached(&entry_path(dir.path(), &none), &none).is_none());
+    assert!(
+        open_entry_cached(&path, &none).is_none(),
+        "the file names another key"
+    );
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert!(open_entry_cached(&path, &digest).is_none(), "not whole");
+    assert!(
+        cache.lookup(&key).await.unwrap().is_none(),
+        "the blocking path drops it"
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
 async fn a_reader_during_a_fill_streams_the_body_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), 1 << 30);
