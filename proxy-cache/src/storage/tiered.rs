@@ -8,6 +8,15 @@
 //!   complete disk entry whose body is at most the promotion limit is read
 //!   whole and copied into the memory tier (*promoted*), and served from
 //!   there. A fill in progress is always read from the disk tier.
+//! - **Large disk hits stay on disk**: a disk hit whose body is at least
+//!   `FILE_BODY_MIN` (128 KiB, the size from which the memory tier keeps a
+//!   body in a memfd file too) is not promoted but served from its entry
+//!   file: with sendfile(2) where the client connection allows it
+//!   ([`HandleHit::body_file`](crate::storage::HandleHit::body_file)), the
+//!   same zero-copy send from the page cache the memfd would give, without
+//!   reading the body and writing it to a memfd on every memory-tier miss
+//!   (with a working set larger than the memory tier, that is most disk
+//!   hits). Fills still put such bodies in memory: their bytes are at hand.
 //! - **Fill**: written to the disk tier (which streams it to readers);
 //!   bodies up to the promotion limit are also kept in memory while being
 //!   written and, when the fill finishes on disk, put into the memory tier,
@@ -34,6 +43,7 @@ use crate::eviction::EvictionManager;
 use crate::key::{CacheKey, CompactCacheKey};
 use crate::meta::CacheMeta;
 use crate::storage::disk::DiskCache;
+use crate::storage::file_body::FILE_BODY_MIN;
 use crate::storage::memory::{header_size_estimate, MemCache};
 use crate::storage::{HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage};
 
@@ -58,7 +68,9 @@ impl TieredCache {
         }
     }
 
-    /// The largest body, in bytes, copied into the memory tier.
+    /// The largest body, in bytes, copied into the memory tier (by a
+    /// fill; a disk hit is promoted only below 128 KiB, see the module
+    /// docs).
     pub fn with_promote_max(mut self, bytes: usize) -> Self {
         self.promote_max = bytes;
         self
@@ -123,7 +135,7 @@ impl Storage for TieredCache {
             return Ok(None);
         };
         match hit.body_len() {
-            Some(len) if len <= self.promote_max => {
+            Some(len) if len <= self.promote_max && len < FILE_BODY_MIN => {
                 let mut body = Vec::new();
                 while let Some(piece) = hit.read_body().await? {
                     body.push(piece);
@@ -314,6 +326,31 @@ mod tests {
             .unwrap());
         assert!(cache.lookup(&key).await.unwrap().is_none());
         assert!(cache.memory.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_large_disk_hit_is_served_from_its_file_not_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let large = CacheKey::new("ns", "/large", "");
+        let small = CacheKey::new("ns", "/small", "");
+        let body: Vec<u8> = (0..FILE_BODY_MIN + 5000).map(|i| (i % 251) as u8).collect();
+        {
+            // promotes up to 2 MiB: only the 128 KiB rule keeps it out
+            let cache = leak(dir.path(), 16 << 20);
+            store(cache, &large, "l", &body).await;
+            store(cache, &small, "s", &[3; 1000]).await;
+        }
+        let cache = leak(dir.path(), 16 << 20);
+        let (_, hit) = cache.lookup(&large).await.unwrap().unwrap();
+        assert!(cache.memory.is_empty(), "a large disk hit is not promoted");
+        let f = hit.body_file().expect("a disk hit is a file range");
+        assert_eq!(f.len, body.len() as u64);
+        let mut sent = vec![0; body.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&*f.file, &mut sent, f.offset).unwrap();
+        assert_eq!(sent, body);
+        let (_, mut hit) = cache.lookup(&small).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut hit).await, vec![3; 1000]);
+        assert_eq!(cache.memory.len(), 1, "a small disk hit is promoted");
     }
 
     #[tokio::test]

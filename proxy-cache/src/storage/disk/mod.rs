@@ -42,9 +42,13 @@
 //!   progress have room while the manager evicts.
 //!
 //! # Blocking
-//! Every file operation runs on tokio's blocking pool
+//! Every file operation that may block runs on tokio's blocking pool
 //! (`spawn_blocking`), never on an async worker thread; [`DiskCache::new`]
 //! is synchronous and meant to run at start, before the server's runtime.
+//! The one exception is a lookup's open and first read, tried first on the
+//! worker with calls that fail rather than block (`openat2` with
+//! `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`): a hit in the kernel's
+//! caches then costs no thread hand-off; anything else goes to the pool.
 //!
 //! # Errors
 //! A full disk, a read-only directory or an I/O error makes the method
@@ -79,7 +83,7 @@ use crate::storage::{HitHandler, MissHandler, PurgeType, Storage};
 
 use fill::{DiskMiss, Fill, FillHit};
 use format::EntryHeader;
-use hit::{copy_range, open_entry, FileHit, OpenOutcome};
+use hit::{copy_range, open_entry, open_entry_cached, FileHit, OpenOutcome};
 use index::{Index, Indexed};
 use layout::{blocking, entry_path, io_err, on_disk, TMP_DIR};
 
@@ -311,6 +315,13 @@ impl Storage for DiskCache {
             return Ok(None);
         }
         let path = self.entry_path(&digest);
+        // most hits are in the kernel's caches: served without a hand-off
+        // to the blocking pool and back
+        if let Some(opened) = open_entry_cached(&path, &digest) {
+            let meta = opened.meta.clone();
+            let hit: HitHandler = Box::new(FileHit::new(opened));
+            return Ok(Some((meta, hit)));
+        }
         blocking(move || match open_entry(&path, Some(&digest))? {
             OpenOutcome::Found(opened) => {
                 let meta = opened.meta.clone();

@@ -102,6 +102,71 @@ async fn filled_entry_is_found_whole_and_seeks() {
 }
 
 #[tokio::test]
+async fn a_complete_entry_offers_its_body_as_a_file_range_and_a_fill_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/f", "");
+    let data = body(200_000);
+    store(cache, &key, "f", &data).await;
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    let read_range = |f: crate::storage::BodyFile| {
+        let mut out = vec![0; f.len as usize];
+        f.file.read_exact_at(&mut out, f.offset).unwrap();
+        out
+    };
+    assert_eq!(read_range(hit.body_file().unwrap()), data);
+    hit.seek(70_000, Some(150_000)).unwrap();
+    assert_eq!(read_range(hit.body_file().unwrap()), data[70_000..150_000]);
+    // what read_body already returned is not offered again
+    hit.seek(0, None).unwrap();
+    let first = hit.read_body().await.unwrap().unwrap();
+    let rest = read_range(hit.body_file().unwrap());
+    assert_eq!([&first[..], &rest[..]].concat(), data);
+
+    let filling = CacheKey::new("ns", "/g", "");
+    let mut miss = cache.get_miss_handler(&filling, &meta("g")).await.unwrap();
+    miss.write_body(Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
+    let (_, hit) = cache.lookup(&filling).await.unwrap().unwrap();
+    assert!(hit.body_file().is_none(), "a growing file is not offered");
+    miss.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/c", "");
+    let data = body(5000);
+    store(cache, &key, "c", &data).await;
+    let digest = key.combined_bin();
+    let path = entry_path(dir.path(), &digest);
+    let opened = open_entry_cached(&path, &digest).expect("just written: cached");
+    assert_eq!(tag(&opened.meta), "c");
+    assert_eq!(&opened.prefetch[..], &data[..]);
+
+    let none = CacheKey::new("ns", "/none", "").combined_bin();
+    assert!(open_entry_cached(&entry_path(dir.path(), &none), &none).is_none());
+    assert!(
+        open_entry_cached(&path, &none).is_none(),
+        "the file names another key"
+    );
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert!(open_entry_cached(&path, &digest).is_none(), "not whole");
+    assert!(
+        cache.lookup(&key).await.unwrap().is_none(),
+        "the blocking path drops it"
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
 async fn a_reader_during_a_fill_streams_the_body_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), 1 << 30);
