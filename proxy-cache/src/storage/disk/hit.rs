@@ -267,15 +267,22 @@ impl HandleHit for FileHit {
     }
 
     /// The rest of the body (within the current range) as a range of the
-    /// entry's file, for sendfile(2). The file does not change while it is
-    /// open: entries are written to temporary files and renamed into place
-    /// whole, and a replaced or purged entry's file is unlinked, not
-    /// rewritten.
+    /// entry's file, for sendfile(2), when all of it is in the page cache
+    /// (cachestat(2)), so that sending it from an async worker never waits
+    /// for the disk; `None` otherwise (the body is then read on the
+    /// blocking pool). The file does not change while it is open: entries
+    /// are written to temporary files and renamed into place whole, and a
+    /// replaced or purged entry's file is unlinked, not rewritten.
     fn body_file(&self) -> Option<BodyFile> {
+        let offset = self.body_offset + self.pos;
+        let len = self.end - self.pos;
+        if !super::page_cache::fully_cached(&self.file, offset, len) {
+            return None;
+        }
         Some(BodyFile {
             file: self.file.clone(),
-            offset: self.body_offset + self.pos,
-            len: self.end - self.pos,
+            offset,
+            len,
         })
     }
 

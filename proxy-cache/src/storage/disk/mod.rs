@@ -63,6 +63,7 @@ mod format;
 mod hit;
 mod index;
 mod layout;
+mod page_cache;
 mod scan;
 
 use std::any::Any;
