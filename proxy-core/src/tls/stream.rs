@@ -80,7 +80,7 @@ impl AsyncWrite for TlsStream {
 
     /// Writes the pieces as one record: the first piece alone when it fills
     /// a record or is the only one, else a copy of the pieces' first
-    /// [`MAX_RECORD_PLAINTEXT`] bytes at most. Either way the bytes handed
+    /// 16 KiB (`MAX_RECORD_PLAINTEXT`) at most. Either way the bytes handed
     /// to BoringSSL are a prefix of the caller's, at least as long as on the
     /// previous attempt when a write is retried with the same (or more)
     /// data, as BoringSSL requires of a retried write.
