@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header;
+use http::header::{self, HeaderValue};
 use proxy_core::error::Result;
 use proxy_core::http::{RequestHeader, ResponseHeader};
 use proxy_core::protocols::http::hop_by_hop;
@@ -257,7 +257,31 @@ fn must_revalidate(meta: &CacheMeta) -> bool {
 /// None in practice (a decimal number is a valid value).
 pub fn set_age_header(resp: &mut ResponseHeader, meta: &CacheMeta, now: SystemTime) -> Result<()> {
     let age = meta.age(now).as_secs().min(u64::from(u32::MAX >> 1));
-    resp.insert_header(header::AGE, age)
+    match small_age_value(age) {
+        Some(v) => resp.insert_header(header::AGE, v),
+        None => resp.insert_header(header::AGE, age),
+    }
+}
+
+/// Ages below this many seconds come from a table of static values (built
+/// once, on first use): a hit then neither formats nor allocates its `Age`.
+const AGE_TABLE: u64 = 4096;
+
+/// The `Age` value for `secs`, from the table, when `secs` < [`AGE_TABLE`].
+fn small_age_value(secs: u64) -> Option<HeaderValue> {
+    static TABLE: std::sync::OnceLock<Box<[HeaderValue]>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..AGE_TABLE)
+            .map(|n| {
+                // leaked once (about 20 KiB for the whole table) so that each
+                // value is static: cloning one copies two words, with no
+                // reference count shared between cores
+                let text: &'static str = Box::leak(n.to_string().into_boxed_str());
+                HeaderValue::from_static(text)
+            })
+            .collect()
+    });
+    table.get(usize::try_from(secs).ok()?).cloned()
 }
 
 /// Prepare a fill's upstream request: GET even for a HEAD (the body is
@@ -433,6 +457,19 @@ mod tests {
 
     fn at(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    #[test]
+    fn age_values_from_the_table_and_past_it_read_the_same() {
+        for secs in [0, 1, 59, 600, AGE_TABLE - 1, AGE_TABLE, 1_000_000] {
+            let meta = CacheMeta::new(at(secs + 10), at(0), 0, 0, resp(&[]));
+            let mut r = resp(&[]);
+            set_age_header(&mut r, &meta, at(secs)).unwrap();
+            assert_eq!(
+                r.headers.get(header::AGE).unwrap().to_str().unwrap(),
+                secs.to_string()
+            );
+        }
     }
 
     fn resp(fields: &[(&str, &str)]) -> ResponseHeader {
