@@ -289,6 +289,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn empty_bodies_stay_within_the_memory_budget_on_fill_and_on_promotion() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 20_000;
+        let keys: Vec<_> = (0..400)
+            .map(|i| CacheKey::new("ns", format!("/empty/{i}"), ""))
+            .collect();
+        {
+            let cache = leak(dir.path(), budget);
+            for k in &keys {
+                store(cache, k, "e", b"").await;
+            }
+            assert!(cache.memory_bytes() <= budget, "{}", cache.memory_bytes());
+            assert!(cache.memory.len() < keys.len(), "{}", cache.memory.len());
+        }
+        // a restarted cache promotes disk hits: the budget holds there too
+        let cache = leak(dir.path(), budget);
+        for k in &keys {
+            let (_, mut hit) = cache.lookup(k).await.unwrap().unwrap();
+            assert!(read_all(&mut hit).await.is_empty());
+        }
+        assert!(cache.memory_bytes() <= budget, "{}", cache.memory_bytes());
+        assert!(cache.memory.len() < keys.len(), "{}", cache.memory.len());
+    }
+
+    #[tokio::test]
     async fn small_fills_go_to_both_tiers_large_ones_to_disk_only() {
         let dir = tempfile::tempdir().unwrap();
         let cache = leak(dir.path(), 80_000); // promotes up to 10,000 bytes
