@@ -24,6 +24,7 @@
 //! }
 //! ```
 
+mod cache_hit;
 mod metrics;
 mod proxy;
 mod proxy_cache;

@@ -102,26 +102,7 @@ impl IO for tokio::net::TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
     }
-    fn can_send_file(&self) -> bool {
-        true
-    }
-    fn poll_send_file(
-        &self,
-        cx: &mut Context<'_>,
-        file: &std::fs::File,
-        offset: u64,
-        count: usize,
-    ) -> Poll<std::io::Result<usize>> {
-        send_file::poll_send_file(
-            self,
-            cx,
-            |cx| self.poll_write_ready(cx),
-            |interest, f| self.try_io(interest, f),
-            file,
-            offset,
-            count,
-        )
-    }
+    send_file::socket_send_file!();
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::TcpStream::peer_addr(self)
             .ok()
@@ -138,26 +119,7 @@ impl IO for tokio::net::UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::UnixStream::poll_read_ready(self, cx)
     }
-    fn can_send_file(&self) -> bool {
-        true
-    }
-    fn poll_send_file(
-        &self,
-        cx: &mut Context<'_>,
-        file: &std::fs::File,
-        offset: u64,
-        count: usize,
-    ) -> Poll<std::io::Result<usize>> {
-        send_file::poll_send_file(
-            self,
-            cx,
-            |cx| self.poll_write_ready(cx),
-            |interest, f| self.try_io(interest, f),
-            file,
-            offset,
-            count,
-        )
-    }
+    send_file::socket_send_file!();
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::UnixStream::peer_addr(self)
             .ok()

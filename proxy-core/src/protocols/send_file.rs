@@ -40,6 +40,34 @@ pub(crate) fn poll_send_file<S: AsFd>(
     }
 }
 
+/// `IO::can_send_file` and `IO::poll_send_file` for a tokio socket type
+/// (`TcpStream`, `UnixStream`: both have `poll_write_ready` and `try_io`).
+macro_rules! socket_send_file {
+    () => {
+        fn can_send_file(&self) -> bool {
+            true
+        }
+        fn poll_send_file(
+            &self,
+            cx: &mut Context<'_>,
+            file: &std::fs::File,
+            offset: u64,
+            count: usize,
+        ) -> Poll<std::io::Result<usize>> {
+            send_file::poll_send_file(
+                self,
+                cx,
+                |cx| self.poll_write_ready(cx),
+                |interest, f| self.try_io(interest, f),
+                file,
+                offset,
+                count,
+            )
+        }
+    };
+}
+pub(crate) use socket_send_file;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
