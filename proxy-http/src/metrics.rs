@@ -42,7 +42,9 @@ impl ServiceMetrics {
     /// Count a request that ended, begun at `started`: its status class (from
     /// the response `downstream` sent, if any), its duration and its body bytes.
     pub(crate) fn request_done(&self, downstream: &ServerSession, started: Instant) {
-        let status = downstream.response_written().map(|r| r.status.as_u16());
+        let status = downstream
+            .response_written()
+            .map(|r| r.status_code().as_u16());
         self.requests[status_class(status)].inc();
         self.duration.observe(started.elapsed().as_secs_f64());
         self.bytes_in.inc_by(downstream.body_bytes_read() as u64);

@@ -360,7 +360,7 @@ where
         let Some(name) = session.cache.overrides().and_then(|o| o.cache_status_name) else {
             return;
         };
-        let value = cache_status_value(name, &session.cache, resp.status.as_u16());
+        let value = cache_status_value(name, &session.cache, resp.status_code().as_u16());
         if let Err(e) = resp.append_header("Cache-Status", value) {
             log::debug!("Cache-Status not added: {e}");
         }
@@ -410,7 +410,7 @@ where
         if !matches!(phase, CachePhase::Miss | CachePhase::Expired) {
             return Ok(Admission::Forward);
         }
-        let status = resp.status;
+        let status = resp.status_code();
         if phase == CachePhase::Expired {
             if status == StatusCode::NOT_MODIFIED {
                 return self.cache_revalidated(session, resp, ctx).await;

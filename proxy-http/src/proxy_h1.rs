@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use futures_util::FutureExt;
 use proxy_core::error::{Error, ErrorType, Result, RetryType};
+use proxy_core::http::FieldLines;
 use proxy_core::protocols::http::client::HttpSession as ClientSession;
 use proxy_core::protocols::http::hop_by_hop;
 use proxy_core::protocols::http::v1::common;
@@ -102,7 +103,7 @@ where
             let Some(head) = client.take_response_header() else {
                 return Error::e_explain(ErrorType::InternalError, "no response header after read");
             };
-            let status = head.status.as_u16();
+            let status = head.status_code().as_u16();
             if !(100..200).contains(&status) || status == 101 {
                 break head;
             }
@@ -121,15 +122,15 @@ where
                 .map_err(after_response)?;
         };
 
-        let status = resp.status.as_u16();
+        let status = resp.status_code().as_u16();
         if status == 101 && !client.was_upgraded() {
             return Err(after_response(Error::explain(
                 ErrorType::InvalidHTTPHeader,
                 "upstream answered 101 to a request that did not ask to upgrade",
             )));
         }
-        if resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
-            if !common::is_only_chunked(&resp.headers) {
+        if resp.has_field(&http::header::TRANSFER_ENCODING) {
+            if !common::is_only_chunked(&*resp) {
                 // a coding this proxy cannot pass on: the body cannot be forwarded as is
                 return Err(after_response(Error::explain(
                     ErrorType::InvalidHTTPHeader,

@@ -20,10 +20,13 @@
 //! ```
 
 mod case;
+mod field_lines;
+pub(crate) mod raw_fields;
 mod request;
 mod response;
 
 pub use case::{CaseHeaderName, IntoCaseHeaderName};
+pub use field_lines::FieldLines;
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 pub use request::RequestHeader;
 pub use response::ResponseHeader;

@@ -1,14 +1,17 @@
 //! The response header: status, reason phrase, version and case-preserving headers.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::AsHeaderName;
 use http::response::Parts as RespParts;
 use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
-use super::{CaseHeaderName, HMap, IntoCaseHeaderName, PARSED_SPARE};
+use super::field_lines::{FieldLines, OneOf};
+use super::raw_fields::RawFields;
+use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{Error, ErrorType, OrErr, Result};
 
 /// An HTTP response header.
@@ -17,24 +20,61 @@ use crate::error::{Error, ErrorType, OrErr, Result};
 /// `extensions`), keeps header-name spelling like
 /// [`RequestHeader`](super::RequestHeader), and keeps a custom reason phrase
 /// so a forwarded `HTTP/1.1 200 Fine` stays `Fine`.
-#[derive(Debug, Clone)]
+///
+/// A header parsed from the wire starts as the field lines it was received
+/// as: the `HeaderMap` behind `headers` is built the first time something
+/// dereferences it, and not at all for a response passed on unchanged. The
+/// framing reads ([`FieldLines`]), [`ResponseHeader::status_code`],
+/// hop-by-hop removal and writing work on the received lines directly; any
+/// other change builds the map first.
+#[derive(Debug)]
 pub struct ResponseHeader {
-    base: RespParts,
-    header_name_map: Option<CaseMap>,
+    /// The parts as `http` types: set at once for a header made in code,
+    /// on first use for a parsed one.
+    full: OnceLock<Full>,
+    /// A parsed head's field lines while nothing has changed them. When set,
+    /// these are the header, and `full` (if set) is a copy made from them.
+    received: Option<Received>,
     /// Set only when it differs from the status code's canonical reason.
     reason_phrase: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Full {
+    base: RespParts,
+    header_name_map: Option<CaseMap>,
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    status: StatusCode,
+    version: Version,
+    fields: RawFields,
+}
+
+impl Clone for ResponseHeader {
+    /// The copy holds the header as `http` types (built now if needed), so
+    /// a stored copy, such as a cache entry's, is changed per use without
+    /// being built again.
+    fn clone(&self) -> Self {
+        ResponseHeader {
+            full: OnceLock::from(self.full().clone()),
+            received: None,
+            reason_phrase: self.reason_phrase.clone(),
+        }
+    }
 }
 
 impl Deref for ResponseHeader {
     type Target = RespParts;
     fn deref(&self) -> &Self::Target {
-        &self.base
+        &self.full().base
     }
 }
 
 impl DerefMut for ResponseHeader {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.base
+        &mut self.full_mut().base
     }
 }
 
@@ -45,9 +85,63 @@ impl ResponseHeader {
         base.status = status;
         base.headers = HMap::with_capacity(cap);
         ResponseHeader {
-            base,
-            header_name_map: keep_case.then(|| CaseMap::with_capacity(cap)),
+            full: OnceLock::from(Full {
+                base,
+                header_name_map: keep_case.then(|| CaseMap::with_capacity(cap)),
+            }),
+            received: None,
             reason_phrase: None,
+        }
+    }
+
+    /// The header as `http` types, built from the received lines on first use.
+    fn full(&self) -> &Full {
+        self.full.get_or_init(|| self.build_full())
+    }
+
+    /// The header as `http` types, to change: the received lines, if any, no
+    /// longer describe it.
+    fn full_mut(&mut self) -> &mut Full {
+        if self.full.get().is_none() {
+            self.full = OnceLock::from(self.build_full());
+        }
+        self.received = None;
+        self.full
+            .get_mut()
+            .expect("set just above when it was not set")
+    }
+
+    fn build_full(&self) -> Full {
+        let mut base = http::Response::new(()).into_parts().0;
+        let mut header_name_map = None;
+        // `received` is set whenever `full` is not (every constructor sets
+        // one of them); without it the parts stay those of an empty 200
+        if let Some(r) = &self.received {
+            let (headers, names) = r.fields.to_map(PARSED_SPARE);
+            base.status = r.status;
+            base.version = r.version;
+            base.headers = headers;
+            header_name_map = Some(names);
+        }
+        Full {
+            base,
+            header_name_map,
+        }
+    }
+
+    /// The status code, without building the header map of a parsed header.
+    pub fn status_code(&self) -> StatusCode {
+        match &self.received {
+            Some(r) => r.status,
+            None => self.full().base.status,
+        }
+    }
+
+    /// The HTTP version, without building the header map of a parsed header.
+    pub fn http_version(&self) -> Version {
+        match &self.received {
+            Some(r) => r.version,
+            None => self.full().base.version,
         }
     }
 
@@ -74,30 +168,28 @@ impl ResponseHeader {
         Ok(Self::new_with(status, size_hint, false))
     }
 
-    /// Build from a parsed status line (used by the HTTP/1 parser).
+    /// A header parsed from the wire (used by the HTTP/1 parser): status
+    /// line parts and the field lines as received.
+    ///
+    /// # Errors
+    /// `InvalidHTTPHeader` for a reason phrase with control bytes.
     pub(crate) fn from_parsed(
         status: StatusCode,
         version: Version,
         reason: Option<&str>,
-        header_count: usize,
+        fields: RawFields,
     ) -> Result<Self> {
-        let mut resp = Self::new_with(status, Some(header_count + PARSED_SPARE), true);
-        resp.base.version = version;
+        let mut resp = ResponseHeader {
+            full: OnceLock::new(),
+            received: Some(Received {
+                status,
+                version,
+                fields,
+            }),
+            reason_phrase: None,
+        };
         resp.set_reason_phrase(reason)?;
         Ok(resp)
-    }
-
-    /// Append a parsed header without re-validating it (the parser did).
-    pub(crate) fn append_parsed(
-        &mut self,
-        name: http::HeaderName,
-        case: Bytes,
-        value: HeaderValue,
-    ) {
-        if let Some(map) = self.header_name_map.as_mut() {
-            map.append(name.clone(), CaseHeaderName::new(case));
-        }
-        self.base.headers.append(name, value);
     }
 
     /// Set every value of `name` to `value`, replacing earlier ones.
@@ -109,9 +201,10 @@ impl ResponseHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
+        let full = self.full_mut();
         case::insert_header(
-            &mut self.base.headers,
-            self.header_name_map.as_mut(),
+            &mut full.base.headers,
+            full.header_name_map.as_mut(),
             name.into_case_header_name(),
             value,
         )
@@ -127,9 +220,10 @@ impl ResponseHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<bool> {
+        let full = self.full_mut();
         case::append_header(
-            &mut self.base.headers,
-            self.header_name_map.as_mut(),
+            &mut full.base.headers,
+            full.header_name_map.as_mut(),
             name.into_case_header_name(),
             value,
         )
@@ -141,24 +235,39 @@ impl ResponseHeader {
         N: ?Sized,
         &'a N: AsHeaderName,
     {
-        case::remove_header(&mut self.base.headers, self.header_name_map.as_mut(), name)
+        let full = self.full_mut();
+        case::remove_header(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
     /// Remove every value of `name`; whether there was any. Cheaper than
     /// [`ResponseHeader::remove_header`] when the `HeaderName` is at hand.
+    /// A received header stays as received (its other lines are not turned
+    /// into a map).
     pub(crate) fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
-        case::remove_named(&mut self.base.headers, self.header_name_map.as_mut(), name)
+        if let Some(r) = &mut self.received {
+            // the copy in `full`, if one was made, would be out of date
+            self.full = OnceLock::new();
+            return r.fields.remove(name);
+        }
+        let full = self.full_mut();
+        case::remove_named(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
     /// Every (name in its original case, value) pair, as for requests.
     pub fn case_header_iter(&self) -> impl Iterator<Item = (&[u8], &HeaderValue)> {
-        case::case_header_iter(&self.base.headers, self.header_name_map.as_ref())
+        let full = self.full();
+        case::case_header_iter(&full.base.headers, full.header_name_map.as_ref())
     }
 
     /// Write the header lines (`Name: value\r\n` each, no status line, no
-    /// final empty line) into `buf` (RFC 9112 §5).
+    /// final empty line) into `buf` (RFC 9112 §5). A received header that
+    /// nothing changed is written line for line as it came.
     pub fn header_to_h1_wire(&self, buf: &mut BytesMut) {
-        case::headers_to_h1_wire(&self.base.headers, self.header_name_map.as_ref(), buf)
+        if let Some(r) = &self.received {
+            return r.fields.write_h1(buf);
+        }
+        let full = self.full();
+        case::headers_to_h1_wire(&full.base.headers, full.header_name_map.as_ref(), buf)
     }
 
     /// Set the status code (100..=999). A custom reason phrase is dropped.
@@ -166,7 +275,7 @@ impl ResponseHeader {
     /// # Errors
     /// `InvalidHTTPHeader` if `status` is not a valid status code.
     pub fn set_status(&mut self, status: impl TryInto<StatusCode>) -> Result<()> {
-        self.base.status = status
+        self.full_mut().base.status = status
             .try_into()
             .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid status code")?;
         self.reason_phrase = None;
@@ -175,7 +284,7 @@ impl ResponseHeader {
 
     /// Set the HTTP version.
     pub fn set_version(&mut self, version: Version) {
-        self.base.version = version;
+        self.full_mut().base.version = version;
     }
 
     /// Set a custom reason phrase (RFC 9112 §4: `*( HTAB / SP / VCHAR /
@@ -185,7 +294,7 @@ impl ResponseHeader {
     /// `InvalidHTTPHeader` if the phrase contains CR, LF or other control bytes.
     pub fn set_reason_phrase(&mut self, reason: Option<&str>) -> Result<()> {
         match reason {
-            Some(r) if Some(r) != self.base.status.canonical_reason() => {
+            Some(r) if Some(r) != self.status_code().canonical_reason() => {
                 if r.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
                     return Err(Error::explain(
                         ErrorType::InvalidHTTPHeader,
@@ -204,7 +313,7 @@ impl ResponseHeader {
     pub fn get_reason_phrase(&self) -> Option<&str> {
         self.reason_phrase
             .as_deref()
-            .or_else(|| self.base.status.canonical_reason())
+            .or_else(|| self.status_code().canonical_reason())
     }
 
     /// Set `Content-Length` to `len` bytes.
@@ -218,7 +327,7 @@ impl ResponseHeader {
 
     /// The underlying parts, cloned (for building an `http::Response`).
     pub fn as_owned_parts(&self) -> RespParts {
-        self.base.clone()
+        self.full().base.clone()
     }
 }
 
@@ -226,9 +335,46 @@ impl From<RespParts> for ResponseHeader {
     /// Wrap `http` parts; names are written in lower case.
     fn from(base: RespParts) -> Self {
         ResponseHeader {
-            base,
-            header_name_map: None,
+            full: OnceLock::from(Full {
+                base,
+                header_name_map: None,
+            }),
+            received: None,
             reason_phrase: None,
+        }
+    }
+}
+
+impl FieldLines for ResponseHeader {
+    fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        match &self.received {
+            Some(r) => OneOf::A(r.fields.values(name)),
+            None => OneOf::B(self.full().base.headers.field_values(name)),
+        }
+    }
+
+    fn field_names(&self) -> impl Iterator<Item = &[u8]> {
+        match &self.received {
+            Some(r) => OneOf::A(r.fields.names()),
+            None => OneOf::B(self.full().base.headers.field_names()),
+        }
+    }
+
+    fn has_field(&self, name: &http::HeaderName) -> bool {
+        match &self.received {
+            Some(r) => r.fields.has(name),
+            None => self.full().base.headers.contains_key(name),
+        }
+    }
+
+    fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
+        match &self.received {
+            Some(r) => names
+                .iter()
+                .take(32)
+                .enumerate()
+                .fold(0, |bits, (i, n)| bits | u32::from(r.fields.has(n)) << i),
+            None => self.full().base.headers.fields_present(names),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use http::header::{self, HeaderName};
 
-use crate::http::{HMap, RequestHeader, ResponseHeader};
+use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 
 /// The fixed hop-by-hop names besides those listed in `Connection`.
 pub const HOP_BY_HOP: [&str; 7] = [
@@ -35,10 +35,10 @@ static FIXED: [HeaderName; 7] = [
 
 /// The names `Connection` lists besides the fixed ones (usually none, so
 /// usually no allocation).
-fn listed_in_connection(headers: &HMap) -> Vec<HeaderName> {
+fn listed_in_connection(headers: &impl FieldLines) -> Vec<HeaderName> {
     let mut names = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',') {
+    for v in headers.field_values(&header::CONNECTION) {
+        for token in v.split(|b| *b == b',') {
             let token = token.trim_ascii();
             if token.is_empty()
                 || token.eq_ignore_ascii_case(b"close")
@@ -60,32 +60,23 @@ fn listed_in_connection(headers: &HMap) -> Vec<HeaderName> {
     names
 }
 
-/// Which of [`FIXED`] are present, a bit each in `FIXED`'s order: one walk
-/// over the names, no hashing. Most messages carry at most `Connection`.
-fn fixed_present(headers: &HMap) -> u8 {
-    let mut present = 0u8;
-    for name in headers.keys() {
-        // the hop-by-hop names are 2, 7, 10, 16 or 17 bytes long: most
-        // names are ruled out by their length alone
-        if matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 17) {
-            if let Some(i) = FIXED.iter().position(|f| f == name) {
-                present |= 1 << i;
-            }
-        }
-    }
-    present
+/// Which of [`FIXED`] are present, a bit each in `FIXED`'s order. Most
+/// messages carry at most `Connection`.
+fn fixed_present(headers: &impl FieldLines) -> u8 {
+    // FIXED has 7 names: the bits fit
+    headers.fields_present(&FIXED) as u8
 }
 
 const CONNECTION_BIT: u8 = 1 << 0;
 const UPGRADE_BIT: u8 = 1 << 6;
 
 macro_rules! strip {
-    ($h:expr, $keep_upgrade:expr) => {{
-        let present = fixed_present(&$h.headers);
+    ($h:expr, $fields:expr, $keep_upgrade:expr) => {{
+        let present = fixed_present($fields);
         if present != 0 {
             let keep = $keep_upgrade && present & UPGRADE_BIT != 0;
             let listed = if present & CONNECTION_BIT != 0 {
-                listed_in_connection(&$h.headers)
+                listed_in_connection($fields)
             } else {
                 Vec::new()
             };
@@ -114,18 +105,19 @@ macro_rules! strip {
 /// `Upgrade` header present (a WebSocket or other upgrade request),
 /// `Upgrade` stays and `Connection` becomes `upgrade`.
 pub fn strip_request(req: &mut RequestHeader, keep_upgrade: bool) {
-    strip!(req, keep_upgrade)
+    strip!(req, &req.headers, keep_upgrade)
 }
 
 /// Like [`strip_request`], for a response (keep the upgrade for a `101`).
 pub fn strip_response(resp: &mut ResponseHeader, keep_upgrade: bool) {
-    strip!(resp, keep_upgrade)
+    strip!(resp, &*resp, keep_upgrade)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::http::HMap;
     use bytes::BytesMut;
 
     fn wire(r: &RequestHeader) -> String {

@@ -11,7 +11,7 @@ use super::body::{BodyReader, BodyWriter};
 use super::common::{self, HeaderLimits, TransferCoding};
 use super::head::{self, HeadParse};
 use crate::error::{Error, ErrorType, Result, RetryType};
-use crate::http::{RequestHeader, ResponseHeader};
+use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
 /// How much room (bytes) the first read of a response gets: enough for the
@@ -270,7 +270,7 @@ impl HttpSession {
             }
             got_any = true;
         };
-        let status = resp.status;
+        let status = resp.status_code();
         if status == StatusCode::SWITCHING_PROTOCOLS && is_upgrade_req {
             self.upgraded = true;
             self.final_response = true;
@@ -282,7 +282,7 @@ impl HttpSession {
         } else {
             self.final_response = true;
             self.body_reader = response_body_reader(is_head, &resp, &mut self.must_close)?;
-            if !common::is_keepalive(resp.version, &resp.headers) {
+            if !common::is_keepalive(resp.http_version(), &resp) {
                 self.must_close = true;
             }
         }
@@ -397,15 +397,14 @@ fn response_body_reader(
     resp: &ResponseHeader,
     must_close: &mut bool,
 ) -> Result<BodyReader> {
-    let status = resp.status;
+    let status = resp.status_code();
     if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(BodyReader::Done);
     }
-    match common::transfer_coding(&resp.headers) {
+    match common::transfer_coding(resp) {
         TransferCoding::Absent => {}
         te => {
-            if resp.headers.contains_key(header::CONTENT_LENGTH) || resp.version == Version::HTTP_10
-            {
+            if resp.has_field(&header::CONTENT_LENGTH) || resp.http_version() == Version::HTTP_10 {
                 // rule 3: Transfer-Encoding wins, but the framing is suspect
                 *must_close = true;
             }
@@ -416,7 +415,7 @@ fn response_body_reader(
             return Ok(BodyReader::UntilClose);
         }
     }
-    match common::content_length(&resp.headers, ErrorType::InvalidHTTPHeader)? {
+    match common::content_length(resp, ErrorType::InvalidHTTPHeader)? {
         Some(len) => Ok(BodyReader::content_length(len)),
         None => {
             *must_close = true;

@@ -7,11 +7,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderValue, Version};
+use http::{HeaderName, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, ErrorType, OrErr, Result};
-use crate::http::HMap;
+use crate::http::FieldLines;
 use crate::protocols::Stream;
 
 /// Most headers accepted in one message head (Pingora's limit).
@@ -86,27 +86,21 @@ impl KeepaliveStatus {
 
 /// Whether a comma-separated header (all its field lines) lists `token`,
 /// compared case-insensitively (RFC 9110 §5.6.1).
-pub fn header_has_token(
-    headers: &HMap,
-    name: impl http::header::AsHeaderName,
-    token: &str,
-) -> bool {
+pub fn header_has_token(headers: &impl FieldLines, name: &HeaderName, token: &str) -> bool {
     headers
-        .get_all(name)
-        .iter()
+        .field_values(name)
         .any(|v| value_has_token(v, token))
 }
 
-fn value_has_token(v: &HeaderValue, token: &str) -> bool {
-    v.as_bytes()
-        .split(|b| *b == b',')
+fn value_has_token(v: &[u8], token: &str) -> bool {
+    v.split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// RFC 9112 §9.3: whether a message of `version` with `headers` asks for a
 /// persistent connection. HTTP/1.1 is persistent unless `Connection: close`;
 /// HTTP/1.0 only with `Connection: keep-alive`; anything older never.
-pub fn is_keepalive(version: Version, headers: &HMap) -> bool {
+pub fn is_keepalive(version: Version, headers: &impl FieldLines) -> bool {
     let conn = http::header::CONNECTION;
     if header_has_token(headers, &conn, "close") {
         return false;
@@ -120,28 +114,25 @@ pub fn is_keepalive(version: Version, headers: &HMap) -> bool {
 
 /// RFC 9110 §7.8: an HTTP/1.1 request with `Upgrade` listed in `Connection`
 /// and an `Upgrade` header asks to switch protocols.
-pub fn is_upgrade(version: Version, headers: &HMap) -> bool {
+pub fn is_upgrade(version: Version, headers: &impl FieldLines) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(http::header::UPGRADE)
-        && header_has_token(headers, http::header::CONNECTION, "upgrade")
+        && headers.has_field(&http::header::UPGRADE)
+        && header_has_token(headers, &http::header::CONNECTION, "upgrade")
 }
 
 /// RFC 9112 §6.3 rule 5: the message's Content-Length, if it has one.
 /// Several field lines or a list of identical values (`42, 42`) count as
 /// one value; differing values or anything but digits are an error of kind
 /// `etype`.
-pub fn content_length(headers: &HMap, etype: ErrorType) -> Result<Option<u64>> {
+pub fn content_length(headers: &impl FieldLines, etype: ErrorType) -> Result<Option<u64>> {
     let mut found: Option<u64> = None;
-    for v in headers.get_all(http::header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
+    for v in headers.field_values(&http::header::CONTENT_LENGTH) {
+        for part in v.split(|b| *b == b',') {
             let part = part.trim_ascii();
             let n = parse_decimal(part).ok_or_else(|| {
                 Error::explain(
                     etype.clone(),
-                    format!(
-                        "invalid Content-Length {:?}",
-                        String::from_utf8_lossy(v.as_bytes())
-                    ),
+                    format!("invalid Content-Length {:?}", String::from_utf8_lossy(v)),
                 )
             })?;
             match found {
@@ -183,11 +174,10 @@ pub enum TransferCoding {
 /// Whether the Transfer-Encoding of `headers` is `chunked` alone, with no
 /// other coding (e.g. not `gzip, chunked`): the only coding this proxy can
 /// take off and put back on another hop.
-pub fn is_only_chunked(headers: &HMap) -> bool {
+pub fn is_only_chunked(headers: &impl FieldLines) -> bool {
     let mut codings = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .field_values(&http::header::TRANSFER_ENCODING)
+        .flat_map(|v| v.split(|b| *b == b','))
         .map(|c| c.trim_ascii())
         .filter(|c| !c.is_empty());
     matches!(codings.next(), Some(c) if c.eq_ignore_ascii_case(b"chunked"))
@@ -195,14 +185,14 @@ pub fn is_only_chunked(headers: &HMap) -> bool {
 }
 
 /// Classify the Transfer-Encoding of `headers` (all field lines, in order).
-pub fn transfer_coding(headers: &HMap) -> TransferCoding {
+pub fn transfer_coding(headers: &impl FieldLines) -> TransferCoding {
     let mut codings = 0usize;
     let mut chunked_at: Option<usize> = None;
     let mut chunked_twice = false;
     let mut any = false;
-    for v in headers.get_all(http::header::TRANSFER_ENCODING) {
+    for v in headers.field_values(&http::header::TRANSFER_ENCODING) {
         any = true;
-        for c in v.as_bytes().split(|b| *b == b',') {
+        for c in v.split(|b| *b == b',') {
             let c = c.trim_ascii();
             if c.is_empty() {
                 continue;
@@ -452,6 +442,8 @@ pub(crate) fn compact(buf: BytesMut) -> BytesMut {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::http::HMap;
+    use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HMap {
         let mut h = HMap::new();

@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use super::common::{HeaderLimits, MAX_HEADERS};
 use crate::error::{Error, ErrorType, Result};
+use crate::http::raw_fields::{header_name, RawFields};
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// The outcome of trying to parse a head out of a buffer.
@@ -113,42 +114,6 @@ impl HeaderSpans {
     }
 }
 
-/// The `HeaderName` of the names most messages carry, spelled as clients
-/// and servers usually send them (Title-Case, or lower case), without
-/// `HeaderName::from_bytes`'s lower-casing and table search: an exact byte
-/// compare picks the constant. `None` for any other spelling or name.
-fn common_name(name: &[u8]) -> Option<HeaderName> {
-    // a const: built at compile time, not validated at each use
-    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    use http::header::*;
-    Some(match name {
-        b"Host" | b"host" => HOST,
-        b"Date" | b"date" => DATE,
-        b"ETag" | b"etag" => ETAG,
-        b"Vary" | b"vary" => VARY,
-        b"Server" | b"server" => SERVER,
-        b"Accept" | b"accept" => ACCEPT,
-        b"Cookie" | b"cookie" => COOKIE,
-        b"Expires" | b"expires" => EXPIRES,
-        b"Referer" | b"referer" => REFERER,
-        b"Connection" | b"connection" => CONNECTION,
-        b"Set-Cookie" | b"set-cookie" => SET_COOKIE,
-        b"User-Agent" | b"user-agent" => USER_AGENT,
-        b"Content-Type" | b"content-type" => CONTENT_TYPE,
-        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
-        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
-        b"Accept-Ranges" | b"accept-ranges" => ACCEPT_RANGES,
-        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
-        b"Authorization" | b"authorization" => AUTHORIZATION,
-        b"Accept-Encoding" | b"accept-encoding" => ACCEPT_ENCODING,
-        b"Accept-Language" | b"accept-language" => ACCEPT_LANGUAGE,
-        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
-        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
-        b"X-Forwarded-For" | b"x-forwarded-for" => X_FORWARDED_FOR,
-        _ => return None,
-    })
-}
-
 /// Build one header from its ranges in `head`. The ranges come from parsing
 /// the same bytes that `head` now holds (the buffer's front, split off and
 /// frozen without moving), so they lie within it.
@@ -158,11 +123,7 @@ fn header_parts(
     value: &Span,
 ) -> Result<(HeaderName, Bytes, HeaderValue)> {
     let case = slice_of(head, name)?;
-    let hname = match common_name(&case) {
-        Some(n) => Ok(n),
-        None => HeaderName::from_bytes(&case),
-    };
-    let hname = hname.map_err(|_| {
+    let hname = header_name(&case).map_err(|_| {
         Error::explain(
             ErrorType::InvalidHTTPHeader,
             format!("invalid header name {:?}", String::from_utf8_lossy(&case)),
@@ -287,12 +248,9 @@ pub fn parse_response(
     let reason = reason_bytes
         .as_deref()
         .and_then(|r| std::str::from_utf8(r).ok());
-    let mut header =
-        ResponseHeader::from_parsed(status, version(version_byte), reason, spans.len())?;
-    for (name, value) in spans.iter() {
-        let (name, case, value) = header_parts(&head, name, value)?;
-        header.append_parsed(name, case, value);
-    }
+    let fields = RawFields::new(head, spans.iter().cloned())
+        .ok_or_else(|| malformed("response", "header outside the parsed head"))?;
+    let header = ResponseHeader::from_parsed(status, version(version_byte), reason, fields)?;
     Ok(HeadParse::Complete(header, len))
 }
 
@@ -325,7 +283,7 @@ pub fn response_to_wire(resp: &ResponseHeader, buf: &mut BytesMut) {
     let reason = resp.get_reason_phrase().unwrap_or("");
     buf.reserve(reason.len() + 16);
     buf.put_slice(b"HTTP/1.1 ");
-    buf.put_slice(resp.status.as_str().as_bytes());
+    buf.put_slice(resp.status_code().as_str().as_bytes());
     buf.put_u8(b' ');
     buf.put_slice(reason.as_bytes());
     buf.put_slice(b"\r\n");
@@ -340,45 +298,6 @@ mod tests {
 
     fn req(input: &[u8]) -> Result<HeadParse<RequestHeader>> {
         parse_request(&mut BytesMut::from(input), &HeaderLimits::default())
-    }
-
-    #[test]
-    fn common_names_match_the_parsed_names() {
-        for spelling in [
-            "Host",
-            "date",
-            "ETag",
-            "Vary",
-            "Server",
-            "Accept",
-            "Cookie",
-            "Expires",
-            "Referer",
-            "Connection",
-            "Set-Cookie",
-            "User-Agent",
-            "Content-Type",
-            "Content-Length",
-            "Last-Modified",
-            "Accept-Ranges",
-            "Cache-Control",
-            "Authorization",
-            "Accept-Encoding",
-            "Accept-Language",
-            "Content-Encoding",
-            "Transfer-Encoding",
-            "X-Forwarded-For",
-            "x-forwarded-for",
-        ] {
-            let fast = common_name(spelling.as_bytes());
-            assert_eq!(
-                fast,
-                Some(HeaderName::from_bytes(spelling.as_bytes()).unwrap()),
-                "{spelling}"
-            );
-        }
-        assert_eq!(common_name(b"CONTENT-LENGTH"), None);
-        assert_eq!(common_name(b"X-Other"), None);
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl HttpSession {
         self.request_keepalive = common::is_keepalive(req.version, &req.headers);
         self.continue_state = if req.version == Version::HTTP_11
             && !self.body_empty
-            && common::header_has_token(&req.headers, header::EXPECT, "100-continue")
+            && common::header_has_token(&req.headers, &header::EXPECT, "100-continue")
         {
             ContinueState::Expected
         } else {
@@ -505,7 +505,7 @@ impl HttpSession {
             self.response_written = None;
             self.body_writer = BodyWriter::Pending;
         }
-        let status = header.status;
+        let status = header.status_code();
         let is_head = req.method == Method::HEAD;
         let client_version = req.version;
         let is_upgrade_req = common::is_upgrade(req.version, &req.headers);
@@ -554,13 +554,13 @@ impl HttpSession {
         {
             BodyWriter::NoBody
         } else {
-            match common::transfer_coding(&header.headers) {
+            match common::transfer_coding(&*header) {
                 TransferCoding::Chunked if client_version == Version::HTTP_11 => {
-                    header.remove_header(&header::CONTENT_LENGTH);
+                    header.remove_header_named(&header::CONTENT_LENGTH);
                     BodyWriter::Chunked
                 }
                 TransferCoding::Absent => {
-                    match common::content_length(&header.headers, ErrorType::InvalidHTTPHeader)
+                    match common::content_length(&*header, ErrorType::InvalidHTTPHeader)
                         .map_err(Error::into_in)?
                     {
                         Some(len) => BodyWriter::ContentLength { remaining: len },
@@ -583,7 +583,7 @@ impl HttpSession {
                 }
             }
         };
-        if !common::is_keepalive(Version::HTTP_11, &header.headers) {
+        if !common::is_keepalive(Version::HTTP_11, &*header) {
             // the response itself says close
             self.must_close = true;
         }

@@ -1,0 +1,97 @@
+//! Read access to a message's field lines by name, whichever way they are
+//! held: in an `http::HeaderMap`, or as received (a parsed response head that
+//! nothing has changed yet, see [`ResponseHeader`](super::ResponseHeader)).
+//!
+//! The framing and connection rules of RFC 9112 (Content-Length,
+//! Transfer-Encoding, Connection) read headers through this trait, so a
+//! response passed through unchanged is never turned into a `HeaderMap`.
+
+use http::HeaderName;
+
+use super::HMap;
+
+/// Field values by name, in the order received (RFC 9110 §5.3: several field
+/// lines with one name form one comma-separated list, in order).
+pub trait FieldLines {
+    /// Every value of `name` (compared case-insensitively, RFC 9110 §5.1),
+    /// as bytes, in order.
+    fn field_values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]>;
+
+    /// Every field name, once per field line, in the case it is held in
+    /// (lower case for a `HeaderMap`, as received otherwise).
+    fn field_names(&self) -> impl Iterator<Item = &[u8]>;
+
+    /// Whether there is at least one field line named `name`.
+    fn has_field(&self, name: &HeaderName) -> bool {
+        self.field_values(name).next().is_some()
+    }
+
+    /// Which of `names` (at most 32) are present: bit `i` for `names[i]`.
+    /// The default walks the names once, comparing only those of a length
+    /// that one of `names` has.
+    fn fields_present(&self, names: &[HeaderName]) -> u32 {
+        let mut present = 0u32;
+        for name in self.field_names() {
+            for (i, n) in names.iter().enumerate().take(32) {
+                let n = n.as_str().as_bytes();
+                if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+                    present |= 1 << i;
+                }
+            }
+        }
+        present
+    }
+}
+
+impl FieldLines for HMap {
+    fn field_values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).iter().map(|v| v.as_bytes())
+    }
+
+    fn field_names(&self) -> impl Iterator<Item = &[u8]> {
+        // a HeaderMap's keys() yields each name once: repeat it per value
+        self.iter().map(|(n, _)| n.as_str().as_bytes())
+    }
+
+    fn has_field(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+}
+
+/// One of two iterators over the same items: what an implementation returns
+/// when its lines may be held either way.
+pub(crate) enum OneOf<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for OneOf<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            OneOf::A(a) => a.next(),
+            OneOf::B(b) => b.next(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn a_header_map_yields_every_value_and_a_name_per_line() {
+        let mut h = HMap::new();
+        h.append("vary", HeaderValue::from_static("a"));
+        h.append("vary", HeaderValue::from_static("b"));
+        h.append("age", HeaderValue::from_static("1"));
+        let vary = HeaderName::from_static("vary");
+        let values: Vec<&[u8]> = h.field_values(&vary).collect();
+        assert_eq!(values, [b"a", b"b"]);
+        assert_eq!(h.field_names().count(), 3);
+        assert!(h.has_field(&vary));
+        assert!(!h.has_field(&HeaderName::from_static("etag")));
+    }
+}

@@ -1,0 +1,404 @@
+//! Field lines as received: the frozen bytes of a parsed head and where each
+//! name and value lies in them (RFC 9112 §5).
+//!
+//! A response a proxy passes on unchanged needs no `HeaderMap`: its framing
+//! headers are read, its hop-by-hop lines dropped and the rest written back
+//! from these bytes. The map is built only when something asks for it (see
+//! [`ResponseHeader`](super::ResponseHeader)).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
+
+use super::case::{CaseHeaderName, CaseMap};
+use super::HMap;
+
+/// The `HeaderName` of the names most messages carry, spelled as clients
+/// and servers usually send them (Title-Case, or lower case), without
+/// `HeaderName::from_bytes`'s lower-casing and table search: an exact byte
+/// compare picks the constant. `None` for any other spelling or name.
+pub(crate) fn common_name(name: &[u8]) -> Option<HeaderName> {
+    // a const: built at compile time, not validated at each use
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    use http::header::*;
+    Some(match name {
+        b"Host" | b"host" => HOST,
+        b"Date" | b"date" => DATE,
+        b"ETag" | b"etag" => ETAG,
+        b"Vary" | b"vary" => VARY,
+        b"Server" | b"server" => SERVER,
+        b"Accept" | b"accept" => ACCEPT,
+        b"Cookie" | b"cookie" => COOKIE,
+        b"Expires" | b"expires" => EXPIRES,
+        b"Referer" | b"referer" => REFERER,
+        b"Connection" | b"connection" => CONNECTION,
+        b"Set-Cookie" | b"set-cookie" => SET_COOKIE,
+        b"User-Agent" | b"user-agent" => USER_AGENT,
+        b"Content-Type" | b"content-type" => CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
+        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
+        b"Accept-Ranges" | b"accept-ranges" => ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
+        b"Authorization" | b"authorization" => AUTHORIZATION,
+        b"Accept-Encoding" | b"accept-encoding" => ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => ACCEPT_LANGUAGE,
+        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
+        b"X-Forwarded-For" | b"x-forwarded-for" => X_FORWARDED_FOR,
+        _ => return None,
+    })
+}
+
+/// The `HeaderName` for `name` as received: a constant for the common
+/// names, else validated and lower-cased.
+///
+/// # Errors
+/// `InvalidHeaderName` if `name` is not a token (RFC 9110 §5.1).
+pub(crate) fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match common_name(name) {
+        Some(n) => Ok(n),
+        None => HeaderName::from_bytes(name),
+    }
+}
+
+/// The names the framework itself looks up in a received head (framing,
+/// connection management, hop-by-hop removal), numbered from 1 so a lookup
+/// compares one byte per line instead of a name; 0 is any other name.
+static KNOWN: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// The number of `name` (as received, any case) in [`KNOWN`], or 0. The
+/// length picks the one or two candidates to compare.
+fn known_id(name: &[u8]) -> u8 {
+    let candidates: &[u8] = match name.len() {
+        2 => &[5],
+        7 => &[4, 6],
+        10 => &[1, 7],
+        14 => &[2],
+        16 => &[8],
+        17 => &[3],
+        _ => return 0,
+    };
+    for &id in candidates {
+        if KNOWN[usize::from(id) - 1]
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(name)
+        {
+            return id;
+        }
+    }
+    0
+}
+
+/// The number of `name` in [`KNOWN`], or 0 (a standard name compares as
+/// an enum, not as bytes).
+fn known_id_of(name: &HeaderName) -> u8 {
+    KNOWN
+        .iter()
+        .position(|k| k == name)
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// Where one field line's name and value lie in the head (byte offsets),
+/// and the name's number in [`KNOWN`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLine {
+    name: (u32, u32),
+    value: (u32, u32),
+    known: u8,
+}
+
+/// The field lines of a parsed head, in order, as slices of its bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct RawFields {
+    head: Bytes,
+    lines: Vec<RawLine>,
+    /// Bit `n` set: a line with known name `n` is present.
+    present: u16,
+}
+
+impl RawFields {
+    /// Fields over `head`, the frozen bytes the ranges were parsed from.
+    /// Returns `None` if a range lies outside `head` (it cannot when the
+    /// ranges come from parsing those very bytes).
+    pub(crate) fn new(
+        head: Bytes,
+        ranges: impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)>,
+    ) -> Option<Self> {
+        let mut lines = Vec::with_capacity(ranges.size_hint().0);
+        let within = |r: &std::ops::Range<usize>| {
+            (r.start <= r.end && r.end <= head.len())
+                .then(|| Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?)))
+                .flatten()
+        };
+        let mut present = 0u16;
+        for (name, value) in ranges {
+            let known = known_id(head.get(name.clone()).unwrap_or_default());
+            present |= 1 << known;
+            lines.push(RawLine {
+                name: within(&name)?,
+                value: within(&value)?,
+                known,
+            });
+        }
+        Some(RawFields {
+            head,
+            lines,
+            present,
+        })
+    }
+
+    fn bytes(&self, (start, end): (u32, u32)) -> &[u8] {
+        // in range: checked by `new`, and `head` never changes
+        self.head
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Every value of `name` (case-insensitive), in order.
+    pub(crate) fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        let want = name.as_str().as_bytes();
+        let known = known_id_of(name);
+        // a known name that no line has: nothing to walk
+        let lines = if known != 0 && self.present & (1 << known) == 0 {
+            &[][..]
+        } else {
+            &self.lines[..]
+        };
+        lines
+            .iter()
+            .filter(move |l| match known {
+                0 => l.known == 0 && self.bytes(l.name).eq_ignore_ascii_case(want),
+                k => l.known == k,
+            })
+            .map(|l| self.bytes(l.value))
+    }
+
+    /// Whether a line named `name` is present.
+    pub(crate) fn has(&self, name: &HeaderName) -> bool {
+        match known_id_of(name) {
+            0 => self.values(name).next().is_some(),
+            k => self.present & (1 << k) != 0,
+        }
+    }
+
+    /// Every name, once per line, as received.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines.iter().map(|l| self.bytes(l.name))
+    }
+
+    /// Drop every line named `name`; whether there was one.
+    pub(crate) fn remove(&mut self, name: &HeaderName) -> bool {
+        let want = name.as_str().as_bytes();
+        let known = known_id_of(name);
+        if known != 0 {
+            if self.present & (1 << known) == 0 {
+                return false;
+            }
+            self.present &= !(1 << known);
+        }
+        let before = self.lines.len();
+        let head = &self.head;
+        self.lines.retain(|l| match known {
+            0 => {
+                l.known != 0
+                    || !head
+                        .get(l.name.0 as usize..l.name.1 as usize)
+                        .unwrap_or_default()
+                        .eq_ignore_ascii_case(want)
+            }
+            k => l.known != k,
+        });
+        self.lines.len() != before
+    }
+
+    /// Write the lines (`Name: value\r\n` each) into `buf`, names as
+    /// received (RFC 9112 §5).
+    pub(crate) fn write_h1(&self, buf: &mut BytesMut) {
+        let size: usize = self
+            .lines
+            .iter()
+            .map(|l| (l.name.1 - l.name.0 + l.value.1 - l.value.0) as usize + 4)
+            .sum();
+        buf.reserve(size);
+        for l in &self.lines {
+            buf.put_slice(self.bytes(l.name));
+            buf.put_slice(b": ");
+            buf.put_slice(self.bytes(l.value));
+            buf.put_slice(b"\r\n");
+        }
+    }
+
+    /// The lines as a `HeaderMap` with `spare` more slots, and their
+    /// spellings. The values share the head's bytes (no copy).
+    pub(crate) fn to_map(&self, spare: usize) -> (HMap, CaseMap) {
+        let mut map = HMap::with_capacity(self.lines.len() + spare);
+        let mut names = CaseMap::with_capacity(self.lines.len() + spare);
+        for l in &self.lines {
+            let case = self.head.slice(l.name.0 as usize..l.name.1 as usize);
+            let value = self.head.slice(l.value.0 as usize..l.value.1 as usize);
+            // Both always convert: the parser accepted only token names and
+            // values of HTAB, SP, VCHAR and obs-text (RFC 9110 §5.1, §5.5),
+            // the sets `http` accepts. A line that did not would be skipped.
+            let (Ok(name), Ok(value)) = (header_name(&case), HeaderValue::from_maybe_shared(value))
+            else {
+                debug_assert!(false, "a parsed field line that http rejects");
+                continue;
+            };
+            names.append(name.clone(), CaseHeaderName::new(case));
+            map.append(name, value);
+        }
+        (map, names)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fields(head: &'static [u8], lines: &[(&str, &str)]) -> RawFields {
+        let find = |s: &str, from: usize| {
+            let at = head[from..]
+                .windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .unwrap()
+                + from;
+            at..at + s.len()
+        };
+        let mut from = 0;
+        let ranges: Vec<_> = lines
+            .iter()
+            .map(|(n, v)| {
+                let name = find(n, from);
+                let value = find(v, name.end);
+                from = value.end;
+                (name, value)
+            })
+            .collect();
+        RawFields::new(Bytes::from_static(head), ranges.into_iter()).unwrap()
+    }
+
+    #[test]
+    fn common_names_match_the_parsed_names() {
+        for spelling in [
+            "Host",
+            "date",
+            "ETag",
+            "Vary",
+            "Server",
+            "Accept",
+            "Cookie",
+            "Expires",
+            "Referer",
+            "Connection",
+            "Set-Cookie",
+            "User-Agent",
+            "Content-Type",
+            "Content-Length",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Cache-Control",
+            "Authorization",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Content-Encoding",
+            "Transfer-Encoding",
+            "X-Forwarded-For",
+            "x-forwarded-for",
+        ] {
+            let fast = common_name(spelling.as_bytes());
+            assert_eq!(
+                fast,
+                Some(HeaderName::from_bytes(spelling.as_bytes()).unwrap()),
+                "{spelling}"
+            );
+        }
+        assert_eq!(common_name(b"CONTENT-LENGTH"), None);
+        assert_eq!(common_name(b"X-Other"), None);
+    }
+
+    #[test]
+    fn values_are_found_case_insensitively_and_in_order() {
+        let f = fields(
+            b"X-A: 1\r\nConnection: close\r\nx-a: 2\r\n",
+            &[("X-A", "1"), ("Connection", "close"), ("x-a", "2")],
+        );
+        let xa = HeaderName::from_static("x-a");
+        assert_eq!(f.values(&xa).collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(
+            f.names().collect::<Vec<_>>(),
+            [&b"X-A"[..], b"Connection", b"x-a"]
+        );
+    }
+
+    #[test]
+    fn removing_a_name_drops_all_its_lines_and_the_rest_are_written_as_received() {
+        let mut f = fields(
+            b"X-A: 1\r\nConnection: close\r\nx-a: 2\r\nETag: \"v\"\r\n",
+            &[
+                ("X-A", "1"),
+                ("Connection", "close"),
+                ("x-a", "2"),
+                ("ETag", "\"v\""),
+            ],
+        );
+        assert!(f.remove(&HeaderName::from_static("x-a")));
+        assert!(!f.remove(&HeaderName::from_static("x-a")));
+        let mut out = BytesMut::new();
+        f.write_h1(&mut out);
+        assert_eq!(&out[..], b"Connection: close\r\nETag: \"v\"\r\n");
+        assert_eq!(f.names().count(), 2);
+    }
+
+    #[test]
+    fn the_map_keeps_values_order_and_spelling() {
+        let f = fields(
+            b"Set-Cookie: a\r\nX-CuStOm: b\r\nset-cookie: c\r\n",
+            &[("Set-Cookie", "a"), ("X-CuStOm", "b"), ("set-cookie", "c")],
+        );
+        let (map, names) = f.to_map(2);
+        let cookies: Vec<_> = map.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a", "c"]);
+        let mut out = BytesMut::new();
+        super::super::case::headers_to_h1_wire(&map, Some(&names), &mut out);
+        assert_eq!(
+            &out[..],
+            b"Set-Cookie: a\r\nset-cookie: c\r\nX-CuStOm: b\r\n".as_slice()
+        );
+    }
+
+    #[test]
+    fn known_names_are_numbered_whatever_their_case() {
+        for (i, k) in KNOWN.iter().enumerate() {
+            let upper = k.as_str().to_ascii_uppercase();
+            assert_eq!(known_id(upper.as_bytes()), i as u8 + 1, "{k}");
+            assert_eq!(known_id_of(k), i as u8 + 1, "{k}");
+        }
+        assert_eq!(known_id(b"X-Other"), 0);
+        assert_eq!(known_id_of(&HeaderName::from_static("x-other")), 0);
+        let f = fields(
+            b"CONTENT-LENGTH: 5\r\nX-Other: a\r\n",
+            &[("CONTENT-LENGTH", "5"), ("X-Other", "a")],
+        );
+        let cl = http::header::CONTENT_LENGTH;
+        assert_eq!(f.values(&cl).collect::<Vec<_>>(), [b"5"]);
+        assert_eq!(f.values(&http::header::CONNECTION).count(), 0);
+        let other = HeaderName::from_static("x-other");
+        assert_eq!(f.values(&other).collect::<Vec<_>>(), [b"a"]);
+    }
+
+    #[test]
+    fn ranges_outside_the_head_are_refused() {
+        let r = RawFields::new(Bytes::from_static(b"A: b"), [(0..1, 3..9)].into_iter());
+        assert!(r.is_none());
+    }
+}
