@@ -326,18 +326,23 @@ impl PeerOptions {
         self.alpn = ALPN::new(max, min);
     }
 
-    /// Feed the fields that decide connection interchangeability into `state`.
-    fn hash_reuse_fields<H: Hasher>(&self, state: &mut H) {
+    /// Feed the fields that decide connection interchangeability into
+    /// `state`; the TLS settings only when the connection uses TLS (`tls`):
+    /// two plain connections that differ only in them are the same.
+    fn hash_reuse_fields<H: Hasher>(&self, state: &mut H, tls: bool) {
         self.bind_to.hash(state);
+        self.alpn.hash(state);
+        self.max_h2_streams.hash(state);
+        if !tls {
+            return;
+        }
         self.verify_cert.hash(state);
         self.verify_hostname.hash(state);
         self.alternative_cn.hash(state);
-        self.alpn.hash(state);
         self.ca.as_deref().hash(state);
         self.use_system_certs.hash(state);
         self.min_tls_version.hash(state);
         self.max_tls_version.hash(state);
-        self.max_h2_streams.hash(state);
     }
 }
 
@@ -601,13 +606,16 @@ impl Peer for HttpPeer {
         let mut hasher = reuse_hasher();
         self._address.hash(&mut hasher);
         self.scheme.hash(&mut hasher);
-        self.sni.hash(&mut hasher);
         self.group_key.hash(&mut hasher);
-        self.client_cert_key
-            .as_ref()
-            .map(|c| c.fingerprint())
-            .hash(&mut hasher);
-        self.options.hash_reuse_fields(&mut hasher);
+        let tls = self.scheme == Scheme::HTTPS;
+        if tls {
+            self.sni.hash(&mut hasher);
+            self.client_cert_key
+                .as_ref()
+                .map(|c| c.fingerprint())
+                .hash(&mut hasher);
+        }
+        self.options.hash_reuse_fields(&mut hasher, tls);
         hasher.finish()
     }
 
@@ -704,7 +712,7 @@ impl Peer for BasicPeer {
         let mut hasher = reuse_hasher();
         self._address.hash(&mut hasher);
         self.sni.hash(&mut hasher);
-        self.options.hash_reuse_fields(&mut hasher);
+        self.options.hash_reuse_fields(&mut hasher, true);
         hasher.finish()
     }
 
@@ -813,6 +821,11 @@ mod tests {
         // timeouts do not make connections different
         b.options.read_timeout = Some(Duration::from_secs(1));
         assert_eq!(a.reuse_hash(), b.reuse_hash());
+        // nor do TLS settings and SNI on a plain connection
+        let mut c = HttpPeer::new(("127.0.0.1", 80), false, "a.example".into());
+        c.options.verify_cert = false;
+        c.options.min_tls_version = Some(TlsVersion::Tls13);
+        assert_eq!(a.reuse_hash(), c.reuse_hash());
     }
 
     #[test]
