@@ -158,7 +158,7 @@ impl CaseMap {
 
 /// The validated `HeaderName` for a case-preserving name.
 fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
-    HeaderName::from_bytes(name.as_slice()).or_err_with(ErrorType::InvalidHTTPHeader, || {
+    super::raw_fields::header_name(name.as_slice()).or_err_with(ErrorType::InvalidHTTPHeader, || {
         format!(
             "invalid header name {:?}",
             String::from_utf8_lossy(name.as_slice())
