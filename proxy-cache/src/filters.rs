@@ -358,7 +358,7 @@ pub fn merge_not_modified(
 /// comparison; `*` matches) decides when present, else
 /// `If-Modified-Since` against `Last-Modified`; only for GET and HEAD.
 pub fn not_modified_filter(req: &RequestHeader, resp: &ResponseHeader) -> bool {
-    if resp.status != http::StatusCode::OK || !request_cacheable(req) {
+    if resp.status_code() != http::StatusCode::OK || !request_cacheable(req) {
         return false;
     }
     if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {

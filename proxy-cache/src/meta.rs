@@ -269,20 +269,23 @@ impl CacheMeta {
             .or_err(ErrorType::InternalError, "cache meta: reason is not UTF-8")?
             .to_owned();
         let count = r.u32()? as usize;
-        let mut header = ResponseHeader::build(status, Some(count.min(256)))?;
-        header.set_version(version);
-        if !reason.is_empty() {
-            header.set_reason_phrase(Some(&reason))?;
-        }
+        // The lines stay in one copy of the header block, as received: a
+        // hit copies, changes and writes them without building a map.
+        let start = r.at;
+        let mut lines = Vec::with_capacity(count.min(256));
         for _ in 0..count {
             let nl = usize::from(r.u16()?);
-            let name =
-                proxy_core::http::CaseHeaderName::new(bytes::Bytes::copy_from_slice(r.take(nl)?));
+            let name = r.at - start..r.at - start + nl;
+            r.take(nl)?;
             let vl = r.u32()? as usize;
-            let value = http::HeaderValue::from_bytes(r.take(vl)?)
-                .or_err(ErrorType::InternalError, "cache meta: invalid header value")?;
-            header.append_header(name, value)?;
+            let value = r.at - start..r.at - start + vl;
+            r.take(vl)?;
+            lines.push((name, value));
         }
+        let block = bytes::Bytes::copy_from_slice(&buf[start..r.at]);
+        let reason = (!reason.is_empty()).then_some(reason.as_str());
+        let header = ResponseHeader::from_field_lines(status, version, reason, block, &lines)
+            .or_err(ErrorType::InternalError, "cache meta: invalid header")?;
         Ok(CacheMeta(Arc::new(MetaInner {
             fresh_until,
             created,

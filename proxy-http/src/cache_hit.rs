@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use crate::range::RangeType;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use http::Method;
 use proxy_cache::filters;
 use proxy_core::error::{Error, ErrorType, Result};
-use proxy_core::http::ResponseHeader;
+use proxy_core::http::{FieldLines, ResponseHeader};
 
 use crate::proxy::HttpProxy;
 use crate::proxy_trait::ProxyHttp;
@@ -42,10 +42,10 @@ where
             None => (None, false),
         };
         if let Some(len) = body_len {
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            resp.remove_header_named(&http::header::TRANSFER_ENCODING);
             // usually stored already, with this value
             let stored = single_value(&resp, &http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
+                .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<usize>().ok());
             if stored != Some(len) {
                 resp.insert_header(http::header::CONTENT_LENGTH, len)?;
@@ -63,7 +63,7 @@ where
             resp = filters::to_not_modified(&resp);
             RangeType::None
         } else if can_seek && body_len.is_some() {
-            if single_value(&resp, &http::header::ACCEPT_RANGES).is_none_or(|v| v != "bytes") {
+            if single_value(&resp, &http::header::ACCEPT_RANGES).is_none_or(|v| v != b"bytes") {
                 resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
             }
             self.inner.range_header_filter(session, &mut resp, ctx)
@@ -199,8 +199,8 @@ where
 }
 
 /// The value of `name` in `resp` when it has exactly one.
-fn single_value<'a>(resp: &'a ResponseHeader, name: &HeaderName) -> Option<&'a HeaderValue> {
-    let mut values = resp.headers.get_all(name).iter();
+fn single_value<'a>(resp: &'a ResponseHeader, name: &'a HeaderName) -> Option<&'a [u8]> {
+    let mut values = resp.field_values(name);
     let first = values.next()?;
     values.next().is_none().then_some(first)
 }

@@ -90,6 +90,7 @@ fn common_title_case(name: &[u8]) -> Option<&'static str> {
         b"age" => "Age",
         b"accept-ranges" => "Accept-Ranges",
         b"cache-control" => "Cache-Control",
+        b"cache-status" => "Cache-Status",
         b"connection" => "Connection",
         b"content-length" => "Content-Length",
         b"content-range" => "Content-Range",
@@ -157,17 +158,23 @@ impl CaseMap {
 }
 
 /// The validated `HeaderName` for a case-preserving name.
-fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
-    super::raw_fields::header_name(name.as_slice()).or_err_with(ErrorType::InvalidHTTPHeader, || {
-        format!(
-            "invalid header name {:?}",
-            String::from_utf8_lossy(name.as_slice())
-        )
-    })
+pub(crate) fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
+    super::raw_fields::header_name(name.as_slice()).or_err_with(
+        ErrorType::InvalidHTTPHeader,
+        || {
+            format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(name.as_slice())
+            )
+        },
+    )
 }
 
 /// Convert a value, naming the header in the error.
-fn header_value<V: TryInto<HeaderValue>>(name: &CaseHeaderName, value: V) -> Result<HeaderValue> {
+pub(crate) fn header_value<V: TryInto<HeaderValue>>(
+    name: &CaseHeaderName,
+    value: V,
+) -> Result<HeaderValue> {
     value.try_into().ok().or_err_with_ctx(name)
 }
 

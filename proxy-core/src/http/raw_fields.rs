@@ -19,8 +19,10 @@ use super::HMap;
 pub(crate) fn common_name(name: &[u8]) -> Option<HeaderName> {
     // a const: built at compile time, not validated at each use
     const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
     use http::header::*;
     Some(match name {
+        b"Age" | b"age" => AGE,
         b"Host" | b"host" => HOST,
         b"Date" | b"date" => DATE,
         b"ETag" | b"etag" => ETAG,
@@ -44,6 +46,7 @@ pub(crate) fn common_name(name: &[u8]) -> Option<HeaderName> {
         b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
         b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
         b"X-Forwarded-For" | b"x-forwarded-for" => X_FORWARDED_FOR,
+        b"Cache-Status" | b"cache-status" => CACHE_STATUS,
         _ => return None,
     })
 }
@@ -61,9 +64,10 @@ pub(crate) fn header_name(name: &[u8]) -> Result<HeaderName, http::header::Inval
 }
 
 /// The names the framework itself looks up in a received head (framing,
-/// connection management, hop-by-hop removal), numbered from 1 so a lookup
-/// compares one byte per line instead of a name; 0 is any other name.
-static KNOWN: [HeaderName; 8] = [
+/// connection management, hop-by-hop removal, serving cache hits),
+/// numbered from 1 so a lookup compares one byte per line instead of a
+/// name; 0 is any other name. At most 15 (a bit each in a `u16`).
+static KNOWN: [HeaderName; 15] = [
     http::header::CONNECTION,
     http::header::CONTENT_LENGTH,
     http::header::TRANSFER_ENCODING,
@@ -72,39 +76,71 @@ static KNOWN: [HeaderName; 8] = [
     http::header::TRAILER,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    http::header::AGE,
+    http::header::ACCEPT_RANGES,
+    http::header::CONTENT_RANGE,
+    http::header::ETAG,
+    http::header::LAST_MODIFIED,
+    http::header::VARY,
+    http::header::CACHE_CONTROL,
 ];
 
-/// The number of `name` (as received, any case) in [`KNOWN`], or 0. The
-/// length picks the one or two candidates to compare.
-fn known_id(name: &[u8]) -> u8 {
-    let candidates: &[u8] = match name.len() {
+/// The ids in [`KNOWN`] of the names `len` bytes long.
+fn known_by_len(len: usize) -> &'static [u8] {
+    match len {
         2 => &[5],
+        3 => &[9],
+        4 => &[12, 14],
         7 => &[4, 6],
         10 => &[1, 7],
+        13 => &[10, 11, 13, 15],
         14 => &[2],
         16 => &[8],
         17 => &[3],
-        _ => return 0,
-    };
-    for &id in candidates {
-        if KNOWN[usize::from(id) - 1]
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(name)
-        {
-            return id;
-        }
+        _ => &[],
     }
-    0
 }
 
-/// The number of `name` in [`KNOWN`], or 0 (a standard name compares as
-/// an enum, not as bytes).
-fn known_id_of(name: &HeaderName) -> u8 {
-    KNOWN
+/// The number of `name` (as received, any case) in [`KNOWN`], or 0.
+fn known_id(name: &[u8]) -> u8 {
+    known_by_len(name.len())
         .iter()
-        .position(|k| k == name)
-        .map_or(0, |i| i as u8 + 1)
+        .copied()
+        .find(|&id| {
+            KNOWN[usize::from(id) - 1]
+                .as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(name)
+        })
+        .unwrap_or(0)
+}
+
+/// The number of `name` in [`KNOWN`], or 0: `HeaderName`s compare without
+/// looking at their bytes when both are standard names.
+fn known_id_of(name: &HeaderName) -> u8 {
+    known_by_len(name.as_str().len())
+        .iter()
+        .copied()
+        .find(|&id| KNOWN[usize::from(id) - 1] == *name)
+        .unwrap_or(0)
+}
+
+/// Whether `name` is a token (RFC 9110 §5.1: `tchar`s), as `HeaderName`
+/// accepts.
+pub(crate) fn is_token(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= u16::MAX as usize
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` is a field value `HeaderValue` accepts: visible bytes,
+/// space, tab and obs-text, no CR, LF, NUL or DEL (RFC 9110 §5.5).
+pub(crate) fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Where one field line's name and value lie in the head (byte offsets),
@@ -116,12 +152,23 @@ pub(crate) struct RawLine {
     known: u8,
 }
 
-/// The field lines of a parsed head, in order, as slices of its bytes.
+/// A field line added after the head was received (an `Age`, a
+/// `Cache-Status`...): written after the received lines.
+#[derive(Debug, Clone)]
+struct AddedLine {
+    case: CaseHeaderName,
+    name: HeaderName,
+    value: HeaderValue,
+}
+
+/// The field lines of a parsed head, in order, as slices of its bytes, and
+/// the lines added since.
 #[derive(Debug, Clone)]
 pub(crate) struct RawFields {
     head: Bytes,
     lines: Vec<RawLine>,
-    /// Bit `n` set: a line with known name `n` is present.
+    added: Vec<AddedLine>,
+    /// Bit `n` set: a line with known name `n` is present (received or added).
     present: u16,
 }
 
@@ -152,6 +199,7 @@ impl RawFields {
         Some(RawFields {
             head,
             lines,
+            added: Vec::new(),
             present,
         })
     }
@@ -168,10 +216,11 @@ impl RawFields {
         let want = name.as_str().as_bytes();
         let known = known_id_of(name);
         // a known name that no line has: nothing to walk
-        let lines = if known != 0 && self.present & (1 << known) == 0 {
-            &[][..]
+        let absent = known != 0 && self.present & (1 << known) == 0;
+        let (lines, added) = if absent {
+            (&[][..], &[][..])
         } else {
-            &self.lines[..]
+            (&self.lines[..], &self.added[..])
         };
         lines
             .iter()
@@ -180,6 +229,18 @@ impl RawFields {
                 k => l.known == k,
             })
             .map(|l| self.bytes(l.value))
+            .chain(
+                added
+                    .iter()
+                    .filter(move |a| a.name == *name)
+                    .map(|a| a.value.as_bytes()),
+            )
+    }
+
+    /// Add a line after the others (`name` is `case` validated).
+    pub(crate) fn add(&mut self, case: CaseHeaderName, name: HeaderName, value: HeaderValue) {
+        self.present |= 1 << known_id_of(&name);
+        self.added.push(AddedLine { case, name, value });
     }
 
     /// Whether a line named `name` is present.
@@ -192,7 +253,10 @@ impl RawFields {
 
     /// Every name, once per line, as received.
     pub(crate) fn names(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines.iter().map(|l| self.bytes(l.name))
+        self.lines
+            .iter()
+            .map(|l| self.bytes(l.name))
+            .chain(self.added.iter().map(|a| a.case.as_slice()))
     }
 
     /// Drop every line named `name`; whether there was one.
@@ -205,7 +269,8 @@ impl RawFields {
             }
             self.present &= !(1 << known);
         }
-        let before = self.lines.len();
+        let before = self.lines.len() + self.added.len();
+        self.added.retain(|a| a.name != *name);
         let head = &self.head;
         self.lines.retain(|l| match known {
             0 => {
@@ -217,7 +282,7 @@ impl RawFields {
             }
             k => l.known != k,
         });
-        self.lines.len() != before
+        self.lines.len() + self.added.len() != before
     }
 
     /// Write the lines (`Name: value\r\n` each) into `buf`, names as
@@ -228,11 +293,22 @@ impl RawFields {
             .iter()
             .map(|l| (l.name.1 - l.name.0 + l.value.1 - l.value.0) as usize + 4)
             .sum();
-        buf.reserve(size);
+        let added: usize = self
+            .added
+            .iter()
+            .map(|a| a.case.as_slice().len() + a.value.len() + 4)
+            .sum();
+        buf.reserve(size + added);
         for l in &self.lines {
             buf.put_slice(self.bytes(l.name));
             buf.put_slice(b": ");
             buf.put_slice(self.bytes(l.value));
+            buf.put_slice(b"\r\n");
+        }
+        for a in &self.added {
+            buf.put_slice(a.case.as_slice());
+            buf.put_slice(b": ");
+            buf.put_slice(a.value.as_bytes());
             buf.put_slice(b"\r\n");
         }
     }
@@ -240,8 +316,9 @@ impl RawFields {
     /// The lines as a `HeaderMap` with `spare` more slots, and their
     /// spellings. The values share the head's bytes (no copy).
     pub(crate) fn to_map(&self, spare: usize) -> (HMap, CaseMap) {
-        let mut map = HMap::with_capacity(self.lines.len() + spare);
-        let mut names = CaseMap::with_capacity(self.lines.len() + spare);
+        let n = self.lines.len() + self.added.len() + spare;
+        let mut map = HMap::with_capacity(n);
+        let mut names = CaseMap::with_capacity(n);
         for l in &self.lines {
             let case = self.head.slice(l.name.0 as usize..l.name.1 as usize);
             let value = self.head.slice(l.value.0 as usize..l.value.1 as usize);
@@ -255,6 +332,10 @@ impl RawFields {
             };
             names.append(name.clone(), CaseHeaderName::new(case));
             map.append(name, value);
+        }
+        for a in &self.added {
+            names.append(a.name.clone(), a.case.clone());
+            map.append(a.name.clone(), a.value.clone());
         }
         (map, names)
     }
@@ -314,6 +395,8 @@ mod tests {
             "Transfer-Encoding",
             "X-Forwarded-For",
             "x-forwarded-for",
+            "Age",
+            "Cache-Status",
         ] {
             let fast = common_name(spelling.as_bytes());
             assert_eq!(

@@ -10,7 +10,7 @@ use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
 use super::field_lines::{FieldLines, OneOf};
-use super::raw_fields::RawFields;
+use super::raw_fields::{is_field_value, is_token, RawFields};
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{Error, ErrorType, OrErr, Result};
 
@@ -53,14 +53,23 @@ struct Received {
 }
 
 impl Clone for ResponseHeader {
-    /// The copy holds the header as `http` types (built now if needed), so
-    /// a stored copy, such as a cache entry's, is changed per use without
-    /// being built again.
+    /// A header held as received copies as received (a reference count and
+    /// the list of line positions; its `HeaderMap`, if one was built, is
+    /// built again when the copy needs one), so a stored header, such as a
+    /// cache entry's, is copied, given its `Age` and written per hit
+    /// without a map.
     fn clone(&self) -> Self {
-        ResponseHeader {
-            full: OnceLock::from(self.full().clone()),
-            received: None,
-            reason_phrase: self.reason_phrase.clone(),
+        match &self.received {
+            Some(r) => ResponseHeader {
+                full: OnceLock::new(),
+                received: Some(r.clone()),
+                reason_phrase: self.reason_phrase.clone(),
+            },
+            None => ResponseHeader {
+                full: OnceLock::from(self.full().clone()),
+                received: None,
+                reason_phrase: self.reason_phrase.clone(),
+            },
         }
     }
 }
@@ -127,6 +136,36 @@ impl ResponseHeader {
             base,
             header_name_map,
         }
+    }
+
+    /// A header over field lines held in one block of bytes, such as a
+    /// cache's stored form: `lines` gives each line's name and value as
+    /// byte ranges of `block`. The header is held as these lines (see the
+    /// type's documentation) until something needs a `HeaderMap`.
+    ///
+    /// # Errors
+    /// `InvalidHTTPHeader` for an invalid status or reason phrase, a range
+    /// outside `block`, a name that is not a token or a value with control
+    /// bytes (RFC 9110 §5.1, §5.5).
+    pub fn from_field_lines(
+        status: impl TryInto<StatusCode>,
+        version: Version,
+        reason: Option<&str>,
+        block: bytes::Bytes,
+        lines: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
+    ) -> Result<Self> {
+        let status = status
+            .try_into()
+            .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid status code")?;
+        let valid = lines.iter().all(|(n, v)| {
+            block.get(n.clone()).is_some_and(is_token)
+                && block.get(v.clone()).is_some_and(is_field_value)
+        });
+        let fields = valid
+            .then(|| RawFields::new(block, lines.iter().cloned()))
+            .flatten()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "invalid field line"))?;
+        Self::from_parsed(status, version, reason, fields)
     }
 
     /// The status code, without building the header map of a parsed header.
@@ -201,11 +240,20 @@ impl ResponseHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
+        let name = name.into_case_header_name();
+        if let Some(r) = self.received.as_mut() {
+            let hname = case::header_name(&name)?;
+            let value = case::header_value(&name, value)?;
+            self.full = OnceLock::new();
+            r.fields.remove(&hname);
+            r.fields.add(name, hname, value);
+            return Ok(());
+        }
         let full = self.full_mut();
         case::insert_header(
             &mut full.base.headers,
             full.header_name_map.as_mut(),
-            name.into_case_header_name(),
+            name,
             value,
         )
     }
@@ -220,11 +268,20 @@ impl ResponseHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<bool> {
+        let name = name.into_case_header_name();
+        if let Some(r) = self.received.as_mut() {
+            let hname = case::header_name(&name)?;
+            let value = case::header_value(&name, value)?;
+            self.full = OnceLock::new();
+            let had = r.fields.has(&hname);
+            r.fields.add(name, hname, value);
+            return Ok(had);
+        }
         let full = self.full_mut();
         case::append_header(
             &mut full.base.headers,
             full.header_name_map.as_mut(),
-            name.into_case_header_name(),
+            name,
             value,
         )
     }
@@ -240,10 +297,9 @@ impl ResponseHeader {
     }
 
     /// Remove every value of `name`; whether there was any. Cheaper than
-    /// [`ResponseHeader::remove_header`] when the `HeaderName` is at hand.
-    /// A received header stays as received (its other lines are not turned
-    /// into a map).
-    pub(crate) fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
+    /// [`ResponseHeader::remove_header`] when the `HeaderName` is at hand:
+    /// a header held as received stays so (no `HeaderMap` is built).
+    pub fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
         if let Some(r) = &mut self.received {
             // the copy in `full`, if one was made, would be out of date
             self.full = OnceLock::new();
@@ -405,6 +461,79 @@ mod tests {
         let mut b = BytesMut::new();
         r.header_to_h1_wire(&mut b);
         assert_eq!(&b[..], b"Content-Length: 12\r\nX-CuStOm: a\r\n");
+    }
+
+    fn received() -> ResponseHeader {
+        let block = bytes::Bytes::from_static(b"Content-Length5X-CuStOmaAge9");
+        ResponseHeader::from_field_lines(
+            200,
+            Version::HTTP_11,
+            None,
+            block,
+            &[(0..14, 14..15), (15..23, 23..24), (24..27, 27..28)],
+        )
+        .unwrap()
+    }
+
+    fn wire(r: &ResponseHeader) -> String {
+        let mut b = BytesMut::new();
+        r.header_to_h1_wire(&mut b);
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_received_header_is_changed_and_written_without_a_map() {
+        let mut r = received();
+        let copy = r.clone();
+        r.insert_header(http::header::AGE, "10").unwrap();
+        assert!(!r.append_header("Cache-Status", "proxy; hit").unwrap());
+        assert!(r.append_header("x-custom", "b").unwrap());
+        assert!(r.remove_header_named(&http::header::CONTENT_LENGTH));
+        assert!(r.received.is_some() && r.full.get().is_none());
+        assert_eq!(
+            wire(&r),
+            "X-CuStOm: a\r\nAge: 10\r\nCache-Status: proxy; hit\r\nx-custom: b\r\n"
+        );
+        let age = http::header::AGE;
+        assert_eq!(r.field_values(&age).collect::<Vec<_>>(), [b"10"]);
+        // the map, when asked for, holds the same lines
+        assert_eq!(r.headers.get_all("x-custom").iter().count(), 2);
+        assert_eq!(r.headers["age"], "10");
+        assert!(r.headers.get("content-length").is_none());
+        // the copy taken before is untouched
+        assert_eq!(
+            wire(&copy),
+            "Content-Length: 5\r\nX-CuStOm: a\r\nAge: 9\r\n"
+        );
+        assert_eq!(copy.status_code(), 200);
+    }
+
+    #[test]
+    fn changing_the_map_leaves_the_received_lines_behind() {
+        let mut r = received();
+        r.headers
+            .insert("x-new", http::HeaderValue::from_static("n"));
+        assert!(r.received.is_none());
+        assert!(wire(&r).contains("x-new: n\r\n"));
+        assert!(wire(&r).contains("Content-Length: 5\r\n"));
+    }
+
+    #[test]
+    fn invalid_field_lines_are_refused() {
+        let bad = |block: &'static [u8],
+                   lines: &[(std::ops::Range<usize>, std::ops::Range<usize>)]| {
+            ResponseHeader::from_field_lines(
+                200,
+                Version::HTTP_11,
+                None,
+                bytes::Bytes::from_static(block),
+                lines,
+            )
+            .is_err()
+        };
+        assert!(bad(b"A Bv", &[(0..3, 3..4)]));
+        assert!(bad(b"Av\r", &[(0..1, 1..3)]));
+        assert!(bad(b"Av", &[(0..1, 1..9)]));
     }
 
     #[test]
