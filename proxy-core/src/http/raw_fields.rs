@@ -85,44 +85,100 @@ static KNOWN: [HeaderName; 15] = [
     http::header::CACHE_CONTROL,
 ];
 
-/// The ids in [`KNOWN`] of the names `len` bytes long.
-fn known_by_len(len: usize) -> &'static [u8] {
-    match len {
-        2 => &[5],
-        3 => &[9],
-        4 => &[12, 14],
-        7 => &[4, 6],
-        10 => &[1, 7],
-        13 => &[10, 11, 13, 15],
-        14 => &[2],
-        16 => &[8],
-        17 => &[3],
-        _ => &[],
+/// [`KNOWN`]'s names as bytes, in the same order (comparing received bytes
+/// with these needs no `HeaderName::as_str` per candidate).
+static KNOWN_BYTES: [&[u8]; 15] = [
+    b"connection",
+    b"content-length",
+    b"transfer-encoding",
+    b"upgrade",
+    b"te",
+    b"trailer",
+    b"keep-alive",
+    b"proxy-connection",
+    b"age",
+    b"accept-ranges",
+    b"content-range",
+    b"etag",
+    b"last-modified",
+    b"vary",
+    b"cache-control",
+];
+
+/// The one id in [`KNOWN`] that a name of `len` bytes starting with
+/// `first` and ending with `last` (both lower case) can have, or 0: these
+/// three tell the known names apart, so a lookup compares one candidate.
+fn candidate(len: usize, first: u8, last: u8) -> u8 {
+    match (len, first, last) {
+        (10, b'c', b'n') => 1,
+        (14, b'c', b'h') => 2,
+        (17, b't', b'g') => 3,
+        (7, b'u', b'e') => 4,
+        (2, b't', b'e') => 5,
+        (7, b't', b'r') => 6,
+        (10, b'k', b'e') => 7,
+        (16, b'p', b'n') => 8,
+        (3, b'a', b'e') => 9,
+        (13, b'a', b's') => 10,
+        (13, b'c', b'e') => 11,
+        (4, b'e', b'g') => 12,
+        (13, b'l', b'd') => 13,
+        (4, b'v', b'y') => 14,
+        (13, b'c', b'l') => 15,
+        _ => 0,
     }
+}
+
+/// The candidate id for `name` (any case), per [`candidate`].
+fn candidate_of(name: &[u8]) -> u8 {
+    match (name.first(), name.last()) {
+        (Some(f), Some(l)) => candidate(name.len(), f | 0x20, l | 0x20),
+        _ => 0,
+    }
+}
+
+/// Whether `name` (a token as received) is `lower` (a lower-case name of
+/// letters and `-`) in any case: each byte with the ASCII case bit set must
+/// equal `lower`'s, compared eight bytes at a time. Setting the bit maps
+/// only `A-Z` onto `a-z` among token bytes, and `-` to itself.
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    for (x, y) in a.by_ref().zip(b.by_ref()) {
+        // chunks_exact(8) yields 8-byte slices: the conversions cannot fail
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            return false;
+        };
+        if u64::from_le_bytes(x) | CASE != u64::from_le_bytes(y) {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == *y)
 }
 
 /// The number of `name` (as received, any case) in [`KNOWN`], or 0.
 fn known_id(name: &[u8]) -> u8 {
-    known_by_len(name.len())
-        .iter()
-        .copied()
-        .find(|&id| {
-            KNOWN[usize::from(id) - 1]
-                .as_str()
-                .as_bytes()
-                .eq_ignore_ascii_case(name)
-        })
-        .unwrap_or(0)
+    match candidate_of(name) {
+        0 => 0,
+        id if eq_lower(name, KNOWN_BYTES[usize::from(id) - 1]) => id,
+        _ => 0,
+    }
 }
 
-/// The number of `name` in [`KNOWN`], or 0: `HeaderName`s compare without
-/// looking at their bytes when both are standard names.
+/// The number of `name` in [`KNOWN`], or 0 (one candidate, compared as a
+/// `HeaderName`: standard names compare as small integers).
 fn known_id_of(name: &HeaderName) -> u8 {
-    known_by_len(name.as_str().len())
-        .iter()
-        .copied()
-        .find(|&id| KNOWN[usize::from(id) - 1] == *name)
-        .unwrap_or(0)
+    match candidate_of(name.as_str().as_bytes()) {
+        0 => 0,
+        id if KNOWN[usize::from(id) - 1] == *name => id,
+        _ => 0,
+    }
 }
 
 /// Whether `name` is a token (RFC 9110 §5.1: `tchar`s), as `HeaderName`
@@ -212,29 +268,17 @@ impl RawFields {
     }
 
     /// Every value of `name` (case-insensitive), in order.
-    pub(crate) fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        let want = name.as_str().as_bytes();
+    pub(crate) fn values<'a>(&'a self, name: &'a HeaderName) -> RawValues<'a> {
         let known = known_id_of(name);
         // a known name that no line has: nothing to walk
         let absent = known != 0 && self.present & (1 << known) == 0;
-        let (lines, added) = if absent {
-            (&[][..], &[][..])
-        } else {
-            (&self.lines[..], &self.added[..])
-        };
-        lines
-            .iter()
-            .filter(move |l| match known {
-                0 => l.known == 0 && self.bytes(l.name).eq_ignore_ascii_case(want),
-                k => l.known == k,
-            })
-            .map(|l| self.bytes(l.value))
-            .chain(
-                added
-                    .iter()
-                    .filter(move |a| a.name == *name)
-                    .map(|a| a.value.as_bytes()),
-            )
+        RawValues {
+            fields: self,
+            name,
+            known,
+            line: if absent { self.lines.len() } else { 0 },
+            added: if absent { self.added.len() } else { 0 },
+        }
     }
 
     /// Add a line after the others (`name` is `case` validated).
@@ -338,6 +382,45 @@ impl RawFields {
             map.append(a.name.clone(), a.value.clone());
         }
         (map, names)
+    }
+}
+
+/// The values of one name in [`RawFields`]: the received lines', then the
+/// added ones.
+pub(crate) struct RawValues<'a> {
+    fields: &'a RawFields,
+    name: &'a HeaderName,
+    known: u8,
+    line: usize,
+    added: usize,
+}
+
+impl<'a> Iterator for RawValues<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let f = self.fields;
+        while let Some(l) = f.lines.get(self.line) {
+            self.line += 1;
+            let hit = match self.known {
+                0 => {
+                    l.known == 0
+                        && f.bytes(l.name)
+                            .eq_ignore_ascii_case(self.name.as_str().as_bytes())
+                }
+                k => l.known == k,
+            };
+            if hit {
+                return Some(f.bytes(l.value));
+            }
+        }
+        while let Some(a) = f.added.get(self.added) {
+            self.added += 1;
+            if a.name == *self.name {
+                return Some(a.value.as_bytes());
+            }
+        }
+        None
     }
 }
 
@@ -460,6 +543,14 @@ mod tests {
     }
 
     #[test]
+    fn the_known_tables_agree() {
+        for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(KNOWN_BYTES[i], k.as_str().as_bytes());
+            assert_eq!(candidate_of(KNOWN_BYTES[i]), i as u8 + 1, "{k}");
+        }
+    }
+
+    #[test]
     fn known_names_are_numbered_whatever_their_case() {
         for (i, k) in KNOWN.iter().enumerate() {
             let upper = k.as_str().to_ascii_uppercase();
@@ -467,6 +558,9 @@ mod tests {
             assert_eq!(known_id_of(k), i as u8 + 1, "{k}");
         }
         assert_eq!(known_id(b"X-Other"), 0);
+        assert_eq!(known_id(b"Content-Lengtx"), 0);
+        assert_eq!(known_id(b"TRANSFER-ENCODINg"), 3);
+        assert_eq!(known_id(b"transfer_encoding"), 0);
         assert_eq!(known_id_of(&HeaderName::from_static("x-other")), 0);
         let f = fields(
             b"CONTENT-LENGTH: 5\r\nX-Other: a\r\n",
@@ -477,6 +571,10 @@ mod tests {
         assert_eq!(f.values(&http::header::CONNECTION).count(), 0);
         let other = HeaderName::from_static("x-other");
         assert_eq!(f.values(&other).collect::<Vec<_>>(), [b"a"]);
+        let f = fields(b"X_Under^1: u\r\n", &[("X_Under^1", "u")]);
+        let under = HeaderName::from_static("x_under^1");
+        assert_eq!(f.values(&under).collect::<Vec<_>>(), [b"u"]);
+        assert_eq!(f.values(&HeaderName::from_static("x_under~1")).count(), 0);
     }
 
     #[test]
