@@ -58,7 +58,7 @@ impl Session {
     ///
     /// # Errors
     /// As `v1::server::HttpSession::wait_for_request`.
-    pub async fn wait_for_request(&self) -> Result<bool> {
+    pub async fn wait_for_request(&mut self) -> Result<bool> {
         match self {
             Session::H1(s) => s.wait_for_request().await,
             Session::H2(_) => Ok(true),

@@ -13,6 +13,7 @@ use super::common::{
     DEFAULT_KEEPALIVE_SECS, INIT_HEADER_BUF_SIZE,
 };
 use super::head::{self, HeadParse};
+use super::idle_timer::IdleTimer;
 use crate::error::{Error, ErrorType, Result};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
@@ -74,6 +75,8 @@ pub struct HttpSession {
     reused: bool,
     client_addr: Option<SocketAddr>,
     server_addr: Option<SocketAddr>,
+    /// The wait for the next request's timer, kept across requests.
+    idle_timer: IdleTimer,
 }
 
 impl HttpSession {
@@ -107,6 +110,7 @@ impl HttpSession {
             reused: false,
             client_addr,
             server_addr,
+            idle_timer: IdleTimer::default(),
         }
     }
 
@@ -121,20 +125,28 @@ impl HttpSession {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn wait_for_request(&self) -> Result<bool> {
+    pub async fn wait_for_request(&mut self) -> Result<bool> {
         if !self.buf.is_empty() {
             return Ok(true);
         }
-        match common::wait_readable(
-            &self.stream,
-            self.first_byte_timeout(),
-            "waiting for a request",
-        )
-        .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if e.etype() == &ErrorType::ReadTimedout => Ok(false),
-            Err(e) => Err(e.into_down()),
+        let timeout = self.first_byte_timeout();
+        let stream = &self.stream;
+        let ready = |cx: &mut std::task::Context<'_>| stream.poll_read_ready(cx);
+        let readable = match timeout {
+            // the timer is moved lazily: it may stay armed up to a quarter
+            // of the timeout early, and is moved on when it fires early
+            Some(t) => {
+                let deadline = tokio::time::Instant::now() + t;
+                self.idle_timer.wait(deadline, t / 4, ready).await
+            }
+            None => Some(std::future::poll_fn(ready).await),
+        };
+        match readable {
+            Some(Ok(())) => Ok(true),
+            None => Ok(false),
+            Some(Err(e)) => {
+                Err(Error::because(ErrorType::ReadError, "waiting for a request", e).into_down())
+            }
         }
     }
 
