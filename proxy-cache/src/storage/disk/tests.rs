@@ -72,6 +72,19 @@ fn temp_files(dir: &Path) -> usize {
     fs::read_dir(dir.join(TMP_DIR)).map_or(0, |d| d.count())
 }
 
+/// [`temp_files`] once an abandoned fill's temporary file is gone: a
+/// dropped miss handler deletes it on the blocking pool, not before its
+/// drop returns. Waits at most 5 s.
+async fn temp_files_settled(dir: &Path) -> usize {
+    for _ in 0..500 {
+        if temp_files(dir) == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    temp_files(dir)
+}
+
 #[tokio::test]
 async fn filled_entry_is_found_whole_and_seeks() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +96,7 @@ async fn filled_entry_is_found_whole_and_seeks() {
     assert_eq!(cache.used_bytes(), du(dir.path()));
     assert_eq!(size % 4096, 0);
     assert!(entry_path(dir.path(), &key.combined_bin()).is_file());
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "one");
     assert_eq!(hit.body_len(), Some(300_000));
@@ -213,7 +226,7 @@ async fn an_abandoned_fill_fails_its_readers_and_leaves_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     assert!(!entry_path(dir.path(), &key.combined_bin()).exists());
 }
 
@@ -253,7 +266,7 @@ async fn leftover_temporary_files_are_removed_at_start() {
     std::mem::forget(miss);
     assert_eq!(temp_files(dir.path()), 1);
     let again = open(dir.path(), 1 << 30);
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     assert!(again.is_empty());
     assert!(again.lookup(&key).await.unwrap().is_none());
 }
@@ -320,7 +333,7 @@ async fn purge_deletes_the_file_and_stops_a_fill() {
         .unwrap());
     miss.finish().await.unwrap();
     assert!(cache.lookup(&key).await.unwrap().is_none());
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     assert_eq!(cache.used_bytes(), du(dir.path()));
 }
 
@@ -338,7 +351,7 @@ async fn update_meta_keeps_the_body_and_survives_a_restart() {
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "a-much-longer-new-tag");
     assert_eq!(read_all(&mut hit).await.unwrap(), body(100_000));
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     let again = open(dir.path(), 1 << 30);
     let (m, _) = again.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "a-much-longer-new-tag");
@@ -368,7 +381,7 @@ async fn a_fill_past_the_budget_is_not_stored() {
     drop(miss);
     assert!(cache.lookup(&big).await.unwrap().is_none());
     assert!(cache.lookup(&small).await.unwrap().is_some());
-    assert_eq!(temp_files(dir.path()), 0);
+    assert_eq!(temp_files_settled(dir.path()).await, 0);
     // the directory, tmp/, two levels of directories and a 3-block entry
     assert_eq!(cache.used_bytes(), 7 * 4096);
     assert_eq!(cache.used_bytes(), du(dir.path()));
