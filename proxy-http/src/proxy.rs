@@ -382,15 +382,21 @@ where
     ) -> Option<Stream> {
         // HTTP/2 when TLS chose it by ALPN, or (h2c) the client opens with
         // the HTTP/2 preface on a plain listener; else HTTP/1.x
+        // The HTTP/2 paths and the preface detection are boxed: awaited in
+        // place, their futures would size every connection's future, and an
+        // idle HTTP/1.1 keep-alive connection would carry their room.
         if stream.ssl_digest().is_some_and(|d| d.is_h2()) {
-            self.serve_h2(stream, shutdown).await;
+            Box::pin(self.serve_h2(stream, shutdown)).await;
             return None;
         }
         let stream = if self.server_options.h2c && stream.ssl_digest().is_none() {
-            let (is_h2, stream) =
-                prior_knowledge::detect(stream, self.server_options.header_read_timeout).await;
+            let (is_h2, stream) = Box::pin(prior_knowledge::detect(
+                stream,
+                self.server_options.header_read_timeout,
+            ))
+            .await;
             if is_h2 {
-                self.serve_h2(stream, shutdown).await;
+                Box::pin(self.serve_h2(stream, shutdown)).await;
                 return None;
             }
             stream

@@ -284,7 +284,9 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
                         // the handshake runs here, on the connection's task,
                         // so a slow client never holds up the accept loop
                         let stream = match tls {
-                            Some(tls) => match tls.handshake(stream).await {
+                            // boxed: its future would otherwise size the
+                            // task of every connection, for its whole life
+                            Some(tls) => match Box::pin(tls.handshake(stream)).await {
                                 Ok(s) => s,
                                 Err(e) => {
                                     debug!("{e}");
