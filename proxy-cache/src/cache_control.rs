@@ -29,7 +29,7 @@
 
 use std::borrow::Cow;
 
-use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::http::{is_tchar, RequestHeader, ResponseHeader};
 
 /// The largest delta-seconds value kept: 2^31 (RFC 9111 §1.2.2).
 pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
@@ -304,11 +304,6 @@ fn parse_delta(s: &str) -> Option<u32> {
     }
     // n < 2^31 here, so it fits.
     u32::try_from(n).ok()
-}
-
-/// RFC 9110 §5.6.2 tchar.
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn is_ows(b: u8) -> bool {

@@ -9,7 +9,7 @@
 //! repeated whitespace removed, list members trimmed; for `Accept-Encoding`
 //! also lowercased and sorted, so `gzip, br` and `br,gzip` match.
 
-use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::http::{is_tchar, RequestHeader, ResponseHeader};
 
 use crate::key::{hash_parts, HashBinary};
 
@@ -56,10 +56,6 @@ pub fn vary_names(resp: &ResponseHeader) -> VaryNames {
     out.names.sort();
     out.names.dedup();
     out
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Builds a variance digest from (name, value) pairs in any order.

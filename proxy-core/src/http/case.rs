@@ -158,7 +158,7 @@ impl CaseMap {
 }
 
 /// The validated `HeaderName` for a case-preserving name.
-pub(crate) fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
+fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
     super::raw_fields::header_name(name.as_slice()).or_err_with(
         ErrorType::InvalidHTTPHeader,
         || {
@@ -171,11 +171,17 @@ pub(crate) fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
 }
 
 /// Convert a value, naming the header in the error.
-pub(crate) fn header_value<V: TryInto<HeaderValue>>(
+fn header_value<V: TryInto<HeaderValue>>(name: &CaseHeaderName, value: V) -> Result<HeaderValue> {
+    value.try_into().ok().or_err_with_ctx(name)
+}
+
+/// The `HeaderName` and `HeaderValue` for a header to add, each checked
+/// (RFC 9110 §5.1, §5.5), with the header named in the error.
+pub(crate) fn validated<V: TryInto<HeaderValue>>(
     name: &CaseHeaderName,
     value: V,
-) -> Result<HeaderValue> {
-    value.try_into().ok().or_err_with_ctx(name)
+) -> Result<(HeaderName, HeaderValue)> {
+    Ok((header_name(name)?, header_value(name, value)?))
 }
 
 trait ValueCtx<T> {
@@ -201,8 +207,7 @@ pub(crate) fn insert_header<V: TryInto<HeaderValue>>(
     name: CaseHeaderName,
     value: V,
 ) -> Result<()> {
-    let hname = header_name(&name)?;
-    let value = header_value(&name, value)?;
+    let (hname, value) = validated(&name, value)?;
     if let Some(case) = case {
         case.remove(&hname);
         case.append(hname.clone(), name);
@@ -219,8 +224,7 @@ pub(crate) fn append_header<V: TryInto<HeaderValue>>(
     name: CaseHeaderName,
     value: V,
 ) -> Result<bool> {
-    let hname = header_name(&name)?;
-    let value = header_value(&name, value)?;
+    let (hname, value) = validated(&name, value)?;
     if let Some(case) = case {
         case.append(hname.clone(), name);
     }

@@ -24,12 +24,14 @@ mod field_lines;
 pub(crate) mod raw_fields;
 mod request;
 mod response;
+mod syntax;
 
 pub use case::{CaseHeaderName, IntoCaseHeaderName};
 pub use field_lines::FieldLines;
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 pub use request::RequestHeader;
 pub use response::ResponseHeader;
+pub use syntax::{is_field_value, is_tchar, is_token};
 
 /// The header map type used throughout: `http::HeaderMap<HeaderValue>`.
 pub type HMap = http::HeaderMap<HeaderValue>;

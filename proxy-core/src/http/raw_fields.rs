@@ -6,11 +6,14 @@
 //! from these bytes. The map is built only when something asks for it (see
 //! [`ResponseHeader`](super::ResponseHeader)).
 
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 
 use super::case::{CaseHeaderName, CaseMap};
 use super::HMap;
+use crate::error::{Error, ErrorType, Result};
 
 /// The `HeaderName` of the names most messages carry, spelled as clients
 /// and servers usually send them (Title-Case, or lower case), without
@@ -63,6 +66,33 @@ pub(crate) fn header_name(name: &[u8]) -> Result<HeaderName, http::header::Inval
     }
 }
 
+/// One field line of `head` as `http` types: the name, its spelling as
+/// received (a slice of `head`, no copy) and the value (a slice too).
+///
+/// # Errors
+/// `InvalidHTTPHeader` if a range is outside `head`, the name is not a
+/// token or the value has bytes a field value may not (RFC 9110 §5.1, §5.5).
+pub(crate) fn field_line(
+    head: &Bytes,
+    name: Range<usize>,
+    value: Range<usize>,
+) -> Result<(HeaderName, Bytes, HeaderValue)> {
+    let invalid = |what: String| Error::explain(ErrorType::InvalidHTTPHeader, what);
+    if head.get(name.clone()).is_none() || head.get(value.clone()).is_none() {
+        return Err(invalid("header outside the parsed head".into()));
+    }
+    let case = head.slice(name);
+    let hname = header_name(&case).map_err(|_| {
+        invalid(format!(
+            "invalid header name {:?}",
+            String::from_utf8_lossy(&case)
+        ))
+    })?;
+    let value = HeaderValue::from_maybe_shared(head.slice(value))
+        .map_err(|_| invalid(format!("invalid value of header {hname}")))?;
+    Ok((hname, case, value))
+}
+
 /// The names the framework itself looks up in a received head (framing,
 /// connection management, hop-by-hop removal, serving cache hits),
 /// numbered from 1 so a lookup compares one byte per line instead of a
@@ -85,25 +115,10 @@ static KNOWN: [HeaderName; 15] = [
     http::header::CACHE_CONTROL,
 ];
 
-/// [`KNOWN`]'s names as bytes, in the same order (comparing received bytes
-/// with these needs no `HeaderName::as_str` per candidate).
-static KNOWN_BYTES: [&[u8]; 15] = [
-    b"connection",
-    b"content-length",
-    b"transfer-encoding",
-    b"upgrade",
-    b"te",
-    b"trailer",
-    b"keep-alive",
-    b"proxy-connection",
-    b"age",
-    b"accept-ranges",
-    b"content-range",
-    b"etag",
-    b"last-modified",
-    b"vary",
-    b"cache-control",
-];
+/// The known name numbered `id` (1..=15).
+fn known(id: u8) -> &'static HeaderName {
+    &KNOWN[usize::from(id) - 1]
+}
 
 /// The one id in [`KNOWN`] that a name of `len` bytes starting with
 /// `first` and ending with `last` (both lower case) can have, or 0: these
@@ -166,7 +181,7 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 fn known_id(name: &[u8]) -> u8 {
     match candidate_of(name) {
         0 => 0,
-        id if eq_lower(name, KNOWN_BYTES[usize::from(id) - 1]) => id,
+        id if eq_lower(name, known(id).as_str().as_bytes()) => id,
         _ => 0,
     }
 }
@@ -176,27 +191,9 @@ fn known_id(name: &[u8]) -> u8 {
 fn known_id_of(name: &HeaderName) -> u8 {
     match candidate_of(name.as_str().as_bytes()) {
         0 => 0,
-        id if KNOWN[usize::from(id) - 1] == *name => id,
+        id if known(id) == name => id,
         _ => 0,
     }
-}
-
-/// Whether `name` is a token (RFC 9110 §5.1: `tchar`s), as `HeaderName`
-/// accepts.
-pub(crate) fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= u16::MAX as usize
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Whether `value` is a field value `HeaderValue` accepts: visible bytes,
-/// space, tab and obs-text, no CR, LF, NUL or DEL (RFC 9110 §5.5).
-pub(crate) fn is_field_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Where one field line's name and value lie in the head (byte offsets),
@@ -267,6 +264,20 @@ impl RawFields {
             .unwrap_or_default()
     }
 
+    /// Whether received line `l` is named `name`, whose number in [`KNOWN`]
+    /// is `known`: one byte compared for a known name, the name otherwise.
+    fn is_named(&self, l: &RawLine, name: &HeaderName, known: u8) -> bool {
+        match known {
+            0 => {
+                l.known == 0
+                    && self
+                        .bytes(l.name)
+                        .eq_ignore_ascii_case(name.as_str().as_bytes())
+            }
+            k => l.known == k,
+        }
+    }
+
     /// Every value of `name` (case-insensitive), in order.
     pub(crate) fn values<'a>(&'a self, name: &'a HeaderName) -> RawValues<'a> {
         let known = known_id_of(name);
@@ -305,7 +316,6 @@ impl RawFields {
 
     /// Drop every line named `name`; whether there was one.
     pub(crate) fn remove(&mut self, name: &HeaderName) -> bool {
-        let want = name.as_str().as_bytes();
         let known = known_id_of(name);
         if known != 0 {
             if self.present & (1 << known) == 0 {
@@ -315,17 +325,9 @@ impl RawFields {
         }
         let before = self.lines.len() + self.added.len();
         self.added.retain(|a| a.name != *name);
-        let head = &self.head;
-        self.lines.retain(|l| match known {
-            0 => {
-                l.known != 0
-                    || !head
-                        .get(l.name.0 as usize..l.name.1 as usize)
-                        .unwrap_or_default()
-                        .eq_ignore_ascii_case(want)
-            }
-            k => l.known != k,
-        });
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.retain(|l| !self.is_named(l, name, known));
+        self.lines = lines;
         self.lines.len() + self.added.len() != before
     }
 
@@ -364,12 +366,11 @@ impl RawFields {
         let mut map = HMap::with_capacity(n);
         let mut names = CaseMap::with_capacity(n);
         for l in &self.lines {
-            let case = self.head.slice(l.name.0 as usize..l.name.1 as usize);
-            let value = self.head.slice(l.value.0 as usize..l.value.1 as usize);
-            // Both always convert: the parser accepted only token names and
-            // values of HTAB, SP, VCHAR and obs-text (RFC 9110 §5.1, §5.5),
-            // the sets `http` accepts. A line that did not would be skipped.
-            let (Ok(name), Ok(value)) = (header_name(&case), HeaderValue::from_maybe_shared(value))
+            let range = |(start, end): (u32, u32)| start as usize..end as usize;
+            // Always converts: the parser (or `from_field_lines`) accepted
+            // only token names and field values (RFC 9110 §5.1, §5.5), the
+            // sets `http` accepts. A line that did not would be skipped.
+            let Ok((name, case, value)) = field_line(&self.head, range(l.name), range(l.value))
             else {
                 debug_assert!(false, "a parsed field line that http rejects");
                 continue;
@@ -402,15 +403,7 @@ impl<'a> Iterator for RawValues<'a> {
         let f = self.fields;
         while let Some(l) = f.lines.get(self.line) {
             self.line += 1;
-            let hit = match self.known {
-                0 => {
-                    l.known == 0
-                        && f.bytes(l.name)
-                            .eq_ignore_ascii_case(self.name.as_str().as_bytes())
-                }
-                k => l.known == k,
-            };
-            if hit {
+            if f.is_named(l, self.name, self.known) {
                 return Some(f.bytes(l.value));
             }
         }
@@ -545,8 +538,9 @@ mod tests {
     #[test]
     fn the_known_tables_agree() {
         for (i, k) in KNOWN.iter().enumerate() {
-            assert_eq!(KNOWN_BYTES[i], k.as_str().as_bytes());
-            assert_eq!(candidate_of(KNOWN_BYTES[i]), i as u8 + 1, "{k}");
+            let k = k.as_str().as_bytes();
+            assert_eq!(candidate_of(k), i as u8 + 1, "{k:?}");
+            assert!(k.iter().all(|b| b.is_ascii_lowercase() || *b == b'-'));
         }
     }
 

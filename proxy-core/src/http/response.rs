@@ -10,7 +10,8 @@ use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
 use super::field_lines::{FieldLines, OneOf};
-use super::raw_fields::{is_field_value, is_token, RawFields};
+use super::raw_fields::RawFields;
+use super::syntax::{is_field_value, is_token};
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{Error, ErrorType, OrErr, Result};
 
@@ -118,6 +119,15 @@ impl ResponseHeader {
         self.full
             .get_mut()
             .expect("set just above when it was not set")
+    }
+
+    /// The received lines, to change in place, or `None` for a header held
+    /// as a map. A map built from the lines is dropped: it would be out of
+    /// date (it is built again if asked for).
+    fn received_fields_mut(&mut self) -> Option<&mut RawFields> {
+        let received = self.received.as_mut()?;
+        self.full = OnceLock::new();
+        Some(&mut received.fields)
     }
 
     fn build_full(&self) -> Full {
@@ -241,12 +251,10 @@ impl ResponseHeader {
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
         let name = name.into_case_header_name();
-        if let Some(r) = self.received.as_mut() {
-            let hname = case::header_name(&name)?;
-            let value = case::header_value(&name, value)?;
-            self.full = OnceLock::new();
-            r.fields.remove(&hname);
-            r.fields.add(name, hname, value);
+        if let Some(fields) = self.received_fields_mut() {
+            let (hname, value) = case::validated(&name, value)?;
+            fields.remove(&hname);
+            fields.add(name, hname, value);
             return Ok(());
         }
         let full = self.full_mut();
@@ -269,12 +277,10 @@ impl ResponseHeader {
         value: impl TryInto<HeaderValue>,
     ) -> Result<bool> {
         let name = name.into_case_header_name();
-        if let Some(r) = self.received.as_mut() {
-            let hname = case::header_name(&name)?;
-            let value = case::header_value(&name, value)?;
-            self.full = OnceLock::new();
-            let had = r.fields.has(&hname);
-            r.fields.add(name, hname, value);
+        if let Some(fields) = self.received_fields_mut() {
+            let (hname, value) = case::validated(&name, value)?;
+            let had = fields.has(&hname);
+            fields.add(name, hname, value);
             return Ok(had);
         }
         let full = self.full_mut();
@@ -300,10 +306,8 @@ impl ResponseHeader {
     /// [`ResponseHeader::remove_header`] when the `HeaderName` is at hand:
     /// a header held as received stays so (no `HeaderMap` is built).
     pub fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
-        if let Some(r) = &mut self.received {
-            // the copy in `full`, if one was made, would be out of date
-            self.full = OnceLock::new();
-            return r.fields.remove(name);
+        if let Some(fields) = self.received_fields_mut() {
+            return fields.remove(name);
         }
         let full = self.full_mut();
         case::remove_named(&mut full.base.headers, full.header_name_map.as_mut(), name)
@@ -351,7 +355,7 @@ impl ResponseHeader {
     pub fn set_reason_phrase(&mut self, reason: Option<&str>) -> Result<()> {
         match reason {
             Some(r) if Some(r) != self.status_code().canonical_reason() => {
-                if r.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                if !is_field_value(r.as_bytes()) {
                     return Err(Error::explain(
                         ErrorType::InvalidHTTPHeader,
                         format!("invalid reason phrase {r:?}"),

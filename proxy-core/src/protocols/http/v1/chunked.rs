@@ -183,9 +183,8 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64> {
     }
     let rest = &line[digits..];
     let ext = rest.trim_ascii_start();
-    let valid_rest = rest.is_empty()
-        || (ext.first() == Some(&b';')
-            && !ext.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f));
+    let valid_rest =
+        rest.is_empty() || (ext.first() == Some(&b';') && crate::http::is_field_value(ext));
     if !valid_rest {
         return Err(h1_err(format!(
             "invalid chunk size line {:?}",

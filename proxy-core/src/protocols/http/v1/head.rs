@@ -7,11 +7,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 
 use super::common::{HeaderLimits, MAX_HEADERS};
 use crate::error::{Error, ErrorType, Result};
-use crate::http::raw_fields::{header_name, RawFields};
+use crate::http::raw_fields::{field_line, RawFields};
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// The outcome of trying to parse a head out of a buffer.
@@ -114,30 +114,6 @@ impl HeaderSpans {
     }
 }
 
-/// Build one header from its ranges in `head`. The ranges come from parsing
-/// the same bytes that `head` now holds (the buffer's front, split off and
-/// frozen without moving), so they lie within it.
-fn header_parts(
-    head: &Bytes,
-    name: &Span,
-    value: &Span,
-) -> Result<(HeaderName, Bytes, HeaderValue)> {
-    let case = slice_of(head, name)?;
-    let hname = header_name(&case).map_err(|_| {
-        Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            format!("invalid header name {:?}", String::from_utf8_lossy(&case)),
-        )
-    })?;
-    let value = HeaderValue::from_maybe_shared(slice_of(head, value)?).map_err(|_| {
-        Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            format!("invalid value of header {hname}"),
-        )
-    })?;
-    Ok((hname, case, value))
-}
-
 /// Parse a request head from the front of `buf` (RFC 9112 §3). On
 /// `Complete` the head's bytes are removed from `buf`; what follows (body,
 /// pipelined requests) stays.
@@ -187,7 +163,7 @@ pub fn parse_request(
         spans.len(),
     )?;
     for (name, value) in spans.iter() {
-        let (name, case, value) = header_parts(&head, name, value)?;
+        let (name, case, value) = field_line(&head, name.clone(), value.clone())?;
         header.append_parsed(name, case, value);
     }
     Ok(HeadParse::Complete(header, len))
