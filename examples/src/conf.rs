@@ -28,9 +28,11 @@
 //! ```
 
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::HeaderValue;
 use serde::Deserialize;
 
 /// Default for [`ExampleConf::listen`].
@@ -220,44 +222,89 @@ impl ExampleConf {
     /// The I/O error of starting the demo origin.
     pub fn upstreams_or_demo_origin(&self) -> io::Result<RoundRobin> {
         if !self.upstreams.is_empty() {
-            return Ok(RoundRobin::new(self.upstreams.clone()));
+            return RoundRobin::new(self.upstreams.clone());
         }
         let addr = crate::demo_origin::spawn_background("127.0.0.1:0")?;
         log::info!("no upstreams configured: started the demo origin on http://{addr}/");
-        Ok(RoundRobin::new(vec![addr.to_string()]))
+        RoundRobin::new(vec![addr.to_string()])
     }
 }
 
-/// A fixed list of addresses handed out in turn (a stand-in until the
+/// One upstream of a [`RoundRobin`]: resolved once, when the conf is read
+/// (as nginx resolves the servers of an `upstream` block), so picking it
+/// costs no parsing or DNS per request.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// As configured: `host:port`.
+    pub name: String,
+    /// `name` resolved (its first address).
+    pub addr: SocketAddr,
+    /// `name` as a `Host` header value, made once: a clone is a reference
+    /// count.
+    pub host: HeaderValue,
+}
+
+impl Upstream {
+    /// Resolve `name` (`host:port`).
+    ///
+    /// # Errors
+    /// `InvalidInput` when `name` is not a valid header value or resolves
+    /// to no address; the resolver's error when it fails. Each names the
+    /// upstream.
+    pub fn resolve(name: String) -> io::Result<Self> {
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("upstream {name:?}: {what}"),
+            )
+        };
+        let addr = name
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(e.kind(), format!("upstream {name:?}: {e}")))?
+            .next()
+            .ok_or_else(|| invalid("resolves to no address"))?;
+        let host = HeaderValue::from_str(&name).map_err(|_| invalid("not a valid Host value"))?;
+        Ok(Upstream { name, addr, host })
+    }
+}
+
+/// A fixed list of upstreams handed out in turn (a stand-in until the
 /// tutorial introduces the load balancer). Shared across threads: the turn
 /// is an atomic counter.
 #[derive(Debug)]
 pub struct RoundRobin {
-    addrs: Vec<String>,
+    upstreams: Vec<Upstream>,
     next: AtomicUsize,
 }
 
 impl RoundRobin {
-    /// A round robin over `addrs` (each `host:port`), starting at the first.
-    pub fn new(addrs: Vec<String>) -> Self {
-        RoundRobin {
-            addrs,
+    /// A round robin over `addrs` (each `host:port`, resolved now),
+    /// starting at the first.
+    ///
+    /// # Errors
+    /// As [`Upstream::resolve`], for the first address that fails.
+    pub fn new(addrs: Vec<String>) -> io::Result<Self> {
+        Ok(RoundRobin {
+            upstreams: addrs
+                .into_iter()
+                .map(Upstream::resolve)
+                .collect::<io::Result<_>>()?,
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
-    /// The next address, or `None` when the list is empty.
-    pub fn pick(&self) -> Option<&str> {
-        if self.addrs.is_empty() {
+    /// The next upstream, or `None` when the list is empty.
+    pub fn pick(&self) -> Option<&Upstream> {
+        if self.upstreams.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
-        self.addrs.get(i).map(String::as_str)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
+        self.upstreams.get(i)
     }
 
-    /// All addresses, in order.
-    pub fn addrs(&self) -> &[String] {
-        &self.addrs
+    /// All upstreams, in order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
     }
 }
 
@@ -279,10 +326,13 @@ pub fn load(server: &proxy_facade::prelude::Server) -> proxy_facade::prelude::Re
     }
 }
 
-/// Builds the peer for `addr` (`host:port`, plain HTTP/1.1) with the conf's
-/// upstream timeouts applied to `options.connection_timeout` and
+/// Builds the peer for `addr` (plain HTTP/1.1) with the conf's upstream
+/// timeouts applied to `options.connection_timeout` and
 /// `options.read_timeout`.
-pub fn peer_for(addr: &str, conf: &ExampleConf) -> Box<proxy_facade::upstreams::peer::HttpPeer> {
+pub fn peer_for(
+    addr: SocketAddr,
+    conf: &ExampleConf,
+) -> Box<proxy_facade::upstreams::peer::HttpPeer> {
     let mut peer = proxy_facade::upstreams::peer::HttpPeer::new(addr, false, String::new());
     peer.options.connection_timeout = conf.connect_timeout();
     peer.options.read_timeout = conf.read_timeout();
@@ -361,14 +411,35 @@ mod tests {
 
     #[test]
     fn round_robin_cycles_through_all_addresses() {
-        let rr = RoundRobin::new(vec!["a:1".into(), "b:2".into()]);
-        let picks: Vec<_> = (0..5).map(|_| rr.pick().unwrap().to_owned()).collect();
-        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2", "a:1"]);
+        let rr = RoundRobin::new(vec!["10.0.0.1:1".into(), "10.0.0.2:2".into()]).unwrap();
+        let picks: Vec<_> = (0..5).map(|_| rr.pick().unwrap().name.clone()).collect();
+        assert_eq!(
+            picks,
+            [
+                "10.0.0.1:1",
+                "10.0.0.2:2",
+                "10.0.0.1:1",
+                "10.0.0.2:2",
+                "10.0.0.1:1"
+            ]
+        );
+        let first = rr.pick().unwrap();
+        assert_eq!(first.addr, "10.0.0.2:2".parse::<SocketAddr>().unwrap());
+        assert_eq!(first.host, "10.0.0.2:2");
     }
 
     #[test]
     fn round_robin_over_nothing_picks_nothing() {
-        assert_eq!(RoundRobin::new(Vec::new()).pick(), None);
+        assert!(RoundRobin::new(Vec::new()).unwrap().pick().is_none());
+    }
+
+    #[test]
+    fn an_upstream_that_does_not_resolve_is_an_error_at_start() {
+        // (no names that need a resolver: tests run without DNS)
+        for bad in ["no-port", "10.0.0.1:99999"] {
+            let e = RoundRobin::new(vec![bad.into()]).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
     }
 
     #[test]
@@ -378,14 +449,14 @@ mod tests {
             ..ExampleConf::default()
         };
         let rr = conf.upstreams_or_demo_origin().unwrap();
-        assert_eq!(rr.addrs(), ["10.0.0.1:80"]);
+        assert_eq!(rr.upstreams()[0].name, "10.0.0.1:80");
     }
 
     #[test]
     fn no_upstreams_starts_the_demo_origin() {
         let rr = ExampleConf::default().upstreams_or_demo_origin().unwrap();
-        let addr = rr.pick().unwrap();
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-        std::net::TcpStream::connect(addr).unwrap();
+        let up = rr.pick().unwrap();
+        assert!(up.name.starts_with("127.0.0.1:"), "{}", up.name);
+        std::net::TcpStream::connect(up.addr).unwrap();
     }
 }

@@ -29,7 +29,7 @@
 
 use async_trait::async_trait;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
-use proxy_facade::http::RequestHeader;
+use proxy_facade::http::{HeaderValue, RequestHeader};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
@@ -52,7 +52,7 @@ struct FirstProxy {
 struct Ctx {
     /// The `host:port` `upstream_peer` picked; `upstream_request_filter`
     /// uses it as the `Host` header.
-    upstream: String,
+    upstream: Option<HeaderValue>,
 }
 
 #[async_trait]
@@ -60,22 +60,20 @@ impl ProxyHttp for FirstProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            upstream: String::new(),
-        }
+        Ctx { upstream: None }
     }
 
     /// Phase `upstream_peer` (required): where should this request go?
     /// We take the next upstream in turn. An error here ends the request
     /// with a 502 (the framework's `fail_to_proxy` writes it).
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self
+        let upstream = self
             .upstreams
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
-        ctx.upstream = addr.to_owned();
+        ctx.upstream = Some(upstream.host.clone());
         // A plain-HTTP peer (no TLS) with our conf's timeouts applied.
-        Ok(conf::peer_for(addr, &self.conf))
+        Ok(conf::peer_for(upstream.addr, &self.conf))
     }
 
     /// Phase `upstream_request_filter`: the request header is about to be
@@ -87,7 +85,9 @@ impl ProxyHttp for FirstProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_request.insert_header("Host", ctx.upstream.as_str())?;
+        if let Some(host) = &ctx.upstream {
+            upstream_request.insert_header("Host", host.clone())?;
+        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin, API_KEY_HEADER};
-use proxy_facade::http::{RequestHeader, ResponseHeader};
+use proxy_facade::http::{HeaderValue, RequestHeader, ResponseHeader};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
@@ -42,7 +42,7 @@ struct Ctx {
     /// The API key the client presented (`None`: no header, or not text).
     api_key: Option<String>,
     /// The `host:port` `upstream_peer` picked, used as `Host`.
-    upstream: String,
+    upstream: Option<HeaderValue>,
 }
 
 #[async_trait]
@@ -53,7 +53,7 @@ impl ProxyHttp for FilterProxy {
         Ctx {
             started: Instant::now(),
             api_key: None,
-            upstream: String::new(),
+            upstream: None,
         }
     }
 
@@ -79,12 +79,12 @@ impl ProxyHttp for FilterProxy {
 
     /// Phase `upstream_peer` (required), as in part 1.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self
+        let upstream = self
             .upstreams
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
-        ctx.upstream = addr.to_owned();
-        Ok(conf::peer_for(addr, &self.conf))
+        ctx.upstream = Some(upstream.host.clone());
+        Ok(conf::peer_for(upstream.addr, &self.conf))
     }
 
     /// Phase `upstream_request_filter`, as in part 1: set `Host`. We also
@@ -95,7 +95,9 @@ impl ProxyHttp for FilterProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_request.insert_header("Host", ctx.upstream.as_str())?;
+        if let Some(host) = &ctx.upstream {
+            upstream_request.insert_header("Host", host.clone())?;
+        }
         upstream_request.remove_header(API_KEY_HEADER);
         Ok(())
     }

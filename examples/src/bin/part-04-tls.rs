@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
-use proxy_facade::http::RequestHeader;
+use proxy_facade::http::{HeaderValue, RequestHeader};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
@@ -56,7 +56,7 @@ struct TlsProxy {
 }
 
 struct Ctx {
-    upstream: String,
+    upstream: Option<HeaderValue>,
 }
 
 #[async_trait]
@@ -64,24 +64,22 @@ impl ProxyHttp for TlsProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            upstream: String::new(),
-        }
+        Ctx { upstream: None }
     }
 
     /// Round robin over the upstreams; over TLS when `upstream_tls`.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self
+        let upstream = self
             .upstreams
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
-        ctx.upstream = addr.to_owned();
+        ctx.upstream = Some(upstream.host.clone());
         if !self.conf.upstream_tls {
-            return Ok(conf::peer_for(addr, &self.conf));
+            return Ok(conf::peer_for(upstream.addr, &self.conf));
         }
         // TLS to the upstream, sending `upstream_sni` and verifying the
         // certificate against `upstream_ca` (or the system store)
-        let mut peer = HttpPeer::new(addr, true, self.conf.upstream_sni.clone());
+        let mut peer = HttpPeer::new(upstream.addr, true, self.conf.upstream_sni.clone());
         peer.options.connection_timeout = self.conf.connect_timeout();
         peer.options.read_timeout = self.conf.read_timeout();
         peer.options.ca = self.upstream_ca.clone();
@@ -96,7 +94,9 @@ impl ProxyHttp for TlsProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_request.insert_header("Host", ctx.upstream.as_str())?;
+        if let Some(host) = &ctx.upstream {
+            upstream_request.insert_header("Host", host.clone())?;
+        }
         Ok(())
     }
 

@@ -63,7 +63,7 @@ impl ProxyHttp for ProductionProxy {
             )
             .into_up()
         })?;
-        Ok(conf::peer_for(&backend.addr.to_string(), &self.conf))
+        Ok(conf::peer_for(backend.addr, &self.conf))
     }
 
     /// Nothing reached the upstream: let the framework try the next one.

@@ -45,7 +45,7 @@ use proxy_examples::conf::{self, ExampleConf, RoundRobin};
 use proxy_facade::cache::eviction::EvictionManager;
 use proxy_facade::cache::predictor::Predictor;
 use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
-use proxy_facade::http::RequestHeader;
+use proxy_facade::http::{HeaderValue, RequestHeader};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
@@ -69,7 +69,7 @@ struct CachingProxy {
 
 struct Ctx {
     started: Instant,
-    upstream: String,
+    upstream: Option<HeaderValue>,
 }
 
 #[async_trait]
@@ -79,7 +79,7 @@ impl ProxyHttp for CachingProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Instant::now(),
-            upstream: String::new(),
+            upstream: None,
         }
     }
 
@@ -121,12 +121,12 @@ impl ProxyHttp for CachingProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self
+        let upstream = self
             .upstreams
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
-        ctx.upstream = addr.to_owned();
-        Ok(conf::peer_for(addr, &self.conf))
+        ctx.upstream = Some(upstream.host.clone());
+        Ok(conf::peer_for(upstream.addr, &self.conf))
     }
 
     async fn upstream_request_filter(
@@ -138,7 +138,9 @@ impl ProxyHttp for CachingProxy {
         // Keep the client's Host when it sent one (it is part of the key and
         // origins route on it); else name the upstream.
         if !session.req_header().headers.contains_key("host") {
-            upstream_request.insert_header("Host", ctx.upstream.as_str())?;
+            if let Some(host) = &ctx.upstream {
+                upstream_request.insert_header("Host", host.clone())?;
+            }
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use proxy_examples::conf::{self, ExampleConf, RoundRobin};
-use proxy_facade::http::{RequestHeader, ResponseHeader};
+use proxy_facade::http::{HeaderValue, RequestHeader, ResponseHeader};
 use proxy_facade::limits::{Decision, RateLimiter};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
@@ -63,7 +63,7 @@ struct Ctx {
     /// Whether `request_filter` turned the request away.
     limited: bool,
     /// The `host:port` `upstream_peer` picked, used as `Host`.
-    upstream: String,
+    upstream: Option<HeaderValue>,
 }
 
 #[async_trait]
@@ -74,7 +74,7 @@ impl ProxyHttp for RateLimitProxy {
         Ctx {
             started: Instant::now(),
             limited: false,
-            upstream: String::new(),
+            upstream: None,
         }
     }
 
@@ -113,12 +113,12 @@ impl ProxyHttp for RateLimitProxy {
 
     /// Phase `upstream_peer` (required), as in part 1.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self
+        let upstream = self
             .upstreams
             .pick()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstreams configured"))?;
-        ctx.upstream = addr.to_owned();
-        Ok(conf::peer_for(addr, &self.conf))
+        ctx.upstream = Some(upstream.host.clone());
+        Ok(conf::peer_for(upstream.addr, &self.conf))
     }
 
     /// Phase `upstream_request_filter`, as in part 1: set `Host`.
@@ -128,7 +128,10 @@ impl ProxyHttp for RateLimitProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_request.insert_header("Host", ctx.upstream.as_str())
+        if let Some(host) = &ctx.upstream {
+            upstream_request.insert_header("Host", host.clone())?;
+        }
+        Ok(())
     }
 
     /// Phase `logging`: once per request, last. Counts the limited
