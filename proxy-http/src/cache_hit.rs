@@ -73,7 +73,7 @@ where
         self.inner.response_filter(session, &mut resp, ctx).await?;
         let head_only = not_modified
             || matches!(ranges, RangeType::Invalid)
-            || session.req_header().method == Method::HEAD
+            || *session.req_header().method() == Method::HEAD
             || body_len == Some(0);
         session
             .downstream_session

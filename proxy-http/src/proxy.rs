@@ -252,7 +252,7 @@ where
         if let CacheStep::Served = self.cache_stage(session, ctx).await? {
             return Ok(());
         }
-        if session.req_header().method == Method::CONNECT {
+        if *session.req_header().method() == Method::CONNECT {
             // RFC 9110 §9.3.6: tunnelling is not a reverse proxy's job unless enabled
             return Error::e_explain(ErrorType::HTTPStatus(405), "CONNECT is not allowed");
         }

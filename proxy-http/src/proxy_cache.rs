@@ -109,7 +109,7 @@ where
             return Ok(CacheStep::Served);
         }
         let req = session.req_header();
-        if req.method != Method::GET && req.method != Method::HEAD {
+        if *req.method() != Method::GET && *req.method() != Method::HEAD {
             // unsafe methods invalidate after their response (§4.4)
             session.cache.bypass();
             return Ok(CacheStep::Upstream);
@@ -541,7 +541,7 @@ where
             return;
         };
         let req = session.req_header();
-        if req.method.is_safe() {
+        if req.method().is_safe() {
             return;
         }
         let Some(resp) = session.response_written() else {

@@ -64,8 +64,8 @@ where
         // RFC 9110 §6.2: a proxy sends its own HTTP version
         req.set_version(http::Version::HTTP_11);
         // The proxy answers `Expect: 100-continue` itself when it reads the body.
-        req.remove_header("expect");
-        if !session.is_body_empty() && !req.headers.contains_key(http::header::CONTENT_LENGTH) {
+        req.remove_header_named(&http::header::EXPECT);
+        if !session.is_body_empty() && !req.has_field(&http::header::CONTENT_LENGTH) {
             // Transfer-Encoding is hop-by-hop (RFC 9112 §6.1): a body of unknown
             // length is re-chunked on this hop.
             req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;

@@ -42,9 +42,9 @@ where
     ) -> Result<()> {
         let mut req = Box::new(session.req_header().clone());
         // The proxy answers `Expect: 100-continue` itself when it reads the body.
-        req.remove_header("expect");
+        req.remove_header_named(&http::header::EXPECT);
         // RFC 9113 §8.2.2: no message framing of HTTP/1.1 on an HTTP/2 hop
-        req.remove_header(&http::header::TRANSFER_ENCODING);
+        req.remove_header_named(&http::header::TRANSFER_ENCODING);
         req.set_version(http::Version::HTTP_2);
         self.cache_upstream_request(session, &mut req);
         self.inner

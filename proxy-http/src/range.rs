@@ -175,7 +175,7 @@ pub fn range_header_filter(
     resp: &mut ResponseHeader,
     len: usize,
 ) -> RangeType {
-    if req.method != http::Method::GET || resp.status_code() != http::StatusCode::OK {
+    if *req.method() != http::Method::GET || resp.status_code() != http::StatusCode::OK {
         return RangeType::None;
     }
     let Some(value) = req.headers.get(header::RANGE) else {

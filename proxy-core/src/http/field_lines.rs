@@ -10,6 +10,21 @@ use http::HeaderName;
 
 use super::HMap;
 
+/// The hop-by-hop fields every message may carry (RFC 9110 §7.6.1), besides
+/// those its `Connection` lists: `Connection`, `Transfer-Encoding`,
+/// `Upgrade`, `TE`, `Trailer`, `Keep-Alive` and `Proxy-Connection`, in the
+/// order of [`FieldLines::hop_by_hop_present`]'s bits. (A `static`, not a
+/// `const`: no temporary array is made and dropped at each use.)
+pub static HOP_BY_HOP_FIELDS: [HeaderName; 7] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
 /// Field values by name, in the order received (RFC 9110 §5.3: several field
 /// lines with one name form one comma-separated list, in order).
 pub trait FieldLines {
@@ -40,6 +55,12 @@ pub trait FieldLines {
             }
         }
         present
+    }
+
+    /// Which of [`HOP_BY_HOP_FIELDS`] are present: bit `i` for the `i`th.
+    fn hop_by_hop_present(&self) -> u8 {
+        // seven names: the bits fit
+        self.fields_present(&HOP_BY_HOP_FIELDS) as u8
     }
 }
 

@@ -96,16 +96,17 @@ pub(crate) fn field_line(
 /// The names the framework itself looks up in a received head (framing,
 /// connection management, hop-by-hop removal, serving cache hits),
 /// numbered from 1 so a lookup compares one byte per line instead of a
-/// name; 0 is any other name. At most 15 (a bit each in a `u16`).
-static KNOWN: [HeaderName; 15] = [
+/// name; 0 is any other name. At most 31 (a bit each in a `u32`).
+/// The first seven are [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS), in its order.
+static KNOWN: [HeaderName; 17] = [
     http::header::CONNECTION,
-    http::header::CONTENT_LENGTH,
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
     http::header::TE,
     http::header::TRAILER,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    http::header::CONTENT_LENGTH,
     http::header::AGE,
     http::header::ACCEPT_RANGES,
     http::header::CONTENT_RANGE,
@@ -113,41 +114,65 @@ static KNOWN: [HeaderName; 15] = [
     http::header::LAST_MODIFIED,
     http::header::VARY,
     http::header::CACHE_CONTROL,
+    http::header::HOST,
+    http::header::EXPECT,
 ];
 
-/// The known name numbered `id` (1..=15).
+/// The known name numbered `id` (1..=17).
 fn known(id: u8) -> &'static HeaderName {
     &KNOWN[usize::from(id) - 1]
 }
 
-/// The one id in [`KNOWN`] that a name of `len` bytes starting with
-/// `first` and ending with `last` (both lower case) can have, or 0: these
-/// three tell the known names apart, so a lookup compares one candidate.
-fn candidate(len: usize, first: u8, last: u8) -> u8 {
-    match (len, first, last) {
-        (10, b'c', b'n') => 1,
-        (14, b'c', b'h') => 2,
-        (17, b't', b'g') => 3,
-        (7, b'u', b'e') => 4,
-        (2, b't', b'e') => 5,
-        (7, b't', b'r') => 6,
-        (10, b'k', b'e') => 7,
-        (16, b'p', b'n') => 8,
-        (3, b'a', b'e') => 9,
-        (13, b'a', b's') => 10,
-        (13, b'c', b'e') => 11,
-        (4, b'e', b'g') => 12,
-        (13, b'l', b'd') => 13,
-        (4, b'v', b'y') => 14,
-        (13, b'c', b'l') => 15,
-        _ => 0,
-    }
+/// [`KNOWN`]'s names spelled out, for [`CANDIDATES`] (built at compile time).
+const KNOWN_SPELLED: [&str; 17] = [
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "content-length",
+    "age",
+    "accept-ranges",
+    "content-range",
+    "etag",
+    "last-modified",
+    "vary",
+    "cache-control",
+    "host",
+    "expect",
+];
+
+/// A name's slot in [`CANDIDATES`], from its length and its first and last
+/// bytes (lower case). No two known names share a slot (checked when the
+/// table is built).
+const fn slot(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_shl(1))
+        .wrapping_add(first as usize)
+        .wrapping_add((last as usize) << 1)
+        & 31
 }
 
-/// The candidate id for `name` (any case), per [`candidate`].
+/// The one id in [`KNOWN`] a name can have, by [`slot`], or 0: a lookup
+/// then compares one candidate.
+static CANDIDATES: [u8; 32] = {
+    let mut table = [0u8; 32];
+    let mut i = 0;
+    while i < KNOWN_SPELLED.len() {
+        let n = KNOWN_SPELLED[i].as_bytes();
+        let s = slot(n.len(), n[0], n[n.len() - 1]);
+        assert!(table[s] == 0, "two known names share a slot");
+        table[s] = i as u8 + 1;
+        i += 1;
+    }
+    table
+};
+
+/// The candidate id for `name` (any case), per [`CANDIDATES`].
 fn candidate_of(name: &[u8]) -> u8 {
     match (name.first(), name.last()) {
-        (Some(f), Some(l)) => candidate(name.len(), f | 0x20, l | 0x20),
+        (Some(f), Some(l)) => CANDIDATES[slot(name.len(), f | 0x20, l | 0x20)],
         _ => 0,
     }
 }
@@ -222,7 +247,7 @@ pub(crate) struct RawFields {
     lines: Vec<RawLine>,
     added: Vec<AddedLine>,
     /// Bit `n` set: a line with known name `n` is present (received or added).
-    present: u16,
+    present: u32,
 }
 
 impl RawFields {
@@ -239,7 +264,7 @@ impl RawFields {
                 .then(|| Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?)))
                 .flatten()
         };
-        let mut present = 0u16;
+        let mut present = 0u32;
         for (name, value) in ranges {
             let known = known_id(head.get(name.clone()).unwrap_or_default());
             present |= 1 << known;
@@ -304,6 +329,22 @@ impl RawFields {
             0 => self.values(name).next().is_some(),
             k => self.present & (1 << k) != 0,
         }
+    }
+
+    /// Which of [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS) are present, a bit each in its
+    /// order: the bits of their numbers, 1 to 7.
+    pub(crate) fn hop_by_hop_present(&self) -> u8 {
+        // masked to seven bits: the conversion cannot fail
+        u8::try_from((self.present >> 1) & 0x7f).unwrap_or(0)
+    }
+
+    /// Which of `names` (at most 32) are present, a bit each in their order.
+    pub(crate) fn present_of(&self, names: &[HeaderName]) -> u32 {
+        names
+            .iter()
+            .take(32)
+            .enumerate()
+            .fold(0, |bits, (i, n)| bits | u32::from(self.has(n)) << i)
     }
 
     /// Every name, once per line, as received.
@@ -420,6 +461,7 @@ impl<'a> Iterator for RawValues<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::HOP_BY_HOP_FIELDS;
     use super::*;
 
     fn fields(head: &'static [u8], lines: &[(&str, &str)]) -> RawFields {
@@ -538,10 +580,30 @@ mod tests {
     #[test]
     fn the_known_tables_agree() {
         for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(k.as_str(), KNOWN_SPELLED[i]);
             let k = k.as_str().as_bytes();
             assert_eq!(candidate_of(k), i as u8 + 1, "{k:?}");
             assert!(k.iter().all(|b| b.is_ascii_lowercase() || *b == b'-'));
         }
+    }
+
+    #[test]
+    fn the_hop_by_hop_fields_are_numbered_first() {
+        assert_eq!(KNOWN[..7], HOP_BY_HOP_FIELDS);
+        let f = fields(
+            b"Upgrade: h2c\r\nX-A: 1\r\nConnection: upgrade\r\nContent-Length: 0\r\n",
+            &[
+                ("Upgrade", "h2c"),
+                ("X-A", "1"),
+                ("Connection", "upgrade"),
+                ("Content-Length", "0"),
+            ],
+        );
+        assert_eq!(
+            u32::from(f.hop_by_hop_present()),
+            f.present_of(&HOP_BY_HOP_FIELDS)
+        );
+        assert_eq!(f.hop_by_hop_present(), 0b101);
     }
 
     #[test]
@@ -553,7 +615,7 @@ mod tests {
         }
         assert_eq!(known_id(b"X-Other"), 0);
         assert_eq!(known_id(b"Content-Lengtx"), 0);
-        assert_eq!(known_id(b"TRANSFER-ENCODINg"), 3);
+        assert_eq!(known_id(b"TRANSFER-ENCODINg"), 2);
         assert_eq!(known_id(b"transfer_encoding"), 0);
         assert_eq!(known_id_of(&HeaderName::from_static("x-other")), 0);
         let f = fields(

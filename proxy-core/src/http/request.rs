@@ -1,6 +1,7 @@
 //! The request header: method, target, version and case-preserving headers.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::AsHeaderName;
@@ -8,7 +9,9 @@ use http::request::Parts as ReqParts;
 use http::{HeaderValue, Method, Uri, Version};
 
 use super::case::{self, CaseMap};
-use super::{CaseHeaderName, HMap, IntoCaseHeaderName, PARSED_SPARE};
+use super::field_lines::{FieldLines, OneOf};
+use super::raw_fields::RawFields;
+use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{ErrorType, OrErr, Result};
 
 /// An HTTP request header.
@@ -19,24 +22,68 @@ use crate::error::{ErrorType, OrErr, Result};
 /// name's original spelling, which [`RequestHeader::header_to_h1_wire`] writes.
 /// Changing `headers` directly through `DerefMut` works, but such names are
 /// written in lower case.
-#[derive(Debug, Clone)]
+///
+/// A header parsed from HTTP/1 starts as the field lines it was received
+/// as, like a [`ResponseHeader`](super::ResponseHeader): the `HeaderMap`
+/// behind `headers` is built the first time something dereferences the
+/// header, and not at all for a request forwarded without anyone reading
+/// it that way. [`RequestHeader::method`], [`RequestHeader::uri`],
+/// [`RequestHeader::http_version`], the field reads of [`FieldLines`], the
+/// header setters, hop-by-hop removal and writing work on the received
+/// lines directly.
+#[derive(Debug)]
 pub struct RequestHeader {
-    base: ReqParts,
-    header_name_map: Option<CaseMap>,
+    /// The parts as `http` types: set at once for a header made in code,
+    /// on first use for a parsed one. Boxed: it is most of the size, and a
+    /// forwarded request often never needs it.
+    full: OnceLock<Box<Full>>,
+    /// A parsed head while only the calls above have changed it. When set,
+    /// this is the header, and `full` (if set) is a copy made from it.
+    received: Option<Received>,
     /// The request target as received when it is not a valid `Uri` (e.g. non-UTF-8 bytes).
     raw_path_fallback: Option<Bytes>,
+}
+
+#[derive(Debug, Clone)]
+struct Full {
+    base: ReqParts,
+    header_name_map: Option<CaseMap>,
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    fields: RawFields,
+}
+
+impl Clone for RequestHeader {
+    /// A header held as received copies as received: a reference count on
+    /// the head's bytes and the list of line positions (a request cloned
+    /// to be sent upstream builds no map).
+    fn clone(&self) -> Self {
+        RequestHeader {
+            full: match &self.received {
+                Some(_) => OnceLock::new(),
+                None => OnceLock::from(Box::new(self.full().clone())),
+            },
+            received: self.received.clone(),
+            raw_path_fallback: self.raw_path_fallback.clone(),
+        }
+    }
 }
 
 impl Deref for RequestHeader {
     type Target = ReqParts;
     fn deref(&self) -> &Self::Target {
-        &self.base
+        &self.full().base
     }
 }
 
 impl DerefMut for RequestHeader {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.base
+        &mut self.full_mut().base
     }
 }
 
@@ -51,9 +98,57 @@ impl RequestHeader {
         base.method = method;
         base.headers = HMap::with_capacity(cap);
         RequestHeader {
-            base,
-            header_name_map: keep_case.then(|| CaseMap::with_capacity(cap)),
+            full: OnceLock::from(Box::new(Full {
+                base,
+                header_name_map: keep_case.then(|| CaseMap::with_capacity(cap)),
+            })),
+            received: None,
             raw_path_fallback: None,
+        }
+    }
+
+    /// The header as `http` types, built from the received lines on first use.
+    fn full(&self) -> &Full {
+        self.full.get_or_init(|| Box::new(self.build_full()))
+    }
+
+    /// The header as `http` types, to change: the received lines, if any, no
+    /// longer describe it.
+    fn full_mut(&mut self) -> &mut Full {
+        if self.full.get().is_none() {
+            self.full = OnceLock::from(Box::new(self.build_full()));
+        }
+        self.received = None;
+        self.full
+            .get_mut()
+            .expect("set just above when it was not set")
+    }
+
+    /// The received head, to change in place, or `None` for a header held
+    /// as a map. A map built from it is dropped: it would be out of date
+    /// (it is built again if asked for).
+    fn received_mut(&mut self) -> Option<&mut Received> {
+        let received = self.received.as_mut()?;
+        self.full = OnceLock::new();
+        Some(received)
+    }
+
+    fn build_full(&self) -> Full {
+        let mut base = new_parts();
+        let mut header_name_map = None;
+        // `received` is set whenever `full` is not (every constructor sets
+        // one of them); without it the parts stay those of an empty GET /
+        if let Some(r) = &self.received {
+            let (headers, names) = r.fields.to_map(PARSED_SPARE);
+            base.method = r.method.clone();
+            base.uri = r.uri.clone();
+            base.version = r.version;
+            base.headers = headers;
+            header_name_map = Some(names);
+        }
+        Full {
+            base,
+            header_name_map,
         }
     }
 
@@ -95,35 +190,59 @@ impl RequestHeader {
         Ok(req)
     }
 
-    /// Build from a parsed head (used by the HTTP/1 parser). `raw_target` is
-    /// the request target as received.
+    /// A header parsed from HTTP/1 (used by the parser): the request line's
+    /// parts (`raw_target` as received) and the field lines.
+    ///
+    /// # Errors
+    /// `InvalidHTTPHeader` if `raw_target` is valid UTF-8 but not a valid
+    /// request target.
     pub(crate) fn from_parsed(
         method: Method,
         raw_target: Bytes,
         version: Version,
-        header_count: usize,
+        fields: RawFields,
     ) -> Result<Self> {
-        let mut req = Self::new_with(method, Some(header_count + PARSED_SPARE), true);
-        req.base.version = version;
-        req.set_raw_path_shared(raw_target)?;
-        Ok(req)
+        let (uri, raw_path_fallback) = target_uri(raw_target)?;
+        Ok(RequestHeader {
+            full: OnceLock::new(),
+            received: Some(Received {
+                method,
+                uri,
+                version,
+                fields,
+            }),
+            raw_path_fallback,
+        })
     }
 
-    /// Append a parsed header without re-validating it (the parser did).
-    pub(crate) fn append_parsed(
-        &mut self,
-        name: http::HeaderName,
-        case: Bytes,
-        value: HeaderValue,
-    ) {
-        if let Some(map) = self.header_name_map.as_mut() {
-            map.append(name.clone(), CaseHeaderName::new(case));
+    /// The method, without building the header map of a parsed header.
+    pub fn method(&self) -> &Method {
+        match &self.received {
+            Some(r) => &r.method,
+            None => &self.full().base.method,
         }
-        self.base.headers.append(name, value);
+    }
+
+    /// The request target as a `Uri`, without building the header map of a
+    /// parsed header.
+    pub fn uri(&self) -> &Uri {
+        match &self.received {
+            Some(r) => &r.uri,
+            None => &self.full().base.uri,
+        }
+    }
+
+    /// The HTTP version, without building the header map of a parsed header.
+    pub fn http_version(&self) -> Version {
+        match &self.received {
+            Some(r) => r.version,
+            None => self.full().base.version,
+        }
     }
 
     /// Set every value of `name` to `value`, replacing earlier ones. The
-    /// name is written as given (`insert_header("Host", ..)` → `Host:`).
+    /// name is written as given (`insert_header("Host", ..)` → `Host:`),
+    /// after the other lines.
     ///
     /// # Errors
     /// `InvalidHTTPHeader` if the name is not a token or the value contains
@@ -133,10 +252,18 @@ impl RequestHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
+        let name = name.into_case_header_name();
+        if let Some(r) = self.received_mut() {
+            let (hname, value) = case::validated(&name, value)?;
+            r.fields.remove(&hname);
+            r.fields.add(name, hname, value);
+            return Ok(());
+        }
+        let full = self.full_mut();
         case::insert_header(
-            &mut self.base.headers,
-            self.header_name_map.as_mut(),
-            name.into_case_header_name(),
+            &mut full.base.headers,
+            full.header_name_map.as_mut(),
+            name,
             value,
         )
     }
@@ -151,10 +278,18 @@ impl RequestHeader {
         name: impl IntoCaseHeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<bool> {
+        let name = name.into_case_header_name();
+        if let Some(r) = self.received_mut() {
+            let (hname, value) = case::validated(&name, value)?;
+            let had = r.fields.has(&hname);
+            r.fields.add(name, hname, value);
+            return Ok(had);
+        }
+        let full = self.full_mut();
         case::append_header(
-            &mut self.base.headers,
-            self.header_name_map.as_mut(),
-            name.into_case_header_name(),
+            &mut full.base.headers,
+            full.header_name_map.as_mut(),
+            name,
             value,
         )
     }
@@ -165,41 +300,62 @@ impl RequestHeader {
         N: ?Sized,
         &'a N: AsHeaderName,
     {
-        case::remove_header(&mut self.base.headers, self.header_name_map.as_mut(), name)
+        let full = self.full_mut();
+        case::remove_header(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
     /// Remove every value of `name`; whether there was any. Cheaper than
-    /// [`RequestHeader::remove_header`] when the `HeaderName` is at hand.
-    pub(crate) fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
-        case::remove_named(&mut self.base.headers, self.header_name_map.as_mut(), name)
+    /// [`RequestHeader::remove_header`] when the `HeaderName` is at hand:
+    /// a header held as received stays so (no `HeaderMap` is built).
+    pub fn remove_header_named(&mut self, name: &http::HeaderName) -> bool {
+        if let Some(r) = self.received_mut() {
+            return r.fields.remove(name);
+        }
+        let full = self.full_mut();
+        case::remove_named(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
     /// Every (name in its original case, value) pair: names in first-seen
     /// order, the values of one name together in their original order.
     pub fn case_header_iter(&self) -> impl Iterator<Item = (&[u8], &HeaderValue)> {
-        case::case_header_iter(&self.base.headers, self.header_name_map.as_ref())
+        let full = self.full();
+        case::case_header_iter(&full.base.headers, full.header_name_map.as_ref())
     }
 
     /// Write the header lines (`Name: value\r\n` each, no request line, no
-    /// final empty line) into `buf` (RFC 9112 §5).
+    /// final empty line) into `buf` (RFC 9112 §5). A received header is
+    /// written line for line as it came, then the lines added since.
     pub fn header_to_h1_wire(&self, buf: &mut BytesMut) {
-        case::headers_to_h1_wire(&self.base.headers, self.header_name_map.as_ref(), buf)
+        if let Some(r) = &self.received {
+            return r.fields.write_h1(buf);
+        }
+        let full = self.full();
+        case::headers_to_h1_wire(&full.base.headers, full.header_name_map.as_ref(), buf)
     }
 
     /// Set the method.
     pub fn set_method(&mut self, method: Method) {
-        self.base.method = method;
+        match self.received_mut() {
+            Some(r) => r.method = method,
+            None => self.full_mut().base.method = method,
+        }
     }
 
     /// Set the URI; [`RequestHeader::raw_path`] follows it.
     pub fn set_uri(&mut self, uri: Uri) {
-        self.base.uri = uri;
+        match self.received_mut() {
+            Some(r) => r.uri = uri,
+            None => self.full_mut().base.uri = uri,
+        }
         self.raw_path_fallback = None;
     }
 
     /// Set the HTTP version.
     pub fn set_version(&mut self, version: Version) {
-        self.base.version = version;
+        match self.received_mut() {
+            Some(r) => r.version = version,
+            None => self.full_mut().base.version = version,
+        }
     }
 
     /// Set the request target from raw bytes. Bytes that are not a valid
@@ -209,39 +365,10 @@ impl RequestHeader {
     /// # Errors
     /// `InvalidHTTPHeader` if `path` is UTF-8 but not a valid request target.
     pub fn set_raw_path(&mut self, path: &[u8]) -> Result<()> {
-        self.set_raw_path_shared(Bytes::copy_from_slice(path))
-    }
-
-    fn set_raw_path_shared(&mut self, path: Bytes) -> Result<()> {
-        match Uri::from_maybe_shared(path.clone()) {
-            Ok(uri) => {
-                self.base.uri = uri;
-                self.raw_path_fallback = None;
-                Ok(())
-            }
-            Err(e) => {
-                if std::str::from_utf8(&path).is_ok() && path.is_ascii() {
-                    return Err(e).or_err_with(ErrorType::InvalidHTTPHeader, || {
-                        format!(
-                            "invalid request target {:?}",
-                            String::from_utf8_lossy(&path)
-                        )
-                    });
-                }
-                let escaped = percent_encode_non_ascii(&path);
-                self.base.uri = Uri::from_maybe_shared(escaped).or_err_with(
-                    ErrorType::InvalidHTTPHeader,
-                    || {
-                        format!(
-                            "invalid request target {:?}",
-                            String::from_utf8_lossy(&path)
-                        )
-                    },
-                )?;
-                self.raw_path_fallback = Some(path);
-                Ok(())
-            }
-        }
+        let (uri, fallback) = target_uri(Bytes::copy_from_slice(path))?;
+        self.set_uri(uri);
+        self.raw_path_fallback = fallback;
+        Ok(())
     }
 
     /// The request target bytes to write on the request line: the raw bytes
@@ -252,10 +379,11 @@ impl RequestHeader {
         if let Some(raw) = &self.raw_path_fallback {
             return raw;
         }
-        if let Some(pq) = self.base.uri.path_and_query() {
+        let uri = self.uri();
+        if let Some(pq) = uri.path_and_query() {
             return pq.as_str().as_bytes();
         }
-        if let Some(a) = self.base.uri.authority() {
+        if let Some(a) = uri.authority() {
             return a.as_str().as_bytes();
         }
         b"/"
@@ -263,19 +391,19 @@ impl RequestHeader {
 
     /// The extension of the last path segment (`/a/b.js?x` → `js`), if any.
     pub fn uri_file_extension(&self) -> Option<&str> {
-        let last = self.base.uri.path().rsplit('/').next()?;
+        let last = self.uri().path().rsplit('/').next()?;
         let (_, ext) = last.rsplit_once('.')?;
         (!ext.is_empty()).then_some(ext)
     }
 
     /// The underlying parts, cloned (for building an `http::Request`).
     pub fn as_owned_parts(&self) -> ReqParts {
-        self.base.clone()
+        self.full().base.clone()
     }
 
     /// Whether header-name case is kept (false for [`RequestHeader::build_no_case`]).
     pub fn keeps_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.received.is_some() || self.full().header_name_map.is_some()
     }
 }
 
@@ -283,9 +411,71 @@ impl From<ReqParts> for RequestHeader {
     /// Wrap `http` parts; names are written in lower case.
     fn from(base: ReqParts) -> Self {
         RequestHeader {
-            base,
-            header_name_map: None,
+            full: OnceLock::from(Box::new(Full {
+                base,
+                header_name_map: None,
+            })),
+            received: None,
             raw_path_fallback: None,
+        }
+    }
+}
+
+impl FieldLines for RequestHeader {
+    fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        match &self.received {
+            Some(r) => OneOf::A(r.fields.values(name)),
+            None => OneOf::B(self.full().base.headers.field_values(name)),
+        }
+    }
+
+    fn field_names(&self) -> impl Iterator<Item = &[u8]> {
+        match &self.received {
+            Some(r) => OneOf::A(r.fields.names()),
+            None => OneOf::B(self.full().base.headers.field_names()),
+        }
+    }
+
+    fn has_field(&self, name: &http::HeaderName) -> bool {
+        match &self.received {
+            Some(r) => r.fields.has(name),
+            None => self.full().base.headers.contains_key(name),
+        }
+    }
+
+    fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
+        match &self.received {
+            Some(r) => r.fields.present_of(names),
+            None => self.full().base.headers.fields_present(names),
+        }
+    }
+
+    fn hop_by_hop_present(&self) -> u8 {
+        match &self.received {
+            Some(r) => r.fields.hop_by_hop_present(),
+            None => self.full().base.headers.hop_by_hop_present(),
+        }
+    }
+}
+
+/// The `Uri` for a request target as received, and the bytes themselves
+/// when they are not a valid `Uri` because they are not UTF-8 (the `Uri`
+/// is then their percent-encoded form).
+///
+/// # Errors
+/// `InvalidHTTPHeader` if `path` is ASCII but not a valid request target.
+fn target_uri(path: Bytes) -> Result<(Uri, Option<Bytes>)> {
+    let invalid =
+        |path: &Bytes| format!("invalid request target {:?}", String::from_utf8_lossy(path));
+    match Uri::from_maybe_shared(path.clone()) {
+        Ok(uri) => Ok((uri, None)),
+        Err(e) => {
+            if path.is_ascii() {
+                return Err(e).or_err_with(ErrorType::InvalidHTTPHeader, || invalid(&path));
+            }
+            let uri = Uri::from_maybe_shared(percent_encode_non_ascii(&path))
+                .or_err_with(ErrorType::InvalidHTTPHeader, || invalid(&path))?;
+            Ok((uri, Some(path)))
         }
     }
 }

@@ -429,12 +429,15 @@ impl FieldLines for ResponseHeader {
 
     fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
         match &self.received {
-            Some(r) => names
-                .iter()
-                .take(32)
-                .enumerate()
-                .fold(0, |bits, (i, n)| bits | u32::from(r.fields.has(n)) << i),
+            Some(r) => r.fields.present_of(names),
             None => self.full().base.headers.fields_present(names),
+        }
+    }
+
+    fn hop_by_hop_present(&self) -> u8 {
+        match &self.received {
+            Some(r) => r.fields.hop_by_hop_present(),
+            None => self.full().base.headers.hop_by_hop_present(),
         }
     }
 }

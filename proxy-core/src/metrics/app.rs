@@ -50,8 +50,8 @@ impl PrometheusHttpApp {
     /// Answer one request whose head has been read.
     async fn respond(&self, session: &mut ServerSession) -> Result<()> {
         let req = session.req_header();
-        let method = req.method.clone();
-        let (resp, body) = if req.uri.path() != METRICS_PATH {
+        let method = req.method().clone();
+        let (resp, body) = if req.uri().path() != METRICS_PATH {
             (gen_error_response(404), Bytes::new())
         } else if method != Method::GET && method != Method::HEAD {
             let mut resp = gen_error_response(405);

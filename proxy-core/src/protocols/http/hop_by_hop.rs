@@ -5,32 +5,18 @@
 
 use http::header::{self, HeaderName};
 
-use crate::http::{FieldLines, RequestHeader, ResponseHeader};
+use crate::http::{FieldLines, RequestHeader, ResponseHeader, HOP_BY_HOP_FIELDS};
 
-/// The fixed hop-by-hop names besides those listed in `Connection`.
+/// The fixed hop-by-hop names besides those listed in `Connection`, in
+/// the order of [`HOP_BY_HOP_FIELDS`].
 pub const HOP_BY_HOP: [&str; 7] = [
     "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
-];
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// [`HOP_BY_HOP`] as header names (no parsing per message; a `static`, not
-/// a `const`, so no temporary array is made and dropped at each use).
-static FIXED: [HeaderName; 7] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
 ];
 
 /// The names `Connection` lists besides the fixed ones (usually none, so
@@ -60,19 +46,12 @@ fn listed_in_connection(headers: &impl FieldLines) -> Vec<HeaderName> {
     names
 }
 
-/// Which of [`FIXED`] are present, a bit each in `FIXED`'s order. Most
-/// messages carry at most `Connection`.
-fn fixed_present(headers: &impl FieldLines) -> u8 {
-    // FIXED has 7 names: the bits fit
-    headers.fields_present(&FIXED) as u8
-}
-
 const CONNECTION_BIT: u8 = 1 << 0;
-const UPGRADE_BIT: u8 = 1 << 6;
+const UPGRADE_BIT: u8 = 1 << 2;
 
 macro_rules! strip {
     ($h:expr, $fields:expr, $keep_upgrade:expr) => {{
-        let present = fixed_present($fields);
+        let present = $fields.hop_by_hop_present();
         if present != 0 {
             let keep = $keep_upgrade && present & UPGRADE_BIT != 0;
             let listed = if present & CONNECTION_BIT != 0 {
@@ -80,7 +59,7 @@ macro_rules! strip {
             } else {
                 Vec::new()
             };
-            for (i, n) in FIXED.iter().enumerate() {
+            for (i, n) in HOP_BY_HOP_FIELDS.iter().enumerate() {
                 if present & (1 << i) == 0
                     || (keep && (*n == header::UPGRADE || *n == header::CONNECTION))
                 {
@@ -105,7 +84,7 @@ macro_rules! strip {
 /// `Upgrade` header present (a WebSocket or other upgrade request),
 /// `Upgrade` stays and `Connection` becomes `upgrade`.
 pub fn strip_request(req: &mut RequestHeader, keep_upgrade: bool) {
-    strip!(req, &req.headers, keep_upgrade)
+    strip!(req, &*req, keep_upgrade)
 }
 
 /// Like [`strip_request`], for a response (keep the upgrade for a `101`).
@@ -129,9 +108,9 @@ mod tests {
     #[test]
     fn every_fixed_name_passes_the_length_filter() {
         let mut h = HMap::new();
-        for (i, n) in FIXED.iter().enumerate() {
+        for (i, n) in HOP_BY_HOP_FIELDS.iter().enumerate() {
             h.insert(n.clone(), http::HeaderValue::from_static("x"));
-            assert_eq!(fixed_present(&h), (1u8 << (i + 1)) - 1, "{n}");
+            assert_eq!(h.hop_by_hop_present(), (1u8 << (i + 1)) - 1, "{n}");
         }
     }
 

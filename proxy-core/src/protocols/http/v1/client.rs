@@ -104,10 +104,10 @@ impl HttpSession {
             )
             .into_in());
         }
-        self.body_writer = match common::transfer_coding(&req.headers) {
+        self.body_writer = match common::transfer_coding(&*req) {
             TransferCoding::Chunked => BodyWriter::Chunked,
             TransferCoding::Absent => {
-                match common::content_length(&req.headers, ErrorType::InvalidHTTPHeader)
+                match common::content_length(&*req, ErrorType::InvalidHTTPHeader)
                     .map_err(Error::into_in)?
                 {
                     Some(len) => BodyWriter::ContentLength { remaining: len },
@@ -122,7 +122,7 @@ impl HttpSession {
                 .into_in())
             }
         };
-        if !common::is_keepalive(req.version, &req.headers) {
+        if !common::is_keepalive(req.http_version(), &*req) {
             self.must_close = true;
         }
         let mut out = BytesMut::with_capacity(512);
@@ -232,8 +232,8 @@ impl HttpSession {
                 "the final response header was already read",
             );
         }
-        let is_head = req.method == Method::HEAD;
-        let is_upgrade_req = common::is_upgrade(req.version, &req.headers);
+        let is_head = *req.method() == Method::HEAD;
+        let is_upgrade_req = common::is_upgrade(req.http_version(), req);
         let mut got_any = !self.buf.is_empty();
         let (resp, _len) = loop {
             if !self.buf.is_empty() {

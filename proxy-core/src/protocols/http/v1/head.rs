@@ -11,7 +11,7 @@ use http::{Method, StatusCode, Version};
 
 use super::common::{HeaderLimits, MAX_HEADERS};
 use crate::error::{Error, ErrorType, Result};
-use crate::http::raw_fields::{field_line, RawFields};
+use crate::http::raw_fields::RawFields;
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// The outcome of trying to parse a head out of a buffer.
@@ -105,10 +105,6 @@ impl HeaderSpans {
         }
     }
 
-    fn len(&self) -> usize {
-        self.len
-    }
-
     fn iter(&self) -> impl Iterator<Item = &(Span, Span)> {
         self.inline.iter().take(self.len).chain(self.spill.iter())
     }
@@ -156,16 +152,10 @@ pub fn parse_request(
     }
     // split off and frozen in place: the recorded ranges still point at it
     let head = buf.split_to(len).freeze();
-    let mut header = RequestHeader::from_parsed(
-        method,
-        slice_of(&head, &target)?,
-        version(version_byte),
-        spans.len(),
-    )?;
-    for (name, value) in spans.iter() {
-        let (name, case, value) = field_line(&head, name.clone(), value.clone())?;
-        header.append_parsed(name, case, value);
-    }
+    let target = slice_of(&head, &target)?;
+    let fields = RawFields::new(head, spans.iter().cloned())
+        .ok_or_else(|| malformed("request", "header outside the parsed head"))?;
+    let header = RequestHeader::from_parsed(method, target, version(version_byte), fields)?;
     Ok(HeadParse::Complete(header, len))
 }
 
@@ -241,12 +231,13 @@ fn version_str(v: Version) -> &'static [u8] {
 /// in their original case and order, and the empty line.
 pub fn request_to_wire(req: &RequestHeader, buf: &mut BytesMut) {
     let target = req.raw_path();
-    buf.reserve(req.method.as_str().len() + target.len() + 16);
-    buf.put_slice(req.method.as_str().as_bytes());
+    let method = req.method().as_str();
+    buf.reserve(method.len() + target.len() + 16);
+    buf.put_slice(method.as_bytes());
     buf.put_u8(b' ');
     buf.put_slice(target);
     buf.put_u8(b' ');
-    buf.put_slice(version_str(req.version));
+    buf.put_slice(version_str(req.http_version()));
     buf.put_slice(b"\r\n");
     req.header_to_h1_wire(buf);
     buf.put_slice(b"\r\n");

@@ -15,7 +15,7 @@ use super::common::{
 use super::head::{self, HeadParse};
 use super::idle_timer::IdleTimer;
 use crate::error::{Error, ErrorType, Result};
-use crate::http::{RequestHeader, ResponseHeader};
+use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
 
 /// `Expect: 100-continue` handling (RFC 9110 §10.1.1).
@@ -246,10 +246,10 @@ impl HttpSession {
         };
         self.body_reader = request_body_reader(&req)?;
         self.body_empty = self.body_reader.is_done();
-        self.request_keepalive = common::is_keepalive(req.version, &req.headers);
-        self.continue_state = if req.version == Version::HTTP_11
+        self.request_keepalive = common::is_keepalive(req.http_version(), &req);
+        self.continue_state = if req.http_version() == Version::HTTP_11
             && !self.body_empty
-            && common::header_has_token(&req.headers, &header::EXPECT, "100-continue")
+            && common::header_has_token(&req, &header::EXPECT, "100-continue")
         {
             ContinueState::Expected
         } else {
@@ -298,11 +298,11 @@ impl HttpSession {
             None => "(no request)".to_owned(),
             Some(r) => format!(
                 "{} {}, Host: {}",
-                r.method,
+                r.method(),
                 String::from_utf8_lossy(r.raw_path()),
-                r.headers
-                    .get(header::HOST)
-                    .map(|h| String::from_utf8_lossy(h.as_bytes()))
+                r.field_values(&header::HOST)
+                    .next()
+                    .map(String::from_utf8_lossy)
                     .unwrap_or_default()
             ),
         }
@@ -334,7 +334,7 @@ impl HttpSession {
     pub fn is_upgrade_req(&self) -> bool {
         self.request_header
             .as_deref()
-            .is_some_and(|r| common::is_upgrade(r.version, &r.headers))
+            .is_some_and(|r| common::is_upgrade(r.http_version(), r))
     }
 
     /// Whether a `101 Switching Protocols` was sent: both directions are now
@@ -518,9 +518,9 @@ impl HttpSession {
             self.body_writer = BodyWriter::Pending;
         }
         let status = header.status_code();
-        let is_head = req.method == Method::HEAD;
-        let client_version = req.version;
-        let is_upgrade_req = common::is_upgrade(req.version, &req.headers);
+        let is_head = *req.method() == Method::HEAD;
+        let client_version = req.http_version();
+        let is_upgrade_req = common::is_upgrade(client_version, req);
         if status.is_informational()
             && status != http::StatusCode::SWITCHING_PROTOCOLS
             && client_version == Version::HTTP_10
@@ -855,36 +855,32 @@ impl HttpSession {
 /// RFC 9112 §6.3 for a request: how its body is delimited.
 fn request_body_reader(req: &RequestHeader) -> Result<BodyReader> {
     let bad = |msg: &'static str| Error::explain(ErrorType::HTTPStatus(400), msg);
-    if req.headers.get_all(header::HOST).iter().count() > 1 {
+    if req.field_values(&header::HOST).nth(1).is_some() {
         // RFC 9112 §3.2: more than one Host is answered 400
         return Err(bad("more than one Host header"));
     }
-    let te = common::transfer_coding(&req.headers);
+    let te = common::transfer_coding(req);
     if te != TransferCoding::Absent {
-        if req.headers.contains_key(header::CONTENT_LENGTH) {
+        if req.has_field(&header::CONTENT_LENGTH) {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
-        if req.version == Version::HTTP_10 {
+        if req.http_version() == Version::HTTP_10 {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
         return match te {
             // RFC 9112 §6.1: a transfer coding the server does not know → 501
-            TransferCoding::Chunked if !common::is_only_chunked(&req.headers) => {
-                Err(Error::explain(
-                    ErrorType::HTTPStatus(501),
-                    "request Transfer-Encoding has a coding other than chunked",
-                ))
-            }
+            TransferCoding::Chunked if !common::is_only_chunked(req) => Err(Error::explain(
+                ErrorType::HTTPStatus(501),
+                "request Transfer-Encoding has a coding other than chunked",
+            )),
             TransferCoding::Chunked => Ok(BodyReader::chunked()),
             _ => Err(bad(
                 "Transfer-Encoding of a request does not end in chunked",
             )),
         };
     }
-    Ok(
-        common::content_length(&req.headers, ErrorType::HTTPStatus(400))?
-            .map_or(BodyReader::Done, BodyReader::content_length),
-    )
+    Ok(common::content_length(req, ErrorType::HTTPStatus(400))?
+        .map_or(BodyReader::Done, BodyReader::content_length))
 }
 
 fn empty_request() -> &'static RequestHeader {
