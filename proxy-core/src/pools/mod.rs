@@ -14,9 +14,13 @@
 //!   least recently released connection is closed;
 //! - a per-key cap: past it the key's oldest idle connection is closed;
 //! - a per-connection idle deadline (the peer's `idle_timeout`): a connection
-//!   idle past it is never handed out and is closed by the next `get`/`put`
-//!   (a bounded number per call) or [`ConnectionPool::prune_expired`] /
-//!   [`ConnectionPool::sweep`].
+//!   idle past it is never handed out; it is closed when `get` meets it, by
+//!   the next `get`/`put` when it is among the least recently released
+//!   (up to 16 per call, stopping at the first live one), or by
+//!   [`ConnectionPool::prune_expired`] / [`ConnectionPool::sweep`].
+//!
+//! Every `get` and `put` is O(1): the connections sit in a slab, linked in
+//! release order on one list of all of them and one per key.
 //!
 //! `get` hands out the most recently released connection of a key (LIFO): it
 //! is the one least likely to have been closed by the upstream's own idle
@@ -34,7 +38,8 @@
 //! assert_eq!(pool.get(7, t0 + Duration::from_secs(61)), None); // expired
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -46,79 +51,218 @@ pub const DEFAULT_POOL_SIZE: usize = 128;
 /// the critical section stays short however many expired at once.
 const PRUNE_PER_CALL: usize = 16;
 
-/// One idle connection and its bookkeeping.
-struct IdleConn<S> {
-    /// Release order, unique and increasing: the LRU clock.
-    id: u64,
-    conn: S,
-    /// When the connection's idle timeout runs out; `None` = never.
-    deadline: Option<Instant>,
+/// No slot: the end of a list.
+const NIL: usize = usize::MAX;
+
+/// A slot's neighbours in one list, in release order.
+#[derive(Debug, Clone, Copy)]
+struct Links {
+    older: usize,
+    newer: usize,
 }
 
-/// The pool's state, behind one lock.
-///
-/// Invariants: every entry of `groups` has its `id` in `lru` (mapped to its
-/// key) and, when it has a deadline, `(deadline, id, key)` in `deadlines`;
-/// each group's deque is sorted by `id` (pushes are at the back with a fresh,
-/// larger id), so the globally least recently released connection is at the
-/// front of its group.
+const UNLINKED: Links = Links {
+    older: NIL,
+    newer: NIL,
+};
+
+/// The two ends of a list and its length.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    oldest: usize,
+    newest: usize,
+    len: usize,
+}
+
+const EMPTY: Ends = Ends {
+    oldest: NIL,
+    newest: NIL,
+    len: 0,
+};
+
+/// One idle connection and its places in the two lists.
+struct Slot<S> {
+    /// `None` while the slot is free.
+    conn: Option<S>,
+    key: u64,
+    /// When the connection's idle timeout runs out; `None` = never.
+    deadline: Option<Instant>,
+    /// In the list of every idle connection (the LRU order).
+    all: Links,
+    /// In the list of its key's idle connections.
+    group: Links,
+}
+
+/// Keys are already hashes (a peer's `reuse_hash`): used as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // only `write_u64` is used (the key type is u64); fold anything else
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Which list of a slot an operation is on.
+#[derive(Clone, Copy)]
+enum List {
+    All,
+    Group,
+}
+
+/// The pool's state, behind one lock: the connections in a slab, each on
+/// two doubly linked lists in release order, one of every idle connection
+/// (its oldest end is the LRU victim) and one per key (its newest end is
+/// handed out first, its oldest evicted past the per-key cap). Every
+/// operation is O(1) but a search for expired connections, which stops at
+/// the first live one from the oldest end.
 struct PoolInner<S> {
-    next_id: u64,
-    groups: HashMap<u64, VecDeque<IdleConn<S>>>,
-    /// id → key, in release order: the first entry is the LRU victim.
-    lru: BTreeMap<u64, u64>,
-    /// Expiry index: the first entry is the next connection to expire.
-    deadlines: BTreeSet<(Instant, u64, u64)>,
+    slots: Vec<Slot<S>>,
+    /// Free slots, reused before the slab grows.
+    free: Vec<usize>,
+    all: Ends,
+    /// Per key; a key whose last connection left keeps its (empty) entry
+    /// until empty ones outnumber the cap, so a hot key does not re-insert.
+    groups: HashMap<u64, Ends, BuildHasherDefault<KeyHasher>>,
 }
 
 impl<S> PoolInner<S> {
     fn new() -> Self {
         PoolInner {
-            next_id: 0,
-            groups: HashMap::new(),
-            lru: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            all: EMPTY,
+            groups: HashMap::default(),
         }
     }
 
-    /// Drop `entry`'s index records (it has already left its group).
-    fn unindex(&mut self, key: u64, entry: &IdleConn<S>) {
-        self.lru.remove(&entry.id);
-        if let Some(d) = entry.deadline {
-            self.deadlines.remove(&(d, entry.id, key));
+    fn links(&mut self, idx: usize, list: List) -> Option<&mut Links> {
+        let slot = self.slots.get_mut(idx)?;
+        Some(match list {
+            List::All => &mut slot.all,
+            List::Group => &mut slot.group,
+        })
+    }
+
+    /// Link slot `idx` as the newest of `ends` in `list`.
+    fn push_newest(&mut self, ends: &mut Ends, idx: usize, list: List) {
+        let older = ends.newest;
+        if let Some(l) = self.links(idx, list) {
+            *l = Links { older, newer: NIL };
         }
+        match self.links(older, list) {
+            Some(l) => l.newer = idx,
+            None => ends.oldest = idx,
+        }
+        ends.newest = idx;
+        ends.len += 1;
     }
 
-    /// Remove the entry `id` of group `key`, wherever it sits.
-    fn remove(&mut self, key: u64, id: u64) -> Option<S> {
-        let group = self.groups.get_mut(&key)?;
-        let idx = group.binary_search_by_key(&id, |c| c.id).ok()?;
-        let entry = group.remove(idx)?;
-        self.unindex(key, &entry);
-        Some(entry.conn)
+    /// Unlink slot `idx` from `ends` in `list`.
+    fn unlink(&mut self, ends: &mut Ends, idx: usize, list: List) {
+        let Some(l) = self.links(idx, list) else {
+            return;
+        };
+        let Links { older, newer } = std::mem::replace(l, UNLINKED);
+        match self.links(older, list) {
+            Some(o) => o.newer = newer,
+            None => ends.oldest = newer,
+        }
+        match self.links(newer, list) {
+            Some(n) => n.older = older,
+            None => ends.newest = older,
+        }
+        ends.len = ends.len.saturating_sub(1);
     }
 
-    /// Move up to `max` connections whose deadline is at or before `now` into `out`.
-    fn prune_expired(&mut self, now: Instant, max: usize, out: &mut Vec<S>) {
+    fn insert(&mut self, key: u64, conn: S, deadline: Option<Instant>) {
+        let slot = Slot {
+            conn: Some(conn),
+            key,
+            deadline,
+            all: UNLINKED,
+            group: UNLINKED,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                if let Some(s) = self.slots.get_mut(idx) {
+                    *s = slot;
+                }
+                idx
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        let mut all = self.all;
+        self.push_newest(&mut all, idx, List::All);
+        self.all = all;
+        let mut group = self.groups.get(&key).copied().unwrap_or(EMPTY);
+        self.push_newest(&mut group, idx, List::Group);
+        self.groups.insert(key, group);
+    }
+
+    /// Take the connection of slot `idx` out of both lists and free the slot.
+    fn take(&mut self, idx: usize) -> Option<S> {
+        let key = self.slots.get(idx)?.key;
+        let mut all = self.all;
+        self.unlink(&mut all, idx, List::All);
+        self.all = all;
+        if let Some(mut group) = self.groups.get(&key).copied() {
+            self.unlink(&mut group, idx, List::Group);
+            self.groups.insert(key, group);
+        }
+        let conn = self.slots.get_mut(idx)?.conn.take();
+        self.free.push(idx);
+        conn
+    }
+
+    fn expired(&self, idx: usize, now: Instant) -> bool {
+        self.slots
+            .get(idx)
+            .and_then(|s| s.deadline)
+            .is_some_and(|d| d <= now)
+    }
+
+    /// Close up to `max` expired connections, from the least recently
+    /// released on, stopping at the first that has not expired (the
+    /// connector's sweeper, [`ConnectionPool::prune_expired`] and `get`'s
+    /// own check cover those behind it).
+    fn prune_oldest(&mut self, now: Instant, max: usize, out: &mut Vec<S>) {
         for _ in 0..max {
-            let Some(&(deadline, id, key)) = self.deadlines.first() else {
-                return;
-            };
-            if deadline > now {
+            let idx = self.all.oldest;
+            if idx == NIL || !self.expired(idx, now) {
                 return;
             }
-            match self.remove(key, id) {
-                Some(conn) => out.push(conn),
-                // a stale index record would loop forever; drop it
-                None => {
-                    self.deadlines.pop_first();
-                }
+            out.extend(self.take(idx));
+        }
+    }
+
+    /// Close every connection for which `close` is true.
+    fn close_where(&mut self, out: &mut Vec<S>, mut close: impl FnMut(&mut Slot<S>) -> bool) {
+        for idx in 0..self.slots.len() {
+            let doomed = self
+                .slots
+                .get_mut(idx)
+                .is_some_and(|s| s.conn.is_some() && close(s));
+            if doomed {
+                out.extend(self.take(idx));
             }
         }
     }
 
     fn len(&self) -> usize {
-        self.lru.len()
+        self.all.len
     }
 }
 
@@ -169,17 +313,19 @@ impl<S> ConnectionPool<S> {
         let found = {
             let mut inner = self.inner.lock();
             let found = loop {
-                let Some(entry) = inner.groups.get_mut(&key).and_then(|g| g.pop_back()) else {
+                let idx = inner.groups.get(&key).map_or(NIL, |g| g.newest);
+                if idx == NIL {
                     break None;
-                };
-                inner.unindex(key, &entry);
-                if entry.deadline.is_some_and(|d| d <= now) {
-                    closed.push(entry.conn);
+                }
+                let expired = inner.expired(idx, now);
+                let conn = inner.take(idx);
+                if expired {
+                    closed.extend(conn);
                     continue;
                 }
-                break Some(entry.conn);
+                break conn;
             };
-            inner.prune_expired(now, PRUNE_PER_CALL, &mut closed);
+            inner.prune_oldest(now, PRUNE_PER_CALL, &mut closed);
             found
         };
         drop(closed);
@@ -192,7 +338,8 @@ impl<S> ConnectionPool<S> {
     ///
     /// Past the per-key cap the key's oldest connection is closed; past the
     /// global cap the least recently released connection of any key is
-    /// closed. Up to 16 expired connections are closed on the side.
+    /// closed. Up to 16 expired connections, the least recently released,
+    /// are closed on the side.
     pub fn put(&self, key: u64, conn: S, idle_timeout: Option<Duration>, now: Instant) {
         if idle_timeout == Some(Duration::ZERO) || self.capacity == 0 || self.per_key_limit == 0 {
             drop(conn);
@@ -202,39 +349,21 @@ impl<S> ConnectionPool<S> {
         let mut closed = Vec::new();
         {
             let mut inner = self.inner.lock();
-            inner.prune_expired(now, PRUNE_PER_CALL, &mut closed);
-
-            let id = inner.next_id;
-            inner.next_id += 1;
-            inner.lru.insert(id, key);
-            if let Some(d) = deadline {
-                inner.deadlines.insert((d, id, key));
-            }
-            let group = inner.groups.entry(key).or_default();
-            group.push_back(IdleConn { id, conn, deadline });
-
-            if group.len() > self.per_key_limit {
-                if let Some(oldest) = group.pop_front() {
-                    inner.unindex(key, &oldest);
-                    closed.push(oldest.conn);
-                }
+            inner.prune_oldest(now, PRUNE_PER_CALL, &mut closed);
+            inner.insert(key, conn, deadline);
+            let group = inner.groups.get(&key).copied().unwrap_or(EMPTY);
+            if group.len > self.per_key_limit {
+                closed.extend(inner.take(group.oldest));
             }
             while inner.len() > self.capacity {
-                let Some((&victim_id, &victim_key)) = inner.lru.first_key_value() else {
+                let victim = inner.all.oldest;
+                if victim == NIL {
                     break;
-                };
-                match inner.remove(victim_key, victim_id) {
-                    Some(conn) => closed.push(conn),
-                    // a stale index record would loop forever; drop it
-                    None => {
-                        inner.lru.pop_first();
-                    }
                 }
+                closed.extend(inner.take(victim));
             }
-            // Emptied groups stay (a hot key does not reallocate its deque on
-            // every get/put cycle) until they outnumber the cap.
             if inner.groups.len() > self.capacity.saturating_mul(2).saturating_add(16) {
-                inner.groups.retain(|_, g| !g.is_empty());
+                inner.groups.retain(|_, g| g.len > 0);
             }
         }
         drop(closed);
@@ -245,7 +374,7 @@ impl<S> ConnectionPool<S> {
         let mut closed = Vec::new();
         self.inner
             .lock()
-            .prune_expired(now, usize::MAX, &mut closed);
+            .close_where(&mut closed, |s| s.deadline.is_some_and(|d| d <= now));
         closed.len()
     }
 
@@ -257,21 +386,11 @@ impl<S> ConnectionPool<S> {
         let mut closed = Vec::new();
         {
             let mut inner = self.inner.lock();
-            inner.prune_expired(now, usize::MAX, &mut closed);
-            let mut dead = Vec::new();
-            for (&key, group) in inner.groups.iter_mut() {
-                for entry in group.iter_mut() {
-                    if !is_usable(&mut entry.conn) {
-                        dead.push((key, entry.id));
-                    }
-                }
-            }
-            for (key, id) in dead {
-                if let Some(conn) = inner.remove(key, id) {
-                    closed.push(conn);
-                }
-            }
-            inner.groups.retain(|_, g| !g.is_empty());
+            inner.close_where(&mut closed, |s| {
+                s.deadline.is_some_and(|d| d <= now)
+                    || s.conn.as_mut().is_some_and(|c| !is_usable(c))
+            });
+            inner.groups.retain(|_, g| g.len > 0);
         }
         closed.len()
     }
@@ -283,7 +402,7 @@ impl<S> ConnectionPool<S> {
 
     /// How many idle connections the pool holds for `key`.
     pub fn idle_count_for(&self, key: u64) -> usize {
-        self.inner.lock().groups.get(&key).map_or(0, |g| g.len())
+        self.inner.lock().groups.get(&key).map_or(0, |g| g.len)
     }
 }
 
@@ -523,6 +642,85 @@ mod tests {
             assert_eq!(pool.get(key, t0), Some(key));
         }
         assert!(pool.inner.lock().groups.len() <= 4 * 2 + 17);
+    }
+
+    /// The pool against a plain list in release order, over random puts
+    /// and gets on a few keys with both caps and mixed idle timeouts.
+    #[test]
+    fn matches_a_simple_model_under_random_use() {
+        struct Model {
+            // (key, conn, deadline), oldest first
+            idle: Vec<(u64, u32, Option<Instant>)>,
+            cap: usize,
+            per_key: usize,
+        }
+        impl Model {
+            fn prune_oldest(&mut self, now: Instant) {
+                for _ in 0..PRUNE_PER_CALL {
+                    match self.idle.first() {
+                        Some((_, _, Some(d))) if *d <= now => {
+                            self.idle.remove(0);
+                        }
+                        _ => return,
+                    }
+                }
+            }
+            fn get(&mut self, key: u64, now: Instant) -> Option<u32> {
+                let found = loop {
+                    let Some(i) = self.idle.iter().rposition(|c| c.0 == key) else {
+                        break None;
+                    };
+                    let (_, conn, deadline) = self.idle.remove(i);
+                    if deadline.is_some_and(|d| d <= now) {
+                        continue;
+                    }
+                    break Some(conn);
+                };
+                self.prune_oldest(now);
+                found
+            }
+            fn put(&mut self, key: u64, conn: u32, deadline: Option<Instant>, now: Instant) {
+                self.prune_oldest(now);
+                self.idle.push((key, conn, deadline));
+                if self.idle.iter().filter(|c| c.0 == key).count() > self.per_key {
+                    let i = self.idle.iter().position(|c| c.0 == key).unwrap();
+                    self.idle.remove(i);
+                }
+                while self.idle.len() > self.cap {
+                    self.idle.remove(0);
+                }
+            }
+        }
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (cap, per_key) = (8, 3);
+        let pool = ConnectionPool::with_per_key_limit(cap, per_key);
+        let mut model = Model {
+            idle: Vec::new(),
+            cap,
+            per_key,
+        };
+        let t0 = Instant::now();
+        for step in 0..20_000u32 {
+            let now = t0 + secs(u64::from(step / 10));
+            let key = next(5);
+            if next(2) == 0 {
+                let timeout = [None, Some(secs(3)), Some(secs(30))][next(3) as usize];
+                let deadline = timeout.map(|t| now + t);
+                pool.put(key, step, timeout, now);
+                model.put(key, step, deadline, now);
+            } else {
+                assert_eq!(pool.get(key, now), model.get(key, now), "step {step}");
+            }
+            assert_eq!(pool.idle_count(), model.idle.len(), "step {step}");
+            let for_key = model.idle.iter().filter(|c| c.0 == key).count();
+            assert_eq!(pool.idle_count_for(key), for_key, "step {step}");
+        }
     }
 
     #[test]
