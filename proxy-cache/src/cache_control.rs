@@ -29,7 +29,7 @@
 
 use std::borrow::Cow;
 
-use proxy_core::http::{is_tchar, RequestHeader, ResponseHeader};
+use proxy_core::http::{is_tchar, FieldLines, RequestHeader, ResponseHeader};
 
 /// The largest delta-seconds value kept: 2^31 (RFC 9111 §1.2.2).
 pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
@@ -82,7 +82,9 @@ impl CacheControl {
 
     /// The request's `Cache-Control`, `None` when it has none.
     pub fn from_req_headers(req: &RequestHeader) -> Option<Self> {
-        Self::from_map(&req.headers, "cache-control")
+        let mut values = req.field_values(&http::header::CACHE_CONTROL).peekable();
+        values.peek()?;
+        Some(Self::parse(values))
     }
 
     /// A targeted cache-control field `name` of the response (RFC 9213),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use proxy_core::error::Result;
-use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::http::{FieldLines, RequestHeader, ResponseHeader};
 use proxy_core::protocols::http::hop_by_hop;
 
 use crate::cache_control::{CacheControl, MaxStale, CDN_CACHE_CONTROL};
@@ -20,7 +20,8 @@ use crate::reasons::{NoCacheReason, RespCacheable};
 /// Whether the request method is one the cache serves and stores: GET and
 /// HEAD (RFC 9111 §3: the method must be understood and cacheable).
 pub fn request_cacheable(req: &RequestHeader) -> bool {
-    req.method == http::Method::GET || req.method == http::Method::HEAD
+    let method = req.method();
+    *method == http::Method::GET || *method == http::Method::HEAD
 }
 
 /// Statuses this cache may store when the response has explicit
@@ -288,11 +289,11 @@ fn small_age_value(secs: u64) -> Option<HeaderValue> {
 /// stored), without the client's `Range`. The client's conditionals stay:
 /// a 304 to them is forwarded and simply not stored.
 pub fn upstream_fill_request(req: &mut RequestHeader) {
-    if req.method == http::Method::HEAD {
+    if *req.method() == http::Method::HEAD {
         req.set_method(http::Method::GET);
     }
-    req.remove_header(&header::RANGE);
-    req.remove_header(&header::IF_RANGE);
+    req.remove_header_named(&header::RANGE);
+    req.remove_header_named(&header::IF_RANGE);
 }
 
 /// Prepare a revalidation (RFC 9111 §4.3.1): as a fill, with the client's
@@ -361,8 +362,10 @@ pub fn not_modified_filter(req: &RequestHeader, resp: &ResponseHeader) -> bool {
     if resp.status_code() != http::StatusCode::OK || !request_cacheable(req) {
         return false;
     }
-    if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
-        let Ok(inm) = inm.to_str() else { return false };
+    if let Some(inm) = req.field_values(&header::IF_NONE_MATCH).next() {
+        let Ok(inm) = std::str::from_utf8(inm) else {
+            return false;
+        };
         let Some(etag) = resp.headers.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
             return inm.trim() == "*";
         };
@@ -370,9 +373,8 @@ pub fn not_modified_filter(req: &RequestHeader, resp: &ResponseHeader) -> bool {
         let etag = opaque(etag);
         return inm.split(',').any(|t| t.trim() == "*" || opaque(t) == etag);
     }
-    if let Some(ims) = req.headers.get(header::IF_MODIFIED_SINCE) {
-        let since = ims
-            .to_str()
+    if let Some(ims) = req.field_values(&header::IF_MODIFIED_SINCE).next() {
+        let since = std::str::from_utf8(ims)
             .ok()
             .and_then(|s| httpdate::parse_http_date(s).ok());
         let last = date_of(resp, header::LAST_MODIFIED);
@@ -415,7 +417,7 @@ pub fn invalidation_targets(
     tls: bool,
 ) -> Vec<String> {
     let full = CacheKey::default_http(key.namespace(), req, tls, "");
-    let own_path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let own_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let format_full = full.primary_key() == key.primary_key();
     let format_path = key.primary_key() == own_path.as_bytes();
     if !format_full && !format_path {

@@ -16,7 +16,7 @@
 
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
-use proxy_core::http::RequestHeader;
+use proxy_core::http::{FieldLines, RequestHeader};
 
 /// A 128-bit digest: the unit storages key entries by.
 pub type HashBinary = [u8; 16];
@@ -95,18 +95,22 @@ impl CacheKey {
     ) -> Self {
         let scheme = if tls { "https" } else { "http" };
         let host = req
-            .uri
+            .uri()
             .authority()
             .map(|a| a.as_str())
             .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
+                req.field_values(&http::header::HOST)
+                    .next()
+                    .and_then(|h| std::str::from_utf8(h).ok())
             })
             .unwrap_or("");
         let default_port = if tls { ":443" } else { ":80" };
         let host = host.strip_suffix(default_port).unwrap_or(host);
-        let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         // built in place, at its exact size, so it boxes without a copy
         let mut primary = Vec::with_capacity(scheme.len() + 3 + host.len() + path.len());
         primary.extend_from_slice(scheme.as_bytes());

@@ -25,7 +25,7 @@ use proxy_cache::{
     RespCacheable,
 };
 use proxy_core::error::{Error, ErrorSource, ErrorType, Result};
-use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::http::{FieldLines, RequestHeader, ResponseHeader};
 use proxy_core::protocols::http::ServerSession;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -74,10 +74,7 @@ pub(crate) fn default_response_cacheable(
     resp: &ResponseHeader,
 ) -> RespCacheable {
     let defaults = session.cache.overrides().and_then(|o| o.defaults);
-    let auth = session
-        .req_header()
-        .headers
-        .contains_key(http::header::AUTHORIZATION);
+    let auth = session.req_header().has_field(&http::header::AUTHORIZATION);
     filters::resp_cacheable(resp, auth, defaults.as_ref(), SystemTime::now())
 }
 
@@ -116,10 +113,8 @@ where
         }
         // RFC 9111 §5.4: `Pragma: no-cache` counts when there is no Cache-Control
         let req_cc = CacheControl::from_req_headers(req).or_else(|| {
-            req.headers
-                .get_all(http::header::PRAGMA)
-                .iter()
-                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+            req.field_values(&http::header::PRAGMA)
+                .any(|v| v.eq_ignore_ascii_case(b"no-cache"))
                 .then(|| CacheControl::parse([&b"no-cache"[..]]))
         });
         if req_cc.as_ref().is_some_and(|cc| cc.no_store()) {

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::header;
-use proxy_core::http::{RequestHeader, ResponseHeader};
+use proxy_core::http::{FieldLines, RequestHeader, ResponseHeader};
 
 /// At most this many ranges are served in one multipart response; a request
 /// for more gets the whole body (a defence against range amplification).
@@ -147,10 +147,9 @@ pub fn parse_range(value: &[u8], len: usize) -> RangeType {
 /// strong entity-tag equal to the response's `ETag`, or a date equal to its
 /// `Last-Modified`. No `If-Range`: yes.
 pub fn if_range_matches(req: &RequestHeader, resp: &ResponseHeader) -> bool {
-    let Some(cond) = req.headers.get(header::IF_RANGE) else {
+    let Some(cond) = req.field_values(&header::IF_RANGE).next() else {
         return true;
     };
-    let cond = cond.as_bytes();
     if cond.starts_with(b"\"") {
         return resp
             .headers
@@ -178,13 +177,13 @@ pub fn range_header_filter(
     if *req.method() != http::Method::GET || resp.status_code() != http::StatusCode::OK {
         return RangeType::None;
     }
-    let Some(value) = req.headers.get(header::RANGE) else {
+    let Some(value) = req.field_values(&header::RANGE).next() else {
         return RangeType::None;
     };
     if !if_range_matches(req, resp) {
         return RangeType::None;
     }
-    let mut range = parse_range(value.as_bytes(), len);
+    let mut range = parse_range(value, len);
     let rewritten = match &mut range {
         RangeType::None => Ok(()),
         RangeType::Invalid => (|| {

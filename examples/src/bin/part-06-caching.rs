@@ -45,7 +45,7 @@ use proxy_examples::conf::{self, ExampleConf, RoundRobin};
 use proxy_facade::cache::eviction::EvictionManager;
 use proxy_facade::cache::predictor::Predictor;
 use proxy_facade::cache::{CacheKey, CacheLock, CacheMetaDefaults, CacheOptionOverrides, Storage};
-use proxy_facade::http::{HeaderValue, RequestHeader};
+use proxy_facade::http::{FieldLines, HeaderValue, RequestHeader};
 use proxy_facade::prelude::*;
 use proxy_facade::proxy::{ProxyHttp, Session};
 use proxy_facade::server::configuration::Opt;
@@ -113,7 +113,7 @@ impl ProxyHttp for CachingProxy {
     /// Phase `is_purge`: `PURGE` requests from this host only (anyone who
     /// can purge can make the origin take the load of every miss).
     fn is_purge(&self, session: &Session, _ctx: &Ctx) -> bool {
-        session.req_header().method.as_str() == "PURGE"
+        session.req_header().method().as_str() == "PURGE"
             && session
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -137,7 +137,7 @@ impl ProxyHttp for CachingProxy {
     ) -> Result<()> {
         // Keep the client's Host when it sent one (it is part of the key and
         // origins route on it); else name the upstream.
-        if !session.req_header().headers.contains_key("host") {
+        if !session.req_header().has_field(&http::header::HOST) {
             if let Some(host) = &ctx.upstream {
                 upstream_request.insert_header("Host", host.clone())?;
             }
