@@ -115,7 +115,9 @@ pub struct ServerConf {
     pub listener_tasks_per_fd: usize,
     /// `true`: each service runs one work-stealing multi-thread runtime;
     /// `false`: `threads` single-thread runtimes with connections spread
-    /// across them. Default `true`.
+    /// across them. With `threads: 1` a service always runs one
+    /// single-thread runtime (there is nothing to steal), so
+    /// `tokio::task::block_in_place` is not available there. Default `true`.
     pub work_stealing: bool,
     /// PEM file of CA certificates trusted for upstream TLS. Default none
     /// (the TLS library's default trust store).

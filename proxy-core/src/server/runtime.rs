@@ -60,7 +60,8 @@ impl Runtime {
             .or_err_with(InternalError, || format!("building runtime {name}"))
     }
 
-    /// `threads` single-thread runtimes (at least 1), on threads named `name-<i>`.
+    /// `threads` single-thread runtimes (at least 1), on threads named `name-<i>`
+    /// (`name` when there is one).
     ///
     /// # Errors
     /// [`crate::ErrorType::InternalError`] when the OS refuses a thread or a runtime.
@@ -186,15 +187,21 @@ impl NoStealRuntime {
         for (i, rt) in runtimes.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
             let thread_pools = pools.clone();
+            // one thread is named like a one-worker work-stealing runtime's
+            let thread_name = if threads == 1 {
+                name.to_owned()
+            } else {
+                format!("{name}-{i}")
+            };
             let join = std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
+                .name(thread_name)
                 .spawn(move || {
                     NO_STEAL_POOLS.with(|p| *p.borrow_mut() = Some(thread_pools));
                     // drive the runtime until told to stop; a dropped sender means stop now
                     let timeout = rt.block_on(stop_rx).unwrap_or(Duration::ZERO);
                     rt.shutdown_timeout(timeout);
                 })
-                .or_err_with(InternalError, || format!("spawning thread {name}-{i}"))?;
+                .or_err_with(InternalError, || format!("spawning a thread of {name}"))?;
             out.push((stop_tx, join));
         }
         Ok(NoStealRuntime {
