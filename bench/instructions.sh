@@ -51,7 +51,6 @@ cat > "$RUN/ours.yaml" <<YAML
 ---
 version: 1
 threads: 1
-work_stealing: ${OURS_WORK_STEALING:-true}
 pid_file: $RUN/ours.pid
 upgrade_sock: $RUN/ours.sock
 listen: 127.0.0.1:8088
