@@ -9,7 +9,7 @@
 //! repeated whitespace removed, list members trimmed; for `Accept-Encoding`
 //! also lowercased and sorted, so `gzip, br` and `br,gzip` match.
 
-use proxy_core::http::{is_tchar, RequestHeader, ResponseHeader};
+use proxy_core::http::{is_tchar, FieldLines, RequestHeader, ResponseHeader};
 
 use crate::key::{hash_parts, HashBinary};
 
@@ -42,8 +42,10 @@ impl VaryNames {
 /// or `*`, RFC 9110 §12.5.5). Invalid members are ignored.
 pub fn vary_names(resp: &ResponseHeader) -> VaryNames {
     let mut out = VaryNames::default();
-    for v in resp.headers.get_all(http::header::VARY) {
-        let Ok(v) = v.to_str() else { continue };
+    for v in resp.field_values(&http::header::VARY) {
+        let Ok(v) = std::str::from_utf8(v) else {
+            continue;
+        };
         for name in v.split(',') {
             let name = name.trim();
             if name == "*" {
@@ -108,13 +110,12 @@ pub fn variance_for(names: &VaryNames, req: &RequestHeader) -> Option<HashBinary
     }
     let mut b = VarianceBuilder::new();
     for name in &names.names {
-        let joined = req
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect::<Vec<_>>()
-            .join(&b","[..]);
+        // a token (checked by `vary_names`), so always a valid name; the
+        // usual ones (Accept-Encoding, Origin...) are standard: no allocation
+        let joined = match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => req.field_values(&h).collect::<Vec<_>>().join(&b","[..]),
+            Err(_) => Vec::new(),
+        };
         b.add_owned_value(name.clone(), normalise(name, &joined));
     }
     b.finalize()
