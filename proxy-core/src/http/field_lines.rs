@@ -8,6 +8,7 @@
 
 use http::HeaderName;
 
+use super::raw_fields::RawFields;
 use super::HMap;
 
 /// The hop-by-hop fields every message may carry (RFC 9110 §7.6.1), besides
@@ -79,9 +80,55 @@ impl FieldLines for HMap {
     }
 }
 
-/// One of two iterators over the same items: what an implementation returns
-/// when its lines may be held either way.
-pub(crate) enum OneOf<A, B> {
+/// A parsed head's field lines, whichever way they are held: as received,
+/// or as a map. [`RequestHeader`](super::RequestHeader) and
+/// [`ResponseHeader`](super::ResponseHeader) implement [`FieldLines`]
+/// through this one view.
+#[derive(Clone, Copy)]
+pub(crate) enum HeadLines<'a> {
+    Received(&'a RawFields),
+    Map(&'a HMap),
+}
+
+impl<'a> HeadLines<'a> {
+    pub(crate) fn values(self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        match self {
+            HeadLines::Received(f) => OneOf::A(f.values(name)),
+            HeadLines::Map(m) => OneOf::B(m.field_values(name)),
+        }
+    }
+
+    pub(crate) fn names(self) -> impl Iterator<Item = &'a [u8]> {
+        match self {
+            HeadLines::Received(f) => OneOf::A(f.names()),
+            HeadLines::Map(m) => OneOf::B(m.field_names()),
+        }
+    }
+
+    pub(crate) fn has(self, name: &HeaderName) -> bool {
+        match self {
+            HeadLines::Received(f) => f.has(name),
+            HeadLines::Map(m) => m.contains_key(name),
+        }
+    }
+
+    pub(crate) fn present(self, names: &[HeaderName]) -> u32 {
+        match self {
+            HeadLines::Received(f) => f.present_of(names),
+            HeadLines::Map(m) => m.fields_present(names),
+        }
+    }
+
+    pub(crate) fn hop_by_hop_present(self) -> u8 {
+        match self {
+            HeadLines::Received(f) => f.hop_by_hop_present(),
+            HeadLines::Map(m) => m.hop_by_hop_present(),
+        }
+    }
+}
+
+/// One of two iterators over the same items.
+enum OneOf<A, B> {
     A(A),
     B(B),
 }

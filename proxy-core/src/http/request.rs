@@ -9,7 +9,7 @@ use http::request::Parts as ReqParts;
 use http::{HeaderValue, Method, Uri, Version};
 
 use super::case::{self, CaseMap};
-use super::field_lines::{FieldLines, OneOf};
+use super::field_lines::{FieldLines, HeadLines};
 use super::raw_fields::RawFields;
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{ErrorType, OrErr, Result};
@@ -110,6 +110,14 @@ impl RequestHeader {
     /// The header as `http` types, built from the received lines on first use.
     fn full(&self) -> &Full {
         self.full.get_or_init(|| Box::new(self.build_full()))
+    }
+
+    /// The field lines, as received or as the map.
+    fn lines(&self) -> HeadLines<'_> {
+        match &self.received {
+            Some(r) => HeadLines::Received(&r.fields),
+            None => HeadLines::Map(&self.full().base.headers),
+        }
     }
 
     /// The header as `http` types, to change: the received lines, if any, no
@@ -423,38 +431,23 @@ impl From<ReqParts> for RequestHeader {
 
 impl FieldLines for RequestHeader {
     fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        match &self.received {
-            Some(r) => OneOf::A(r.fields.values(name)),
-            None => OneOf::B(self.full().base.headers.field_values(name)),
-        }
+        self.lines().values(name)
     }
 
     fn field_names(&self) -> impl Iterator<Item = &[u8]> {
-        match &self.received {
-            Some(r) => OneOf::A(r.fields.names()),
-            None => OneOf::B(self.full().base.headers.field_names()),
-        }
+        self.lines().names()
     }
 
     fn has_field(&self, name: &http::HeaderName) -> bool {
-        match &self.received {
-            Some(r) => r.fields.has(name),
-            None => self.full().base.headers.contains_key(name),
-        }
+        self.lines().has(name)
     }
 
     fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
-        match &self.received {
-            Some(r) => r.fields.present_of(names),
-            None => self.full().base.headers.fields_present(names),
-        }
+        self.lines().present(names)
     }
 
     fn hop_by_hop_present(&self) -> u8 {
-        match &self.received {
-            Some(r) => r.fields.hop_by_hop_present(),
-            None => self.full().base.headers.hop_by_hop_present(),
-        }
+        self.lines().hop_by_hop_present()
     }
 }
 

@@ -9,7 +9,7 @@ use http::response::Parts as RespParts;
 use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
-use super::field_lines::{FieldLines, OneOf};
+use super::field_lines::{FieldLines, HeadLines};
 use super::raw_fields::RawFields;
 use super::syntax::{is_field_value, is_token};
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
@@ -107,6 +107,14 @@ impl ResponseHeader {
     /// The header as `http` types, built from the received lines on first use.
     fn full(&self) -> &Full {
         self.full.get_or_init(|| self.build_full())
+    }
+
+    /// The field lines, as received or as the map.
+    fn lines(&self) -> HeadLines<'_> {
+        match &self.received {
+            Some(r) => HeadLines::Received(&r.fields),
+            None => HeadLines::Map(&self.full().base.headers),
+        }
     }
 
     /// The header as `http` types, to change: the received lines, if any, no
@@ -407,38 +415,23 @@ impl From<RespParts> for ResponseHeader {
 
 impl FieldLines for ResponseHeader {
     fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        match &self.received {
-            Some(r) => OneOf::A(r.fields.values(name)),
-            None => OneOf::B(self.full().base.headers.field_values(name)),
-        }
+        self.lines().values(name)
     }
 
     fn field_names(&self) -> impl Iterator<Item = &[u8]> {
-        match &self.received {
-            Some(r) => OneOf::A(r.fields.names()),
-            None => OneOf::B(self.full().base.headers.field_names()),
-        }
+        self.lines().names()
     }
 
     fn has_field(&self, name: &http::HeaderName) -> bool {
-        match &self.received {
-            Some(r) => r.fields.has(name),
-            None => self.full().base.headers.contains_key(name),
-        }
+        self.lines().has(name)
     }
 
     fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
-        match &self.received {
-            Some(r) => r.fields.present_of(names),
-            None => self.full().base.headers.fields_present(names),
-        }
+        self.lines().present(names)
     }
 
     fn hop_by_hop_present(&self) -> u8 {
-        match &self.received {
-            Some(r) => r.fields.hop_by_hop_present(),
-            None => self.full().base.headers.hop_by_hop_present(),
-        }
+        self.lines().hop_by_hop_present()
     }
 }
 

@@ -7,18 +7,6 @@ use http::header::{self, HeaderName};
 
 use crate::http::{FieldLines, RequestHeader, ResponseHeader, HOP_BY_HOP_FIELDS};
 
-/// The fixed hop-by-hop names besides those listed in `Connection`, in
-/// the order of [`HOP_BY_HOP_FIELDS`].
-pub const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-];
-
 /// The names `Connection` lists besides the fixed ones (usually none, so
 /// usually no allocation).
 fn listed_in_connection(headers: &impl FieldLines) -> Vec<HeaderName> {
