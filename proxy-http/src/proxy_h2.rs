@@ -99,9 +99,11 @@ where
                     last_stream = Instant::now();
                     let app = Arc::clone(self);
                     let info = Arc::clone(&info);
-                    tokio::spawn(async move {
+                    // boxed: the task then moves a pointer, not the whole
+                    // stream future (several KiB), in and out of its cell
+                    tokio::spawn(Box::pin(async move {
                         app.serve_h2_stream(request, respond, info).await;
-                    });
+                    }));
                 }
             }
         }

@@ -403,9 +403,30 @@ impl RawFields {
     /// The lines as a `HeaderMap` with `spare` more slots, and their
     /// spellings. The values share the head's bytes (no copy).
     pub(crate) fn to_map(&self, spare: usize) -> (HMap, CaseMap) {
-        let n = self.lines.len() + self.added.len() + spare;
-        let mut map = HMap::with_capacity(n);
-        let mut names = CaseMap::with_capacity(n);
+        let mut names = CaseMap::with_capacity(self.lines.len() + self.added.len() + spare);
+        let map = self.build_map(spare, 0, &[], Some(&mut names));
+        (map, names)
+    }
+
+    /// The lines as a `HeaderMap` alone, without the known names whose bits
+    /// are set in `drop_known` (bit `n` for number `n` in [`KNOWN`]) and
+    /// without `drop_names`: for a head leaving in another form (HTTP/2),
+    /// where spellings mean nothing and connection-specific fields go.
+    pub(crate) fn to_map_without(&self, drop_known: u32, drop_names: &[HeaderName]) -> HMap {
+        self.build_map(0, drop_known, drop_names, None)
+    }
+
+    fn build_map(
+        &self,
+        spare: usize,
+        drop_known: u32,
+        drop_names: &[HeaderName],
+        mut spellings: Option<&mut CaseMap>,
+    ) -> HMap {
+        let mut map = HMap::with_capacity(self.lines.len() + self.added.len() + spare);
+        let dropped = |known: u8, name: &HeaderName| {
+            drop_known & (1 << known) != 0 || drop_names.iter().any(|n| n == name)
+        };
         for l in &self.lines {
             let range = |(start, end): (u32, u32)| start as usize..end as usize;
             // Always converts: the parser (or `from_field_lines`) accepted
@@ -416,14 +437,24 @@ impl RawFields {
                 debug_assert!(false, "a parsed field line that http rejects");
                 continue;
             };
-            names.append(name.clone(), CaseHeaderName::new(case));
+            if dropped(l.known, &name) {
+                continue;
+            }
+            if let Some(names) = spellings.as_deref_mut() {
+                names.append(name.clone(), CaseHeaderName::new(case));
+            }
             map.append(name, value);
         }
         for a in &self.added {
-            names.append(a.name.clone(), a.case.clone());
+            if dropped(known_id_of(&a.name), &a.name) {
+                continue;
+            }
+            if let Some(names) = spellings.as_deref_mut() {
+                names.append(a.name.clone(), a.case.clone());
+            }
             map.append(a.name.clone(), a.value.clone());
         }
-        (map, names)
+        map
     }
 }
 

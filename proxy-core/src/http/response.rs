@@ -321,6 +321,29 @@ impl ResponseHeader {
         case::remove_named(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
+    /// The fields as a `HeaderMap` of their own, without the
+    /// [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS) whose bits are set
+    /// in `hop_by_hop` (bit `i` for the `i`th, as
+    /// [`FieldLines::hop_by_hop_present`] gives them) and without `names`.
+    /// A received header's map is built from its lines, with no copy of
+    /// the header and no spellings.
+    pub(crate) fn header_map_without(&self, hop_by_hop: u8, names: &[http::HeaderName]) -> HMap {
+        if let Some(r) = &self.received {
+            // the hop-by-hop fields are known names 1 to 7
+            return r.fields.to_map_without(u32::from(hop_by_hop) << 1, names);
+        }
+        let mut map = self.full().base.headers.clone();
+        for (i, n) in super::HOP_BY_HOP_FIELDS.iter().enumerate() {
+            if hop_by_hop & (1 << i) != 0 {
+                map.remove(n);
+            }
+        }
+        for n in names {
+            map.remove(n);
+        }
+        map
+    }
+
     /// Every (name in its original case, value) pair, as for requests.
     pub fn case_header_iter(&self) -> impl Iterator<Item = (&[u8], &HeaderValue)> {
         let full = self.full();

@@ -5,7 +5,7 @@
 
 use http::header::{self, HeaderName};
 
-use crate::http::{FieldLines, RequestHeader, ResponseHeader, HOP_BY_HOP_FIELDS};
+use crate::http::{FieldLines, HMap, RequestHeader, ResponseHeader, HOP_BY_HOP_FIELDS};
 
 /// The names `Connection` lists besides the fixed ones (usually none, so
 /// usually no allocation).
@@ -80,11 +80,25 @@ pub fn strip_response(resp: &mut ResponseHeader, keep_upgrade: bool) {
     strip!(resp, &*resp, keep_upgrade)
 }
 
+/// The fields of `resp` as a `HeaderMap` without the hop-by-hop ones, the
+/// same as [`strip_response`] would leave (without an upgrade), for a
+/// response that leaves as HTTP/2, where they are connection-specific
+/// (RFC 9113 §8.2.2). `resp` is not copied: a received header's map is
+/// built straight from its lines.
+pub fn response_fields_without_hop_by_hop(resp: &ResponseHeader) -> HMap {
+    let present = resp.hop_by_hop_present();
+    let listed = if present & CONNECTION_BIT != 0 {
+        listed_in_connection(resp)
+    } else {
+        Vec::new()
+    };
+    resp.header_map_without(present, &listed)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::http::HMap;
     use bytes::BytesMut;
 
     fn wire(r: &RequestHeader) -> String {

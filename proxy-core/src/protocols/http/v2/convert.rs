@@ -75,11 +75,9 @@ fn join_cookies(headers: &mut http::HeaderMap) -> Result<()> {
 /// RFC 9113 §8.2.2, which `h2` would otherwise refuse). The reason phrase
 /// does not exist in HTTP/2 and is dropped.
 pub fn response_to_h2(resp: &ResponseHeader) -> http::Response<()> {
-    let mut clean = resp.clone();
-    hop_by_hop::strip_response(&mut clean, false);
     let mut out = http::Response::new(());
-    *out.status_mut() = clean.status;
-    *out.headers_mut() = std::mem::take(&mut clean.headers);
+    *out.status_mut() = resp.status_code();
+    *out.headers_mut() = hop_by_hop::response_fields_without_hop_by_hop(resp);
     out
 }
 
@@ -239,6 +237,40 @@ mod tests {
         assert_eq!(out.status(), 200);
         let names: Vec<_> = out.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-type"]);
+    }
+
+    #[test]
+    fn a_received_response_loses_the_same_fields_as_when_stripped() {
+        use crate::protocols::http::v1::head::{parse_response, HeadParse};
+        let wire = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\n\
+                    Keep-Alive: timeout=5\r\nContent-Type: text/plain\r\n\
+                    X-Private: 1\r\nTransfer-Encoding: chunked\r\n\
+                    Set-Cookie: a=1\r\nset-cookie: b=2\r\nTE: trailers\r\n\r\n";
+        let mut buf = bytes::BytesMut::from(wire);
+        let Ok(HeadParse::Complete(mut resp, _)) = parse_response(&mut buf, &Default::default())
+        else {
+            panic!("the head parses");
+        };
+        resp.append_header("Proxy-Connection", "close").unwrap();
+        resp.append_header("X-Added", "yes").unwrap();
+        let out = response_to_h2(&resp);
+        let mut stripped = resp.clone();
+        hop_by_hop::strip_response(&mut stripped, false);
+        assert_eq!(*out.headers(), stripped.headers);
+        let names: Vec<_> = out
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("content-type", "text/plain"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("x-added", "yes"),
+            ]
+        );
     }
 
     fn upstream(req: &RequestHeader) -> http::Request<()> {

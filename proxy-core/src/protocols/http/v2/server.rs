@@ -250,7 +250,7 @@ impl HttpSession {
     /// a second final header once one is on the wire; `H2Error` if the
     /// stream is gone.
     pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
-        let status = header.status;
+        let status = header.status_code();
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(Error::explain(
                 ErrorType::InternalError,
