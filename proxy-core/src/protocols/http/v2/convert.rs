@@ -27,28 +27,42 @@ use crate::protocols::http::hop_by_hop;
 /// `InvalidHTTPHeader` when the path is not a valid request target, or a
 /// request other than CONNECT has no `:path` (RFC 9113 §8.3.1; `h2` already
 /// refuses most malformed heads with a stream error).
-pub fn request_from_h2(parts: http::request::Parts) -> Result<RequestHeader> {
-    let target: &str = if parts.method == Method::CONNECT {
-        parts.uri.authority().map(|a| a.as_str()).unwrap_or("")
+pub fn request_from_h2(mut parts: http::request::Parts) -> Result<RequestHeader> {
+    // the target as its own `Uri` (shares the bytes `h2` parsed, no re-parse)
+    let mut target = http::uri::Parts::default();
+    if parts.method == Method::CONNECT {
+        target.authority = parts
+            .uri
+            .authority()
+            .filter(|a| !a.as_str().is_empty())
+            .cloned();
     } else {
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
-    };
-    if target.is_empty() {
+        target.path_and_query = parts
+            .uri
+            .path_and_query()
+            .filter(|p| !p.as_str().is_empty())
+            .cloned();
+    }
+    if target.authority.is_none() && target.path_and_query.is_none() {
         return Error::e_explain(ErrorType::InvalidHTTPHeader, "HTTP/2 request without :path");
     }
-    let mut req = RequestHeader::build_no_case(parts.method.clone(), target.as_bytes(), None)?;
-    req.set_version(Version::HTTP_2);
-    let mut headers = parts.headers;
-    join_cookies(&mut headers)?;
-    if !headers.contains_key(header::HOST) {
+    let uri = http::Uri::from_parts(target).map_err(|_| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "invalid HTTP/2 request target",
+        )
+    })?;
+    join_cookies(&mut parts.headers)?;
+    if !parts.headers.contains_key(header::HOST) {
         if let Some(authority) = parts.uri.authority() {
             let host = HeaderValue::from_str(authority.as_str())
                 .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid :authority"))?;
-            headers.insert(header::HOST, host);
+            parts.headers.insert(header::HOST, host);
         }
     }
-    req.headers = headers;
-    Ok(req)
+    parts.uri = uri;
+    parts.version = Version::HTTP_2;
+    Ok(RequestHeader::from(parts))
 }
 
 /// RFC 9113 §8.2.3: a client may split `cookie` into several fields; before
