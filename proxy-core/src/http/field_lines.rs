@@ -91,6 +91,7 @@ pub(crate) enum HeadLines<'a> {
 }
 
 impl<'a> HeadLines<'a> {
+    #[inline]
     pub(crate) fn values(self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
         match self {
             HeadLines::Received(f) => OneOf::A(f.values(name)),
@@ -105,6 +106,7 @@ impl<'a> HeadLines<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn has(self, name: &HeaderName) -> bool {
         match self {
             HeadLines::Received(f) => f.has(name),

@@ -119,6 +119,7 @@ static KNOWN: [HeaderName; 17] = [
 ];
 
 /// The known name numbered `id` (1..=17).
+#[inline]
 fn known(id: u8) -> &'static HeaderName {
     &KNOWN[usize::from(id) - 1]
 }
@@ -170,6 +171,7 @@ static CANDIDATES: [u8; 32] = {
 };
 
 /// The candidate id for `name` (any case), per [`CANDIDATES`].
+#[inline]
 fn candidate_of(name: &[u8]) -> u8 {
     match (name.first(), name.last()) {
         (Some(f), Some(l)) => CANDIDATES[slot(name.len(), f | 0x20, l | 0x20)],
@@ -213,6 +215,7 @@ fn known_id(name: &[u8]) -> u8 {
 
 /// The number of `name` in [`KNOWN`], or 0 (one candidate, compared as a
 /// `HeaderName`: standard names compare as small integers).
+#[inline]
 fn known_id_of(name: &HeaderName) -> u8 {
     match candidate_of(name.as_str().as_bytes()) {
         0 => 0,
@@ -304,6 +307,7 @@ impl RawFields {
     }
 
     /// Every value of `name` (case-insensitive), in order.
+    #[inline]
     pub(crate) fn values<'a>(&'a self, name: &'a HeaderName) -> RawValues<'a> {
         let known = known_id_of(name);
         // a known name that no line has: nothing to walk
@@ -324,6 +328,7 @@ impl RawFields {
     }
 
     /// Whether a line named `name` is present.
+    #[inline]
     pub(crate) fn has(&self, name: &HeaderName) -> bool {
         match known_id_of(name) {
             0 => self.values(name).next().is_some(),

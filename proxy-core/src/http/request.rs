@@ -113,6 +113,7 @@ impl RequestHeader {
     }
 
     /// The field lines, as received or as the map.
+    #[inline]
     fn lines(&self) -> HeadLines<'_> {
         match &self.received {
             Some(r) => HeadLines::Received(&r.fields),
@@ -430,6 +431,7 @@ impl From<ReqParts> for RequestHeader {
 }
 
 impl FieldLines for RequestHeader {
+    #[inline]
     fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
         self.lines().values(name)
     }

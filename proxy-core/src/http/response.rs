@@ -110,6 +110,7 @@ impl ResponseHeader {
     }
 
     /// The field lines, as received or as the map.
+    #[inline]
     fn lines(&self) -> HeadLines<'_> {
         match &self.received {
             Some(r) => HeadLines::Received(&r.fields),
@@ -437,6 +438,7 @@ impl From<RespParts> for ResponseHeader {
 }
 
 impl FieldLines for ResponseHeader {
+    #[inline]
     fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
         self.lines().values(name)
     }
