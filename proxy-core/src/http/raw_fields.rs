@@ -294,6 +294,7 @@ impl RawFields {
 
     /// Whether received line `l` is named `name`, whose number in [`KNOWN`]
     /// is `known`: one byte compared for a known name, the name otherwise.
+    #[inline]
     fn is_named(&self, l: &RawLine, name: &HeaderName, known: u8) -> bool {
         match known {
             0 => {
@@ -478,6 +479,15 @@ impl<'a> Iterator for RawValues<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let f = self.fields;
+        if self.known != 0 {
+            // a known name: one byte compared per line
+            let rest = f.lines.get(self.line..).unwrap_or_default();
+            if let Some((at, l)) = rest.iter().enumerate().find(|(_, l)| l.known == self.known) {
+                self.line += at + 1;
+                return Some(f.bytes(l.value));
+            }
+            self.line = f.lines.len();
+        }
         while let Some(l) = f.lines.get(self.line) {
             self.line += 1;
             if f.is_named(l, self.name, self.known) {
