@@ -81,12 +81,19 @@ pub(crate) fn dead_addr() -> SocketAddr {
     addr
 }
 
-/// Waits until `addr` accepts a TCP connection. Returns false when `child`
-/// exits first or `WAIT` passes.
+/// Waits until `addr` accepts a TCP connection on a socket of `child`'s.
+/// Returns false when `child` exits first or `WAIT` passes.
+///
+/// A port from [`free_port`] can be taken by another test's process before
+/// `child` binds it; a connection alone would then be answered by that
+/// process while `child` fails with "address in use", so the listening
+/// socket's owner is checked too.
 fn wait_for_port(addr: SocketAddr, child: &mut Child) -> bool {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && listens_on(child.id(), addr)
+        {
             return true;
         }
         if matches!(child.try_wait(), Ok(Some(_))) {
@@ -95,6 +102,40 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Whether process `pid` holds a socket listening on `addr` (IPv4), by the
+/// socket inodes of `/proc/net/tcp` and the process's open descriptors.
+fn listens_on(pid: u32, addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return true; // only IPv4 loopback is used here; do not second-guess others
+    };
+    // /proc/net/tcp writes the address as the little-endian u32 in hex
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return true;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // fields: sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
 }
 
 // ------------------------------------------------------------ processes ---
