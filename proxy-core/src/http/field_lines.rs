@@ -129,6 +129,39 @@ impl<'a> HeadLines<'a> {
     }
 }
 
+/// `impl FieldLines` for a header type with a `lines(&self) -> HeadLines`
+/// method: every read goes through its received lines or its map.
+macro_rules! field_lines_through_lines {
+    ($t:ty) => {
+        impl $crate::http::FieldLines for $t {
+            #[inline]
+            fn field_values<'a>(
+                &'a self,
+                name: &'a http::HeaderName,
+            ) -> impl Iterator<Item = &'a [u8]> {
+                self.lines().values(name)
+            }
+
+            fn field_names(&self) -> impl Iterator<Item = &[u8]> {
+                self.lines().names()
+            }
+
+            fn has_field(&self, name: &http::HeaderName) -> bool {
+                self.lines().has(name)
+            }
+
+            fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
+                self.lines().present(names)
+            }
+
+            fn hop_by_hop_present(&self) -> u8 {
+                self.lines().hop_by_hop_present()
+            }
+        }
+    };
+}
+pub(crate) use field_lines_through_lines;
+
 /// One of two iterators over the same items.
 enum OneOf<A, B> {
     A(A),

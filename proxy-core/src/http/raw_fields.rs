@@ -451,8 +451,9 @@ impl RawFields {
             }
             map.append(name, value);
         }
+        let dropping = drop_known != 0 || !drop_names.is_empty();
         for a in &self.added {
-            if dropped(known_id_of(&a.name), &a.name) {
+            if dropping && dropped(known_id_of(&a.name), &a.name) {
                 continue;
             }
             if let Some(names) = spellings.as_deref_mut() {

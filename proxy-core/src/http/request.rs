@@ -9,7 +9,7 @@ use http::request::Parts as ReqParts;
 use http::{HeaderValue, Method, Uri, Version};
 
 use super::case::{self, CaseMap};
-use super::field_lines::{FieldLines, HeadLines};
+use super::field_lines::HeadLines;
 use super::raw_fields::RawFields;
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
 use crate::error::{ErrorType, OrErr, Result};
@@ -28,7 +28,7 @@ use crate::error::{ErrorType, OrErr, Result};
 /// behind `headers` is built the first time something dereferences the
 /// header, and not at all for a request forwarded without anyone reading
 /// it that way. [`RequestHeader::method`], [`RequestHeader::uri`],
-/// [`RequestHeader::http_version`], the field reads of [`FieldLines`], the
+/// [`RequestHeader::http_version`], the field reads of [`FieldLines`](super::FieldLines), the
 /// header setters, hop-by-hop removal and writing work on the received
 /// lines directly.
 #[derive(Debug)]
@@ -430,28 +430,7 @@ impl From<ReqParts> for RequestHeader {
     }
 }
 
-impl FieldLines for RequestHeader {
-    #[inline]
-    fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        self.lines().values(name)
-    }
-
-    fn field_names(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines().names()
-    }
-
-    fn has_field(&self, name: &http::HeaderName) -> bool {
-        self.lines().has(name)
-    }
-
-    fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
-        self.lines().present(names)
-    }
-
-    fn hop_by_hop_present(&self) -> u8 {
-        self.lines().hop_by_hop_present()
-    }
-}
+super::field_lines::field_lines_through_lines!(RequestHeader);
 
 /// The `Uri` for a request target as received, and the bytes themselves
 /// when they are not a valid `Uri` because they are not UTF-8 (the `Uri`

@@ -9,7 +9,7 @@ use http::response::Parts as RespParts;
 use http::{HeaderValue, StatusCode, Version};
 
 use super::case::{self, CaseMap};
-use super::field_lines::{FieldLines, HeadLines};
+use super::field_lines::HeadLines;
 use super::raw_fields::RawFields;
 use super::syntax::{is_field_value, is_token};
 use super::{HMap, IntoCaseHeaderName, PARSED_SPARE};
@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorType, OrErr, Result};
 /// A header parsed from the wire starts as the field lines it was received
 /// as: the `HeaderMap` behind `headers` is built the first time something
 /// dereferences it, and not at all for a response passed on unchanged. The
-/// framing reads ([`FieldLines`]), [`ResponseHeader::status_code`],
+/// framing reads ([`FieldLines`](super::FieldLines)), [`ResponseHeader::status_code`],
 /// hop-by-hop removal and writing work on the received lines directly; any
 /// other change builds the map first.
 #[derive(Debug)]
@@ -322,27 +322,20 @@ impl ResponseHeader {
         case::remove_named(&mut full.base.headers, full.header_name_map.as_mut(), name)
     }
 
-    /// The fields as a `HeaderMap` of their own, without the
-    /// [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS) whose bits are set
-    /// in `hop_by_hop` (bit `i` for the `i`th, as
-    /// [`FieldLines::hop_by_hop_present`] gives them) and without `names`.
-    /// A received header's map is built from its lines, with no copy of
-    /// the header and no spellings.
-    pub(crate) fn header_map_without(&self, hop_by_hop: u8, names: &[http::HeaderName]) -> HMap {
-        if let Some(r) = &self.received {
-            // the hop-by-hop fields are known names 1 to 7
-            return r.fields.to_map_without(u32::from(hop_by_hop) << 1, names);
-        }
-        let mut map = self.full().base.headers.clone();
-        for (i, n) in super::HOP_BY_HOP_FIELDS.iter().enumerate() {
-            if hop_by_hop & (1 << i) != 0 {
-                map.remove(n);
-            }
-        }
-        for n in names {
-            map.remove(n);
-        }
-        map
+    /// For a header held as received: its lines as a `HeaderMap` of their
+    /// own (no spellings, no copy of the header), without the
+    /// [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS) whose bits are set in
+    /// `hop_by_hop` (bit `i` for the `i`th, as
+    /// [`FieldLines::hop_by_hop_present`](super::FieldLines::hop_by_hop_present) gives them) and without `names`.
+    /// `None` for a header held as a map.
+    pub(crate) fn received_map_without(
+        &self,
+        hop_by_hop: u8,
+        names: &[http::HeaderName],
+    ) -> Option<HMap> {
+        // the hop-by-hop fields are known names 1 to 7
+        let r = self.received.as_ref()?;
+        Some(r.fields.to_map_without(u32::from(hop_by_hop) << 1, names))
     }
 
     /// Every (name in its original case, value) pair, as for requests.
@@ -437,33 +430,13 @@ impl From<RespParts> for ResponseHeader {
     }
 }
 
-impl FieldLines for ResponseHeader {
-    #[inline]
-    fn field_values<'a>(&'a self, name: &'a http::HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        self.lines().values(name)
-    }
-
-    fn field_names(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines().names()
-    }
-
-    fn has_field(&self, name: &http::HeaderName) -> bool {
-        self.lines().has(name)
-    }
-
-    fn fields_present(&self, names: &[http::HeaderName]) -> u32 {
-        self.lines().present(names)
-    }
-
-    fn hop_by_hop_present(&self) -> u8 {
-        self.lines().hop_by_hop_present()
-    }
-}
+super::field_lines::field_lines_through_lines!(ResponseHeader);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::http::FieldLines;
 
     #[test]
     fn custom_reason_phrase_is_kept_and_canonical_is_default() {

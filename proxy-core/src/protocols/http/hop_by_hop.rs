@@ -81,10 +81,10 @@ pub fn strip_response(resp: &mut ResponseHeader, keep_upgrade: bool) {
 }
 
 /// The fields of `resp` as a `HeaderMap` without the hop-by-hop ones, the
-/// same as [`strip_response`] would leave (without an upgrade), for a
-/// response that leaves as HTTP/2, where they are connection-specific
-/// (RFC 9113 §8.2.2). `resp` is not copied: a received header's map is
-/// built straight from its lines.
+/// same as [`strip_response`] leaves (without an upgrade), for a response
+/// that leaves as HTTP/2, where they are connection-specific (RFC 9113
+/// §8.2.2). A received header is not copied: its map is built straight
+/// from its lines, leaving those fields out.
 pub fn response_fields_without_hop_by_hop(resp: &ResponseHeader) -> HMap {
     let present = resp.hop_by_hop_present();
     let listed = if present & CONNECTION_BIT != 0 {
@@ -92,7 +92,12 @@ pub fn response_fields_without_hop_by_hop(resp: &ResponseHeader) -> HMap {
     } else {
         Vec::new()
     };
-    resp.header_map_without(present, &listed)
+    if let Some(map) = resp.received_map_without(present, &listed) {
+        return map;
+    }
+    let mut clean = resp.clone();
+    strip_response(&mut clean, false);
+    std::mem::take(&mut clean.headers)
 }
 
 #[cfg(test)]
