@@ -94,6 +94,37 @@ impl Manager {
         self.sketch.estimate(&item.combined_bin())
     }
 
+    /// Counts one access of `item` and says whether [`admit`] would keep
+    /// it now at `size` bytes: the budget has room, `item` is already
+    /// tracked, or it is more frequent than the entry the LRU would evict
+    /// next. A `false` counts as a rejection. For a caller that stores only
+    /// what will be kept (a tiered cache deciding whether to copy a disk hit
+    /// into memory): on `true` it stores the entry, then tracks it with
+    /// [`Manager::admit_checked`], so the access is counted once.
+    ///
+    /// [`admit`]: EvictionManager::admit
+    pub fn count_and_check(&self, item: &CompactCacheKey, size: usize) -> bool {
+        let digest = item.combined_bin();
+        self.sketch.increment(&digest);
+        if self.lru.would_evict(size) && !self.lru.peek(item) && !self.should_admit(&digest) {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Tracks `item` (`size` bytes) after [`Manager::count_and_check`]
+    /// said yes, without counting or comparing again; returns what the LRU
+    /// evicts to stay within the budget, as [`EvictionManager::admit`] does.
+    pub fn admit_checked(
+        &self,
+        item: CompactCacheKey,
+        size: usize,
+        fresh_until: SystemTime,
+    ) -> Vec<CompactCacheKey> {
+        self.lru.admit(item, size, fresh_until)
+    }
+
     fn should_admit(&self, candidate: &HashBinary) -> bool {
         let Some(victim) = self.lru.next_victim() else {
             return true;
@@ -138,13 +169,10 @@ impl EvictionManager for Manager {
         size: usize,
         fresh_until: SystemTime,
     ) -> Vec<CompactCacheKey> {
-        let digest = item.combined_bin();
-        self.sketch.increment(&digest);
-        if self.lru.would_evict(size) && !self.lru.peek(&item) && !self.should_admit(&digest) {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
+        if !self.count_and_check(&item, size) {
             return vec![item];
         }
-        self.lru.admit(item, size, fresh_until)
+        self.admit_checked(item, size, fresh_until)
     }
 
     fn remove(&self, item: &CompactCacheKey) {

@@ -7,7 +7,17 @@
 //!   complete copy), then the memory tier, then the disk tier. A
 //!   complete disk entry whose body is at most the promotion limit is read
 //!   whole and copied into the memory tier (*promoted*), and served from
-//!   there. A fill in progress is always read from the disk tier.
+//!   there, when the memory tier's admission takes it; otherwise it is
+//!   served from the disk tier. A fill in progress is always read from the
+//!   disk tier.
+//! - **Admission**: the memory tier's eviction is TinyLFU over LRU
+//!   ([`crate::eviction::tinylfu`]). Once the tier is full, a disk hit is
+//!   promoted only if its key has been asked for more often than the entry
+//!   LRU would evict for it, and that is decided before its body is copied:
+//!   with a working set larger than the tier, most disk hits are not worth
+//!   the copy and the eviction it causes (uniformly random keys gain nothing
+//!   from promotion), while popular keys still move into memory. Fills pass
+//!   the same admission.
 //! - **Large disk hits stay on disk**: a disk hit whose body is at least
 //!   `FILE_BODY_MIN` (128 KiB, the size from which the memory tier keeps a
 //!   body in a memfd file too) is not promoted but served from its entry
@@ -38,7 +48,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use proxy_core::error::Result;
 
-use crate::eviction::lru::Manager as Lru;
+use crate::eviction::tinylfu::Manager as TinyLfu;
 use crate::eviction::EvictionManager;
 use crate::key::{CacheKey, CompactCacheKey};
 use crate::meta::CacheMeta;
@@ -50,7 +60,7 @@ use crate::storage::{HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeT
 /// A memory tier over a disk tier. See the module docs.
 pub struct TieredCache {
     memory: MemCache,
-    memory_lru: Lru,
+    memory_lru: TinyLfu,
     promote_max: usize,
     disk: DiskCache,
 }
@@ -58,11 +68,13 @@ pub struct TieredCache {
 impl TieredCache {
     /// `disk` with a memory tier of at most `memory_bytes` (headers and
     /// bodies, as `MemCache` counts them). Bodies up to `memory_bytes / 8`
-    /// go to memory; change it with [`TieredCache::with_promote_max`].
+    /// go to memory; change it with [`TieredCache::with_promote_max`]. The
+    /// admission's frequency sketch is sized for an entry per 512 bytes of
+    /// `memory_bytes` (8 bytes each: 1/64 of the tier).
     pub fn new(disk: DiskCache, memory_bytes: usize) -> Self {
         TieredCache {
             memory: MemCache::new(),
-            memory_lru: Lru::new(memory_bytes),
+            memory_lru: TinyLfu::new(memory_bytes, memory_bytes / 512),
             promote_max: memory_bytes / 8,
             disk,
         }
@@ -88,8 +100,16 @@ impl TieredCache {
     }
 
     /// Put a whole body into the memory tier (replacing any older copy)
-    /// and let its LRU evict what no longer fits.
-    async fn put_in_memory(&'static self, key: &CacheKey, meta: &CacheMeta, body: Vec<Bytes>) {
+    /// and let its LRU evict what no longer fits. `checked`: the admission
+    /// already took this entry ([`TinyLfu::count_and_check`]); otherwise it
+    /// is asked now, and a rejected entry is removed again.
+    async fn put_in_memory(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        body: Vec<Bytes>,
+        checked: bool,
+    ) {
         let stored: Result<MissFinishType> = async {
             let mut miss = self.memory.get_miss_handler(key, meta).await?;
             for piece in body {
@@ -101,10 +121,13 @@ impl TieredCache {
         let Ok(MissFinishType::Created(size) | MissFinishType::Appended(size)) = stored else {
             return;
         };
-        for evicted in self
-            .memory_lru
-            .admit(key.to_compact(), size, meta.fresh_until())
-        {
+        let (item, fresh_until) = (key.to_compact(), meta.fresh_until());
+        let evicted = if checked {
+            self.memory_lru.admit_checked(item, size, fresh_until)
+        } else {
+            self.memory_lru.admit(item, size, fresh_until)
+        };
+        for evicted in evicted {
             let _ = self.memory.purge(&evicted, PurgeType::Eviction).await;
         }
     }
@@ -136,11 +159,15 @@ impl Storage for TieredCache {
         };
         match hit.body_len() {
             Some(len) if len <= self.promote_max && len < FILE_BODY_MIN => {
+                let size = len + header_size_estimate(&meta);
+                if !self.memory_lru.count_and_check(&key.to_compact(), size) {
+                    return Ok(Some((meta, hit)));
+                }
                 let mut body = Vec::new();
                 while let Some(piece) = hit.read_body().await? {
                     body.push(piece);
                 }
-                self.put_in_memory(key, &meta, body).await;
+                self.put_in_memory(key, &meta, body, true).await;
                 match self.memory.lookup(key).await? {
                     Some(found) => Ok(Some(found)),
                     // evicted at once (a tiny memory tier): read it again
@@ -239,7 +266,7 @@ impl HandleMiss for TieredMiss {
         } = *self;
         let finished = disk.finish().await;
         match (&finished, copy) {
-            (Ok(_), Some(body)) => cache.put_in_memory(&key, &meta, body).await,
+            (Ok(_), Some(body)) => cache.put_in_memory(&key, &meta, body, false).await,
             _ => cache.drop_from_memory(&key.to_compact()).await,
         }
         finished
@@ -311,6 +338,45 @@ mod tests {
         }
         assert!(cache.memory_bytes() <= budget, "{}", cache.memory_bytes());
         assert!(cache.memory.len() < keys.len(), "{}", cache.memory.len());
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_tier_promotes_a_disk_hit_only_once_it_is_popular() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 20_000;
+        let keys: Vec<_> = (0..40)
+            .map(|i| CacheKey::new("ns", format!("/k/{i}"), ""))
+            .collect();
+        {
+            let cache = leak(dir.path(), budget);
+            for k in &keys {
+                store(cache, k, "k", &[5; 1000]).await;
+            }
+        }
+        let cache = leak(dir.path(), budget);
+        // promotions while the tier has room
+        let mut i = 0;
+        while cache.memory_bytes() + 1300 < budget {
+            let (_, mut hit) = cache.lookup(&keys[i]).await.unwrap().unwrap();
+            assert_eq!(read_all(&mut hit).await, vec![5; 1000]);
+            i += 1;
+        }
+        assert!(cache.memory.len() >= 10, "{}", cache.memory.len());
+        let held = cache.memory.len();
+        // a key asked for once is served from disk, not copied over an
+        // entry asked for as often
+        let cold = &keys[39];
+        let (_, mut hit) = cache.lookup(cold).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut hit).await, vec![5; 1000]);
+        assert!(cache.memory.lookup(cold).await.unwrap().is_none());
+        assert_eq!(cache.memory.len(), held);
+        // asked for again, it is more popular than the next victim
+        for _ in 0..2 {
+            let (_, mut hit) = cache.lookup(cold).await.unwrap().unwrap();
+            assert_eq!(read_all(&mut hit).await, vec![5; 1000]);
+        }
+        assert!(cache.memory.lookup(cold).await.unwrap().is_some());
+        assert!(cache.memory_bytes() <= budget, "{}", cache.memory_bytes());
     }
 
     #[tokio::test]

@@ -270,10 +270,17 @@ impl HandleHit for FileHit {
     /// entry's file, for sendfile(2), when all of it is in the page cache
     /// (cachestat(2)), so that sending it from an async worker never waits
     /// for the disk; `None` otherwise (the body is then read on the
-    /// blocking pool). The file does not change while it is open: entries
+    /// blocking pool). Also `None` when the rest was read with the entry's
+    /// header (the first 64 KiB of the file): those bytes are in memory
+    /// already, and written with the response header they take one send
+    /// instead of a header flush, a cachestat(2) and a sendfile(2). The
+    /// file does not change while it is open: entries
     /// are written to temporary files and renamed into place whole, and a
     /// replaced or purged entry's file is unlinked, not rewritten.
     fn body_file(&self) -> Option<BodyFile> {
+        if self.end <= self.prefetch.len() as u64 {
+            return None;
+        }
         let offset = self.body_offset + self.pos;
         let len = self.end - self.pos;
         if !super::page_cache::fully_cached(&self.file, offset, len) {

@@ -135,6 +135,15 @@ async fn a_complete_entry_offers_its_body_as_a_file_range_and_a_fill_does_not() 
     let first = hit.read_body().await.unwrap().unwrap();
     let rest = read_range(hit.body_file().unwrap());
     assert_eq!([&first[..], &rest[..]].concat(), data);
+    // a range inside the bytes read with the header is served from memory
+    hit.seek(100, Some(1100)).unwrap();
+    assert!(hit.body_file().is_none(), "read with the header");
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), data[100..1100]);
+    let small = CacheKey::new("ns", "/s", "");
+    store(cache, &small, "s", &data[..1024]).await;
+    let (_, mut hit) = cache.lookup(&small).await.unwrap().unwrap();
+    assert!(hit.body_file().is_none(), "a small body is in memory");
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), data[..1024]);
 
     let filling = CacheKey::new("ns", "/g", "");
     let mut miss = cache.get_miss_handler(&filling, &meta("g")).await.unwrap();
