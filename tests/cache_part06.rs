@@ -323,6 +323,50 @@ fn concurrent_misses_on_a_cold_key_reach_the_origin_once() {
 }
 
 #[test]
+fn clients_waiting_on_a_revalidation_are_served_the_revalidated_entry() {
+    // the revalidation is slow, so the other clients wait on the cache lock
+    // while their lookup found the entry expired
+    let origin = RawOrigin::start(|req| {
+        if req.header("if-none-match").is_some() {
+            vec![
+                Step::Sleep(Duration::from_millis(500)),
+                Step::Send(response(
+                    "304 Not Modified",
+                    &["Cache-Control: max-age=60", "ETag: \"r1\""],
+                    b"",
+                )),
+            ]
+        } else {
+            vec![Step::Send(response(
+                "200 OK",
+                &["Cache-Control: max-age=1", "ETag: \"r1\""],
+                &[b'r'; 3000],
+            ))]
+        }
+    });
+    let proxy = Proxy::start(PART6, &[origin.addr()], "");
+    let url = proxy.url("/reval");
+    assert_eq!(get(&url).0, 200);
+    std::thread::sleep(Duration::from_millis(2100));
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    for h in handles {
+        let (c, head, b) = h.join().unwrap();
+        assert_eq!(c, 200, "{head}");
+        assert_eq!(b, vec![b'r'; 3000]);
+    }
+    assert_eq!(
+        requests_to(&origin, "/reval"),
+        2,
+        "one fill, one revalidation"
+    );
+}
+
+#[test]
 fn a_second_client_streams_a_fill_in_progress() {
     // 10 MiB sent in 10 pieces, 200 ms apart
     let origin = RawOrigin::start(|_| {

@@ -411,10 +411,16 @@ impl HttpCache {
         Ok(())
     }
 
-    /// Nothing usable was found: the response comes from upstream.
+    /// Nothing usable was found: the response comes from upstream. From
+    /// [`CachePhase::Expired`] this drops the expired entry: a request that
+    /// waited on the cache lock while another revalidated it calls this
+    /// before looking the key up again.
     pub fn cache_miss(&mut self) {
         if let Some(inner) = self.inner.as_deref_mut() {
-            if matches!(inner.stage, Stage::Key | Stage::Miss) {
+            if matches!(
+                inner.stage,
+                Stage::Key | Stage::Miss | Stage::Expired { .. }
+            ) {
                 inner.stage = Stage::Miss;
                 self.phase = CachePhase::Miss;
             }
