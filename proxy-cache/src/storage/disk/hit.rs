@@ -58,32 +58,87 @@ pub(crate) fn open_entry(path: &Path, want: Option<&HashBinary>) -> Result<OpenO
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OpenOutcome::Missing),
         Err(e) => return Err(io_err(ErrorType::FileOpenError, "opening", path, e)),
     };
-    check_entry(file, path, want, read_exact_at)
+    let stat = file
+        .metadata()
+        .map_err(|e| io_err(ErrorType::FileReadError, "stat of", path, e))?;
+    let first = read_exact_at(&file, 0, first_read(&stat))?;
+    check_entry(file, &stat, want, first, read_exact_at)
+}
+
+/// What [`open_entry_cached`] found.
+pub(crate) enum CachedOpen {
+    /// The entry, whole.
+    Found(Opened),
+    /// Opened, but its first bytes are not in the page cache: the file
+    /// and its metadata, for a read that may wait ([`open_read_entry`]).
+    WouldBlock(File, std::fs::Metadata),
+    /// Not opened without blocking, missing, not whole, or the kernel lacks
+    /// the calls: the caller takes the blocking path ([`open_entry`]),
+    /// which also handles missing and corrupt files.
+    No,
 }
 
 /// [`open_entry`] without blocking, for a lookup on an async worker: only
 /// when every directory of `path` is in the kernel's lookup cache
 /// (`openat2(2)` with `RESOLVE_CACHED`) and the bytes it reads are in the
 /// page cache (`preadv2(2)` with `RWF_NOWAIT`), which is the case for an
-/// entry read or written lately. Returns the entry only when it is found
-/// whole; `None` when it would block, is missing or not whole, or the
-/// kernel lacks these calls (before Linux 5.12): the caller then takes the
-/// blocking path, which also handles missing and corrupt files. Saves the
-/// two thread hand-offs of the blocking pool on most hits.
-pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> Option<Opened> {
+/// entry read or written lately. These calls need Linux 5.12; before, every
+/// lookup is [`CachedOpen::No`]. Saves the two thread hand-offs of the
+/// blocking pool on most hits.
+pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> CachedOpen {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
-    let fd = openat2(
+    let Ok(fd) = openat2(
         CWD,
         path,
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::CACHED,
-    )
-    .ok()?;
-    match check_entry(File::from(fd), path, Some(want), read_cached_at) {
-        Ok(OpenOutcome::Found(opened)) => Some(opened),
-        _ => None,
+    ) else {
+        return CachedOpen::No;
+    };
+    let file = File::from(fd);
+    let Ok(stat) = file.metadata() else {
+        return CachedOpen::No;
+    };
+    match read_nowait(&file, 0, first_read(&stat)) {
+        Ok(first) => found(check_entry(file, &stat, Some(want), first, read_cached_at)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => CachedOpen::WouldBlock(file, stat),
+        Err(_) => CachedOpen::No,
     }
+}
+
+/// Finish opening an entry that [`open_entry_cached`] found not cached:
+/// its first bytes are read on io_uring ([`super::uring`]), so the worker
+/// neither blocks nor hands the read to another thread. [`CachedOpen::No`]
+/// when io_uring is unavailable or the read fails or comes short (the
+/// caller then takes the blocking path).
+pub(crate) async fn open_read_entry(
+    file: File,
+    stat: std::fs::Metadata,
+    want: &HashBinary,
+) -> CachedOpen {
+    let n = first_read(&stat);
+    let Some((file, Ok(first))) = super::uring::read_at(file, 0, n).await else {
+        return CachedOpen::No;
+    };
+    if first.len() != n {
+        return CachedOpen::No;
+    }
+    found(check_entry(file, &stat, Some(want), first, read_cached_at))
+}
+
+fn found(checked: Result<OpenOutcome>) -> CachedOpen {
+    match checked {
+        Ok(OpenOutcome::Found(opened)) => CachedOpen::Found(opened),
+        _ => CachedOpen::No,
+    }
+}
+
+/// Bytes read when an entry is opened: the whole file up to [`PREFETCH`].
+fn first_read(stat: &std::fs::Metadata) -> usize {
+    usize::try_from(stat.len())
+        .unwrap_or(usize::MAX)
+        .min(PREFETCH)
 }
 
 /// `n` bytes of `file` at `at`, only if they are all in the page cache.
@@ -92,6 +147,21 @@ pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> Option<Opened
 /// `FileReadError` when a read would block (`EAGAIN`), the file ends
 /// early, or any other error: the caller reads again on the blocking pool.
 fn read_cached_at(file: &File, at: u64, n: usize) -> Result<Bytes> {
+    read_nowait(file, at, n).map_err(|e| {
+        Error::because(
+            ErrorType::FileReadError,
+            "disk cache: reading without blocking",
+            e,
+        )
+    })
+}
+
+/// `n` bytes of `file` at `at` with `preadv2(2)` and `RWF_NOWAIT`.
+///
+/// # Errors
+/// `WouldBlock` when some of them are not in the page cache,
+/// `UnexpectedEof` when the file ends early, or the call's error.
+fn read_nowait(file: &File, at: u64, n: usize) -> io::Result<Bytes> {
     use rustix::io::{preadv2, ReadWriteFlags};
     let mut buf = bytes::BytesMut::zeroed(n);
     let mut done = 0;
@@ -103,31 +173,24 @@ fn read_cached_at(file: &File, at: u64, n: usize) -> Result<Bytes> {
             ReadWriteFlags::NOWAIT,
         );
         match read {
-            Ok(0) => return Error::e_explain(ErrorType::FileReadError, "disk cache: short file"),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(k) => done += k,
-            Err(e) => {
-                return Err(Error::because(
-                    ErrorType::FileReadError,
-                    "disk cache: reading without blocking",
-                    io::Error::from(e),
-                ))
-            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(buf.freeze())
 }
 
-/// Check the opened entry `file` (see [`open_entry`]), reading it with
-/// `read`.
+/// Check the opened entry `file` of metadata `stat` (see [`open_entry`])
+/// from its `first` bytes (up to [`PREFETCH`]), reading the rest of its
+/// meta, if any, with `read`.
 fn check_entry(
     file: File,
-    path: &Path,
+    stat: &std::fs::Metadata,
     want: Option<&HashBinary>,
+    buf: Bytes,
     read: fn(&File, u64, usize) -> Result<Bytes>,
 ) -> Result<OpenOutcome> {
-    let stat = file
-        .metadata()
-        .map_err(|e| io_err(ErrorType::FileReadError, "stat of", path, e))?;
     let corrupt = |reason: String| {
         Ok(OpenOutcome::Corrupt {
             reason,
@@ -135,8 +198,6 @@ fn check_entry(
         })
     };
     let len = stat.len();
-    let first = usize::try_from(len).unwrap_or(usize::MAX).min(PREFETCH);
-    let buf = read(&file, 0, first)?;
     let header = match EntryHeader::decode(&buf) {
         Ok(Some(h)) => h,
         Ok(None) => return corrupt(format!("{len} bytes: shorter than its header")),

@@ -65,6 +65,7 @@ mod index;
 mod layout;
 mod page_cache;
 mod scan;
+mod uring;
 
 use std::any::Any;
 use std::fs::{self, File, OpenOptions};
@@ -84,7 +85,9 @@ use crate::storage::{HitHandler, MissHandler, PurgeType, Storage};
 
 use fill::{DiskMiss, Fill, FillHit};
 use format::EntryHeader;
-use hit::{copy_range, open_entry, open_entry_cached, FileHit, OpenOutcome};
+use hit::{
+    copy_range, open_entry, open_entry_cached, open_read_entry, CachedOpen, FileHit, OpenOutcome,
+};
 use index::{Index, Indexed};
 use layout::{blocking, entry_path, io_err, on_disk, TMP_DIR};
 
@@ -317,8 +320,13 @@ impl Storage for DiskCache {
         }
         let path = self.entry_path(&digest);
         // most hits are in the kernel's caches: served without a hand-off
-        // to the blocking pool and back
-        if let Some(opened) = open_entry_cached(&path, &digest) {
+        // to the blocking pool and back; an entry whose bytes are not is
+        // read on io_uring where the kernel has it
+        let opened = match open_entry_cached(&path, &digest) {
+            CachedOpen::WouldBlock(file, stat) => open_read_entry(file, stat, &digest).await,
+            other => other,
+        };
+        if let CachedOpen::Found(opened) = opened {
             let meta = opened.meta.clone();
             let hit: HitHandler = Box::new(FileHit::new(opened));
             return Ok(Some((meta, hit)));

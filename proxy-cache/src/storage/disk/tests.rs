@@ -164,14 +164,14 @@ async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not
     store(cache, &key, "c", &data).await;
     let digest = key.combined_bin();
     let path = entry_path(dir.path(), &digest);
-    let opened = open_entry_cached(&path, &digest).expect("just written: cached");
+    let opened = found(open_entry_cached(&path, &digest)).expect("just written: cached");
     assert_eq!(tag(&opened.meta), "c");
     assert_eq!(&opened.prefetch[..], &data[..]);
 
     let none = CacheKey::new("ns", "/none", "").combined_bin();
-    assert!(open_entry_cached(&entry_path(dir.path(), &none), &none).is_none());
+    assert!(found(open_entry_cached(&entry_path(dir.path(), &none), &none)).is_none());
     assert!(
-        open_entry_cached(&path, &none).is_none(),
+        found(open_entry_cached(&path, &none)).is_none(),
         "the file names another key"
     );
     OpenOptions::new()
@@ -180,12 +180,61 @@ async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not
         .unwrap()
         .set_len(100)
         .unwrap();
-    assert!(open_entry_cached(&path, &digest).is_none(), "not whole");
+    assert!(
+        found(open_entry_cached(&path, &digest)).is_none(),
+        "not whole"
+    );
     assert!(
         cache.lookup(&key).await.unwrap().is_none(),
         "the blocking path drops it"
     );
     assert!(!path.exists());
+}
+
+fn found(c: CachedOpen) -> Option<hit::Opened> {
+    match c {
+        CachedOpen::Found(o) => Some(o),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_entry_out_of_the_page_cache_is_read_on_io_uring_and_served_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/cold", "");
+    let data = body(20_000);
+    store(cache, &key, "cold", &data).await;
+    let digest = key.combined_bin();
+    let path = entry_path(dir.path(), &digest);
+    // written back, then dropped from the page cache (where the file
+    // system honours the advice: not on tmpfs)
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    drop(f);
+    match open_entry_cached(&path, &digest) {
+        CachedOpen::WouldBlock(file, stat) => {
+            let read = open_read_entry(file, stat, &digest).await;
+            if uring::available() {
+                let opened = found(read).expect("read on io_uring");
+                assert_eq!(tag(&opened.meta), "cold");
+                assert_eq!(&opened.prefetch[..], &data[..]);
+            } else {
+                assert!(found(read).is_none(), "the blocking path's turn");
+            }
+        }
+        CachedOpen::Found(opened) => assert_eq!(&opened.prefetch[..], &data[..]),
+        CachedOpen::No => panic!("opened without blocking just after it was written"),
+    }
+    // whichever path serves it, the hit is whole
+    let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(tag(&m), "cold");
+    let mut got = Vec::new();
+    while let Some(b) = hit.read_body().await.unwrap() {
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got, data);
 }
 
 #[tokio::test]
