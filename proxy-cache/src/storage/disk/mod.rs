@@ -48,7 +48,9 @@
 //! The one exception is a lookup's open and first read, tried first on the
 //! worker with calls that fail rather than block (`openat2` with
 //! `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`): a hit in the kernel's
-//! caches then costs no thread hand-off; anything else goes to the pool.
+//! caches then costs no thread hand-off. When the file opened but its bytes
+//! are not in the page cache, they are read on the worker thread's io_uring
+//! (`uring`), which does not block either; anything else goes to the pool.
 //!
 //! # Errors
 //! A full disk, a read-only directory or an I/O error makes the method
