@@ -202,11 +202,13 @@ impl Inner {
     }
 
     /// Submit a read of `n` bytes of `file` at `at`; its slot's key, or
-    /// `Err(file)` when the ring is full or refuses it.
-    fn submit(&mut self, file: File, at: u64, n: usize) -> Result<usize, File> {
+    /// an error when the ring is full or refuses it: `Err(Some(file))`
+    /// when nothing was queued, `Err(None)` when the submission failed
+    /// after queueing (the slot keeps the file until the kernel is done).
+    fn submit(&mut self, file: File, at: u64, n: usize) -> Result<usize, Option<File>> {
         let in_flight = self.slots.len() - self.free.len();
         if in_flight >= RING_ENTRIES as usize || u32::try_from(n).is_err() {
-            return Err(file);
+            return Err(Some(file));
         }
         let key = match self.free.pop() {
             Some(k) => k,
@@ -229,7 +231,7 @@ impl Inner {
         let pushed = unsafe { self.ring.submission().push(&entry) };
         if pushed.is_err() {
             self.free.push(key);
-            return Err(file);
+            return Err(Some(file));
         }
         self.slots[key] = Some(Slot {
             buf,
@@ -237,9 +239,14 @@ impl Inner {
             state: SlotState::Waiting(None),
         });
         if let Err(e) = self.ring.submit() {
-            // the entry stays queued and goes with the next submit; the
-            // reader waits for it then
+            // the entry stays queued and may go with a later submit, so its
+            // buffer and file stay in the slot until it completes; this
+            // read does not wait for that
             log::debug!("disk cache: io_uring submit: {e}");
+            if let Some(slot) = self.slots[key].as_mut() {
+                slot.state = SlotState::Abandoned;
+            }
+            return Err(None);
         }
         Ok(key)
     }
@@ -248,8 +255,8 @@ impl Inner {
 /// Read `n` bytes of `file` at byte `at` on this thread's io_uring,
 /// without blocking the thread. Returns the file back with the bytes read
 /// (fewer than `n` only at the end of the file) or the read's error; `None`
-/// when io_uring cannot take the read (see the module docs) — then nothing
-/// was read and the caller reads another way.
+/// when io_uring cannot take the read (see the module docs): the caller
+/// then reads another way (the file is not given back).
 pub(crate) async fn read_at(file: File, at: u64, n: usize) -> Option<(File, io::Result<Bytes>)> {
     let ring = ring()?;
     let key = ring.inner.lock().submit(file, at, n).ok()?;
