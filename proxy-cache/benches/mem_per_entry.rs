@@ -82,6 +82,25 @@ fn key(i: usize) -> CacheKey {
     CacheKey::new("mem", format!("/object/{i}"), "")
 }
 
+/// A meta with the fields nginx sends for a static file (the benchmark
+/// origin's 0 B response).
+fn origin_meta() -> CacheMeta {
+    let now = SystemTime::now();
+    let mut h = ResponseHeader::build(200, None).expect("200 is a valid status");
+    for (name, value) in [
+        ("server", "nginx/1.24.0"),
+        ("date", "Tue, 24 Nov 2026 09:40:00 GMT"),
+        ("content-type", "application/octet-stream"),
+        ("content-length", "0"),
+        ("last-modified", "Mon, 23 Nov 2026 10:00:00 GMT"),
+        ("etag", "\"6921d9a0-0\""),
+        ("accept-ranges", "bytes"),
+    ] {
+        h.insert_header(name, value).expect("a valid header");
+    }
+    CacheMeta::new(now + Duration::from_secs(3600), now, 0, 0, h)
+}
+
 fn meta() -> CacheMeta {
     let now = SystemTime::now();
     let mut h = ResponseHeader::build(200, None).expect("200 is a valid status");
@@ -162,6 +181,18 @@ fn main() {
         "  after one hit on each entry: +{:.1} B/entry",
         (allocated() - a) as f64 / N as f64
     );
+
+    // what the memory tier's byte budget counts for an entry, against what
+    // its header allocates, for a header as an origin sends it
+    let a = allocated();
+    let origin: Vec<CacheMeta> = (0..N / 10).map(|_| compact_meta(&origin_meta())).collect();
+    let origin_bytes = (allocated() - a) as f64 / (N / 10) as f64 - 8.0;
+    println!(
+        "  a 7-field origin header: counted {} B (header_size_estimate), compact CacheMeta allocates {origin_bytes:.1} B; with the {overhead:.1} B of map and record: {:.1} B",
+        header_size_estimate(&origin[0]),
+        origin_bytes + overhead
+    );
+    drop(origin);
 
     let keys: Vec<_> = (0..N).map(|i| key(i).to_compact()).collect();
     let never = SystemTime::UNIX_EPOCH;
