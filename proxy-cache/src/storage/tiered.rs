@@ -29,10 +29,11 @@
 //!   hits). Fills still put such bodies in memory: their bytes are at hand.
 //! - **Fill**: written to the disk tier (which streams it to readers);
 //!   bodies up to the promotion limit are also kept in memory while being
-//!   written and, when the fill finishes on disk, put into the memory tier,
-//!   replacing any older copy; a larger body removes the older copy. The
+//!   written and, when the fill finishes on disk and the admission takes
+//!   it, put into the memory tier, replacing any older copy; a larger or
+//!   rejected body removes the older copy. The
 //!   disk is the authority: nothing is in memory that is not on disk.
-//! - **Memory budget**: the memory tier has its own LRU eviction manager of
+//! - **Memory budget**: the memory tier has its own eviction manager of
 //!   `memory_bytes`; it evicts from memory only. The eviction manager the
 //!   proxy passes to the cache covers the disk tier; what it evicts is
 //!   removed from both tiers, as are purges.
@@ -100,16 +101,9 @@ impl TieredCache {
     }
 
     /// Put a whole body into the memory tier (replacing any older copy)
-    /// and let its LRU evict what no longer fits. `checked`: the admission
-    /// already took this entry ([`TinyLfu::count_and_check`]); otherwise it
-    /// is asked now, and a rejected entry is removed again.
-    async fn put_in_memory(
-        &'static self,
-        key: &CacheKey,
-        meta: &CacheMeta,
-        body: Vec<Bytes>,
-        checked: bool,
-    ) {
+    /// and let its LRU evict what no longer fits. The admission has
+    /// already taken this entry ([`TieredCache::admits`]).
+    async fn put_in_memory(&'static self, key: &CacheKey, meta: &CacheMeta, body: Vec<Bytes>) {
         let stored: Result<MissFinishType> = async {
             let mut miss = self.memory.get_miss_handler(key, meta).await?;
             for piece in body {
@@ -121,15 +115,20 @@ impl TieredCache {
         let Ok(MissFinishType::Created(size) | MissFinishType::Appended(size)) = stored else {
             return;
         };
-        let (item, fresh_until) = (key.to_compact(), meta.fresh_until());
-        let evicted = if checked {
-            self.memory_lru.admit_checked(item, size, fresh_until)
-        } else {
-            self.memory_lru.admit(item, size, fresh_until)
-        };
-        for evicted in evicted {
+        for evicted in self
+            .memory_lru
+            .admit_checked(key.to_compact(), size, meta.fresh_until())
+        {
             let _ = self.memory.purge(&evicted, PurgeType::Eviction).await;
         }
+    }
+
+    /// Whether the memory tier's admission takes `key` with a body of
+    /// `body_len` bytes (counting this access): asked before the body is
+    /// copied, so a rejected entry costs no copy.
+    fn admits(&self, key: &CacheKey, meta: &CacheMeta, body_len: usize) -> bool {
+        let size = body_len + header_size_estimate(meta);
+        self.memory_lru.count_and_check(&key.to_compact(), size)
     }
 
     async fn drop_from_memory(&'static self, key: &CompactCacheKey) {
@@ -159,15 +158,14 @@ impl Storage for TieredCache {
         };
         match hit.body_len() {
             Some(len) if len <= self.promote_max && len < FILE_BODY_MIN => {
-                let size = len + header_size_estimate(&meta);
-                if !self.memory_lru.count_and_check(&key.to_compact(), size) {
+                if !self.admits(key, &meta, len) {
                     return Ok(Some((meta, hit)));
                 }
                 let mut body = Vec::new();
                 while let Some(piece) = hit.read_body().await? {
                     body.push(piece);
                 }
-                self.put_in_memory(key, &meta, body, true).await;
+                self.put_in_memory(key, &meta, body).await;
                 match self.memory.lookup(key).await? {
                     Some(found) => Ok(Some(found)),
                     // evicted at once (a tiny memory tier): read it again
@@ -262,11 +260,14 @@ impl HandleMiss for TieredMiss {
             meta,
             disk,
             copy,
-            ..
+            copied,
         } = *self;
         let finished = disk.finish().await;
         match (&finished, copy) {
-            (Ok(_), Some(body)) => cache.put_in_memory(&key, &meta, body, false).await,
+            (Ok(_), Some(body)) if cache.admits(&key, &meta, copied) => {
+                cache.put_in_memory(&key, &meta, body).await
+            }
+            // a rejected fill also removes an older copy from memory
             _ => cache.drop_from_memory(&key.to_compact()).await,
         }
         finished

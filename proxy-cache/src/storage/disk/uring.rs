@@ -201,13 +201,17 @@ impl Inner {
         }
     }
 
+    /// Slots taken: reads in flight, abandoned or not yet collected.
+    fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
     /// Submit a read of `n` bytes of `file` at `at`; its slot's key, or
     /// an error when the ring is full or refuses it: `Err(Some(file))`
     /// when nothing was queued, `Err(None)` when the submission failed
     /// after queueing (the slot keeps the file until the kernel is done).
     fn submit(&mut self, file: File, at: u64, n: usize) -> Result<usize, Option<File>> {
-        let in_flight = self.slots.len() - self.free.len();
-        if in_flight >= RING_ENTRIES as usize || u32::try_from(n).is_err() {
+        if self.in_flight() >= RING_ENTRIES as usize || u32::try_from(n).is_err() {
             return Err(Some(file));
         }
         let key = match self.free.pop() {
@@ -404,8 +408,15 @@ mod tests {
             let mut read = Box::pin(read_at(f, 0, 4096));
             let _ = futures_poll_once(read.as_mut()).await;
         }
-        // the abandoned slots were freed: the ring still takes reads
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // the reaper frees the abandoned slots as the kernel completes them
+        let ring = ring().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while ring.inner.lock().in_flight() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("abandoned slots freed");
         let f = File::open(dir.path().join("f")).unwrap();
         let (_, got) = read_at(f, 0, 4096).await.expect("ring not full");
         assert_eq!(got.unwrap(), vec![7; 4096]);
