@@ -5,11 +5,11 @@
 //! A counting global allocator adds up the bytes requested from the
 //! allocator (what the data structures ask for; malloc's own per-block
 //! overhead is not included, the process's resident size is printed beside
-//! it for that). An entry's "header bytes" are what its `CacheMeta` (the
-//! response header and times) allocates when built, measured the same way;
-//! its body bytes are the body's length. The overhead is everything else the
-//! storage holds per entry: its map slot (and the map's spare capacity), the
-//! entry record and the body's piece list.
+//! it for that). An entry's "header bytes" are its meta's serialized length
+//! (the times, the status line, each field's name and value and their
+//! lengths), which is what `MemCache` keeps of it; its body bytes are the
+//! body's length. The overhead is everything else the storage holds per
+//! entry: its map slot (and the map's spare capacity) and the entry record.
 //!
 //! ```sh
 //! cargo bench -p proxy-cache --bench mem_per_entry
@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use proxy_cache::eviction::{lru, tinylfu, EvictionManager};
-use proxy_cache::storage::memory::{compact_meta, header_size_estimate};
+use proxy_cache::storage::memory::entry_size;
 use proxy_cache::{CacheKey, CacheMeta, MemCache, Storage};
 use proxy_core::http::ResponseHeader;
 
@@ -109,6 +109,22 @@ fn meta() -> CacheMeta {
     CacheMeta::new(now + Duration::from_secs(3600), now, 0, 0, h)
 }
 
+/// Store `n` entries of `meta` with `BODY`-byte bodies in a new `MemCache`;
+/// returns it (leaked: a storage is `'static`).
+fn fill(rt: &tokio::runtime::Runtime, n: usize, meta: &CacheMeta) -> &'static MemCache {
+    let cache: &'static MemCache = Box::leak(Box::new(MemCache::new()));
+    rt.block_on(async {
+        for i in 0..n {
+            let k = key(i);
+            let body = Bytes::from(vec![(i % 251) as u8; BODY]);
+            let mut miss = cache.get_miss_handler(&k, meta).await.expect("memory");
+            miss.write_body(body).await.expect("memory");
+            miss.finish().await.expect("memory");
+        }
+    });
+    cache
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -117,55 +133,39 @@ fn main() {
         .build()
         .expect("a runtime");
 
-    let base = allocated();
+    // An entry's header bytes are its meta's serialized length (the times,
+    // the status line and each field's name and value with their lengths),
+    // what the storage keeps; its body bytes are the body's length.
+    let one_field = meta();
+    let header = one_field.serialized_len();
+    let a = allocated();
     let r0 = rss();
-    // what one entry's header and body cost on their own (less the vector
-    // slot each is kept in here)
-    // (the storage keeps a compact copy of the meta it is given; so does
-    // this measure)
-    let a = allocated();
-    let as_built = meta();
-    let as_built_bytes = allocated() - a;
-    drop(as_built);
-    let a = allocated();
-    let metas: Vec<CacheMeta> = (0..N).map(|_| compact_meta(&meta())).collect();
-    let meta_bytes = (allocated() - a) as f64 / N as f64 - 8.0;
-    let a = allocated();
-    let bodies: Vec<Bytes> = (0..N)
-        .map(|i| Bytes::from(vec![(i % 251) as u8; BODY]))
-        .collect();
-    let body_bytes = (allocated() - a) as f64 / N as f64 - 32.0;
-    let serialized = metas[0].serialize().len();
-    let estimate = header_size_estimate(&metas[0]);
-
-    let cache: &'static MemCache = Box::leak(Box::new(MemCache::new()));
-    rt.block_on(async {
-        for (i, (meta, body)) in metas.into_iter().zip(bodies).enumerate() {
-            let k = key(i);
-            let mut miss = cache.get_miss_handler(&k, &meta).await.expect("memory");
-            miss.write_body(body).await.expect("memory");
-            miss.finish().await.expect("memory");
-        }
-    });
-    // the inputs' own vectors are gone now; their contents live in the cache
-    let total = (allocated() - base) as f64 / N as f64;
-    let r1 = rss();
-    let overhead = total - meta_bytes - body_bytes;
+    let cache = fill(&rt, N, &one_field);
+    let total = (allocated() - a) as f64 / N as f64;
+    let resident = (rss() - r0) as f64 / N as f64;
     let (slot, record) = proxy_cache::storage::memory::entry_sizes();
+    let beyond = |bytes: f64| bytes - (header + BODY) as f64;
     println!(
         "MemCache, {N} entries of {BODY}-byte bodies (map slot {slot} B, entry record {record} B):"
     );
-    println!("  header (compact CacheMeta in memory): {meta_bytes:.1} B/entry (as built by ResponseHeader::build: {as_built_bytes} B, serialized: {serialized} B, size estimate: {estimate} B)");
-    println!("  body: {body_bytes:.1} B/entry");
+    println!("  header (serialized meta, kept as such): {header} B/entry");
+    println!("  body: {BODY} B/entry");
     println!("  total allocated: {total:.1} B/entry");
-    println!("  overhead beyond header and body: {overhead:.1} B/entry");
     println!(
-        "  resident set growth, header and body included: {:.1} B/entry (with malloc's per-block overhead)",
-        (r1 - r0) as f64 / N as f64
+        "  overhead beyond header and body: {:.1} B/entry",
+        beyond(total)
+    );
+    println!(
+        "  resident set growth: {resident:.1} B/entry, {:.1} B beyond header and body (with malloc's per-block rounding)",
+        beyond(resident)
+    );
+    println!(
+        "  counted by a byte budget (entry_size): {} B/entry",
+        entry_size(&one_field, BODY)
     );
 
-    // a hit on every entry: `Bytes` from a `Vec` moves to a shared
-    // representation on its first clone
+    // a hit on every entry: what a lookup leaves behind (nothing: the meta
+    // it reads back is the caller's to drop)
     let a = allocated();
     rt.block_on(async {
         for i in 0..N {
@@ -182,17 +182,20 @@ fn main() {
         (allocated() - a) as f64 / N as f64
     );
 
-    // what the memory tier's byte budget counts for an entry, against what
-    // its header allocates, for a header as an origin sends it
+    // the same for the header nginx sends for a static file
+    let origin = origin_meta();
+    let n = N / 10;
     let a = allocated();
-    let origin: Vec<CacheMeta> = (0..N / 10).map(|_| compact_meta(&origin_meta())).collect();
-    let origin_bytes = (allocated() - a) as f64 / (N / 10) as f64 - 8.0;
+    let r0 = rss();
+    let _origin_cache = fill(&rt, n, &origin);
+    let total = (allocated() - a) as f64 / n as f64;
+    let resident = (rss() - r0) as f64 / n as f64;
+    let header = origin.serialized_len();
     println!(
-        "  a 7-field origin header: counted {} B (header_size_estimate), compact CacheMeta allocates {origin_bytes:.1} B; with the {overhead:.1} B of map and record: {:.1} B",
-        header_size_estimate(&origin[0]),
-        origin_bytes + overhead
+        "MemCache, {n} entries with a 7-field origin header ({header} B serialized): allocated {total:.1} B/entry ({:.1} beyond header and body), resident {resident:.1} B/entry, counted {} B (entry_size)",
+        total - (header + BODY) as f64,
+        entry_size(&origin, BODY)
     );
-    drop(origin);
 
     let keys: Vec<_> = (0..N).map(|i| key(i).to_compact()).collect();
     let never = SystemTime::UNIX_EPOCH;

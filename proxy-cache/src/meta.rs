@@ -236,12 +236,50 @@ impl CacheMeta {
         out
     }
 
+    /// The length in bytes of [`CacheMeta::serialize`]'s output, computed
+    /// without building it (what a storage that keeps the serialized form
+    /// holds for the meta).
+    pub fn serialized_len(&self) -> usize {
+        let m = &*self.0;
+        let h = &m.header;
+        // version, three times, two windows, the variance flag, status,
+        // HTTP version, reason length and header count
+        let fixed = 1 + 3 * 8 + 2 * 4 + 1 + 2 + 1 + 2 + 4;
+        let variance = if m.variance.is_some() { 16 } else { 0 };
+        let reason = h
+            .get_reason_phrase()
+            .map_or(0, |r| r.len().min(u16::MAX as usize));
+        let fields: usize = h
+            .case_header_iter()
+            .filter(|(name, value)| {
+                u16::try_from(name.len()).is_ok() && u32::try_from(value.len()).is_ok()
+            })
+            .map(|(name, value)| 2 + name.len() + 4 + value.len())
+            .sum();
+        fixed + variance + reason + fields
+    }
+
     /// Read back what [`CacheMeta::serialize`] wrote.
     ///
     /// # Errors
     /// `InternalError` with the reason for a truncated buffer, an unknown
     /// format version, or an invalid status, header name or value.
     pub fn deserialize(buf: &[u8]) -> Result<CacheMeta> {
+        Self::read(buf, Lines::Check)
+    }
+
+    /// [`CacheMeta::deserialize`] for bytes that [`CacheMeta::serialize`]
+    /// wrote in this process and that never left its memory (`MemCache`'s
+    /// entries, read back on every hit): the header's names and values were
+    /// checked when it was made and are not checked again.
+    ///
+    /// # Errors
+    /// As [`CacheMeta::deserialize`], less the checks of names and values.
+    pub(crate) fn deserialize_own(buf: &[u8]) -> Result<CacheMeta> {
+        Self::read(buf, Lines::Trust)
+    }
+
+    fn read(buf: &[u8], lines: Lines) -> Result<CacheMeta> {
         let mut r = Reader { buf, at: 0 };
         let v = r.u8()?;
         if v != FORMAT_VERSION {
@@ -266,26 +304,35 @@ impl CacheMeta {
         let version = version_from_code(r.u8()?);
         let reason_len = usize::from(r.u16()?);
         let reason = std::str::from_utf8(r.take(reason_len)?)
-            .or_err(ErrorType::InternalError, "cache meta: reason is not UTF-8")?
-            .to_owned();
+            .or_err(ErrorType::InternalError, "cache meta: reason is not UTF-8")?;
         let count = r.u32()? as usize;
         // The lines stay in one copy of the header block, as received: a
-        // hit copies, changes and writes them without building a map.
+        // hit copies, changes and writes them without building a map. A
+        // first walk finds the block's end, checking every length.
         let start = r.at;
-        let mut lines = Vec::with_capacity(count.min(256));
         for _ in 0..count {
             let nl = usize::from(r.u16()?);
-            let name = r.at - start..r.at - start + nl;
             r.take(nl)?;
             let vl = r.u32()? as usize;
-            let value = r.at - start..r.at - start + vl;
             r.take(vl)?;
-            lines.push((name, value));
         }
-        let block = bytes::Bytes::copy_from_slice(&buf[start..r.at]);
-        let reason = (!reason.is_empty()).then_some(reason.as_str());
-        let header = ResponseHeader::from_field_lines(status, version, reason, block, &lines)
-            .or_err(ErrorType::InternalError, "cache meta: invalid header")?;
+        let stored = &buf[start..r.at];
+        let block = bytes::Bytes::copy_from_slice(stored);
+        let ranges = LineRanges {
+            block: stored,
+            at: 0,
+            left: count,
+        };
+        let reason = (!reason.is_empty()).then_some(reason);
+        let header = match lines {
+            Lines::Check => {
+                ResponseHeader::from_field_lines(status, version, reason, block, ranges)
+            }
+            Lines::Trust => {
+                ResponseHeader::from_checked_field_lines(status, version, reason, block, ranges)
+            }
+        }
+        .or_err(ErrorType::InternalError, "cache meta: invalid header")?;
         Ok(CacheMeta(Arc::new(MetaInner {
             fresh_until,
             created,
@@ -295,6 +342,46 @@ impl CacheMeta {
             variance,
             header,
         })))
+    }
+}
+
+/// Whether [`CacheMeta::read`] checks the header's names and values.
+#[derive(Clone, Copy)]
+enum Lines {
+    Check,
+    Trust,
+}
+
+/// The name and value ranges of serialized field lines, within the block
+/// they were written in (whose lengths the caller has walked and checked).
+#[derive(Clone)]
+struct LineRanges<'a> {
+    block: &'a [u8],
+    at: usize,
+    left: usize,
+}
+
+impl Iterator for LineRanges<'_> {
+    type Item = (std::ops::Range<usize>, std::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.checked_sub(1)?;
+        let mut r = Reader {
+            buf: self.block,
+            at: self.at,
+        };
+        let nl = usize::from(r.u16().ok()?);
+        let name = r.at..r.at + nl;
+        r.take(nl).ok()?;
+        let vl = r.u32().ok()? as usize;
+        let value = r.at..r.at + vl;
+        r.take(vl).ok()?;
+        self.at = r.at;
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
@@ -457,7 +544,11 @@ mod tests {
         let mut m = CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, header());
         m.set_variance(Some([3; 16]));
         let bytes = m.serialize();
+        assert_eq!(m.serialized_len(), bytes.len());
         let back = CacheMeta::deserialize(&bytes).unwrap();
+        assert_eq!(back.serialized_len(), bytes.len());
+        let plain = CacheMeta::new(now, now, 0, 0, ResponseHeader::build(204, None).unwrap());
+        assert_eq!(plain.serialized_len(), plain.serialize().len());
         assert_eq!(back.fresh_until(), m.fresh_until());
         assert_eq!(back.created(), now);
         assert_eq!(back.stale_while_revalidate_sec(), 5);

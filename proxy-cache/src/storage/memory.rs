@@ -13,12 +13,13 @@
 //!   a lookup reads the count first and takes the shard's read lock only
 //!   when some fill of that shard is in progress. A lock is held only for
 //!   one map operation and never across an `.await`.
-//! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] (itself an
-//!   `Arc`) and its body. A body of at most [`INLINE_MAX`] bytes is copied
-//!   once, when the fill finishes, into a buffer of its exact size owned by
-//!   the entry (which keeps small entries small and releases whatever larger
-//!   buffers the writer's pieces were cut from); a hit reads it as `Bytes`
-//!   that hold a reference to the entry. A larger body keeps the writer's
+//! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] in the form
+//!   [`CacheMeta::serialize`] writes, read back on each hit (as Pingora's
+//!   in-memory storage does), and its body. A body of at most
+//!   [`INLINE_MAX`] bytes is copied once, when the fill finishes, into the
+//!   same buffer as the meta, of their exact size (which keeps small entries
+//!   small and releases whatever larger buffers the writer's pieces were cut
+//!   from); a hit reads it as `Bytes` that hold a reference to the entry. A larger body keeps the writer's
 //!   `Bytes` pieces as they are, except that one of at least 128 KiB is
 //!   copied, when the fill finishes, into a sealed memfd (anonymous shared
 //!   memory) read through a read-only mapping: a hit can then hand it to a
@@ -26,9 +27,11 @@
 //!   copying it through user space, as nginx does from its page cache (at
 //!   most a quarter of `RLIMIT_NOFILE` such bodies; past that, pieces).
 //!   Either way a hit clones `Arc`s and never copies body bytes.
-//! - The stored meta is a compact copy of the one given
-//!   ([`compact_meta`]): a parsed response header keeps spare capacity for
-//!   more headers, which a cache holding a million of them cannot afford.
+//! - Why serialized: a [`CacheMeta`] in memory is about 400 bytes beyond
+//!   its header's bytes (its response header keeps room for a header map
+//!   and positions of every line), which a cache holding a million entries
+//!   cannot afford; its serialized form is the header's bytes and 43 more.
+//!   An entry costs [`entry_size`] bytes in all.
 //!
 //! # Streaming fills
 //! [`MemCache::support_streaming_partial_write`] is true: while a fill is in
@@ -104,18 +107,17 @@ impl Shard {
     }
 }
 
-/// A complete entry.
+/// A complete entry: its meta as [`CacheMeta::serialize`] wrote it, read
+/// back on each hit, and its body.
 struct Stored {
-    meta: CacheMeta,
-    body: Body,
-}
-
-/// A complete body.
-enum Body {
-    /// At most [`INLINE_MAX`] bytes, in the entry's own buffer.
-    Inline(Box<[u8]>),
-    /// A larger body, shared by reference (so `Body` stays 16 bytes).
-    Large(Arc<Large>),
+    /// The serialized meta, followed by the body when that is inline (at
+    /// most [`INLINE_MAX`] bytes): one buffer of their exact size.
+    data: Box<[u8]>,
+    /// Length of the serialized meta at the start of `data`.
+    meta_len: usize,
+    /// A body larger than [`INLINE_MAX`], shared by reference; `None`: the
+    /// body is the rest of `data`.
+    large: Option<Arc<Large>>,
 }
 
 /// A body larger than [`INLINE_MAX`].
@@ -127,44 +129,79 @@ enum Large {
     File(FileBody),
 }
 
-impl Body {
-    fn from_pieces(pieces: Vec<Bytes>, len: usize) -> Body {
+impl Stored {
+    /// An entry of `meta` (serialized) and the body `pieces`, `len` bytes
+    /// in all.
+    fn new(meta: &[u8], pieces: &[Bytes], len: usize) -> Stored {
         if len <= INLINE_MAX {
-            let mut joined = Vec::with_capacity(len);
-            for p in &pieces {
-                joined.extend_from_slice(p);
+            let mut data = Vec::with_capacity(meta.len() + len);
+            data.extend_from_slice(meta);
+            for p in pieces {
+                data.extend_from_slice(p);
             }
-            return Body::Inline(joined.into_boxed_slice());
+            return Stored {
+                data: data.into_boxed_slice(),
+                meta_len: meta.len(),
+                large: None,
+            };
         }
-        if len >= FILE_BODY_MIN {
-            match FileBody::from_pieces(&pieces, len) {
-                Ok(f) => return Body::Large(Arc::new(Large::File(f))),
-                // kept in memory pieces: served the same, only copied on send
-                Err(e) => log::debug!("cache body of {len} bytes not put in a memfd: {e}"),
-            }
-        }
-        Body::Large(Arc::new(Large::Pieces {
-            pieces: pieces.into_boxed_slice(),
+        let large = if len >= FILE_BODY_MIN {
+            FileBody::from_pieces(pieces, len)
+                .map(Large::File)
+                .map_err(|e| log::debug!("cache body of {len} bytes not put in a memfd: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        // kept in memory pieces when not in a memfd: served the same, only
+        // copied on send
+        let large = large.unwrap_or_else(|| Large::Pieces {
+            pieces: pieces.into(),
             len,
-        }))
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Body::Inline(b) => b.len(),
-            Body::Large(l) => match &**l {
-                Large::Pieces { len, .. } => *len,
-                Large::File(f) => f.bytes().len(),
-            },
+        });
+        Stored {
+            data: meta.into(),
+            meta_len: meta.len(),
+            large: Some(Arc::new(large)),
         }
     }
 
-    /// A copy for a new entry that shares the body (an inline body is small
-    /// enough to copy; a large one is reference counted).
-    fn share(&self) -> Body {
-        match self {
-            Body::Inline(b) => Body::Inline(b.clone()),
-            Body::Large(l) => Body::Large(l.clone()),
+    /// The entry's meta, read back from its serialized form.
+    ///
+    /// # Errors
+    /// `InternalError` if the bytes do not read back, which they always do:
+    /// they were written by [`CacheMeta::serialize`] in this process.
+    fn meta(&self) -> Result<CacheMeta> {
+        CacheMeta::deserialize_own(&self.data[..self.meta_len])
+    }
+
+    /// An inline body (empty for a large one).
+    fn inline_body(&self) -> &[u8] {
+        match self.large {
+            None => &self.data[self.meta_len..],
+            Some(_) => &[],
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        match self.large.as_deref() {
+            None => self.data.len() - self.meta_len,
+            Some(Large::Pieces { len, .. }) => *len,
+            Some(Large::File(f)) => f.bytes().len(),
+        }
+    }
+
+    /// A new entry of `meta` (serialized) with this entry's body (an inline
+    /// body is small enough to copy; a large one is shared).
+    fn with_meta(&self, meta: &[u8]) -> Stored {
+        let body = self.inline_body();
+        let mut data = Vec::with_capacity(meta.len() + body.len());
+        data.extend_from_slice(meta);
+        data.extend_from_slice(body);
+        Stored {
+            data: data.into_boxed_slice(),
+            meta_len: meta.len(),
+            large: self.large.clone(),
         }
     }
 }
@@ -175,10 +212,7 @@ struct InlineBody(Arc<Stored>);
 
 impl AsRef<[u8]> for InlineBody {
     fn as_ref(&self) -> &[u8] {
-        match &self.0.body {
-            Body::Inline(b) => b,
-            Body::Large(_) => &[],
-        }
+        self.0.inline_body()
     }
 }
 
@@ -253,24 +287,19 @@ impl Default for MemCache {
     }
 }
 
-/// A copy of `meta` whose response header allocates only what its fields
-/// need (through [`CacheMeta::serialize`] and back); `meta` itself if that
-/// fails, which it cannot for a header the proxy accepted.
-pub fn compact_meta(meta: &CacheMeta) -> CacheMeta {
-    CacheMeta::deserialize(&meta.serialize()).unwrap_or_else(|_| meta.clone())
-}
+/// Bytes of memory a complete entry takes besides its serialized meta and
+/// its body: the entry record with its reference counts (48 B), its slot
+/// in the map with the map's spare capacity, and malloc's rounding of the
+/// entry's two blocks. Measured by `cargo bench -p proxy-cache --bench
+/// mem_per_entry` (allocator's resident growth with 1,000,000 entries).
+pub const ENTRY_OVERHEAD: usize = 128;
 
-/// Bytes an entry's header is counted as: the fixed fields of the meta and
-/// the status line, plus each header's name and value and 4 bytes of
-/// framing. Close to [`CacheMeta::serialize`]'s length without allocating.
-pub fn header_size_estimate(meta: &CacheMeta) -> usize {
-    let header = meta.response_header();
-    let fields: usize = header
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 6)
-        .sum();
-    64 + fields
+/// The bytes `MemCache` holds for an entry of `meta` and a body of
+/// `body_len` bytes: the meta's serialized length
+/// ([`CacheMeta::serialized_len`]), the body and [`ENTRY_OVERHEAD`]. What
+/// [`HandleMiss::finish`] reports and what a byte budget should count.
+pub fn entry_size(meta: &CacheMeta, body_len: usize) -> usize {
+    meta.serialized_len() + body_len + ENTRY_OVERHEAD
 }
 
 #[async_trait]
@@ -296,7 +325,7 @@ impl Storage for MemCache {
         let Some(stored) = self.entries.pin().get(&digest).cloned() else {
             return Ok(None);
         };
-        let meta = stored.meta.clone();
+        let meta = stored.meta()?;
         Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)))))
     }
 
@@ -307,7 +336,7 @@ impl Storage for MemCache {
     ) -> Result<MissHandler> {
         let digest = key.combined_bin();
         let fill = Arc::new(Fill {
-            meta: compact_meta(meta),
+            meta: meta.clone(),
             state: Mutex::new(FillState {
                 pieces: Vec::new(),
                 len: 0,
@@ -328,7 +357,7 @@ impl Storage for MemCache {
             cache: self,
             digest,
             fill,
-            header_size: header_size_estimate(meta),
+            meta: meta.serialize(),
             finished: false,
         }))
     }
@@ -357,10 +386,7 @@ impl Storage for MemCache {
         let entries = self.entries.pin();
         match entries.get(&digest) {
             Some(stored) => {
-                let updated = Arc::new(Stored {
-                    meta: compact_meta(meta),
-                    body: stored.body.share(),
-                });
+                let updated = Arc::new(stored.with_meta(&meta.serialize()));
                 entries.insert(digest, updated);
                 Ok(true)
             }
@@ -393,7 +419,7 @@ struct CompleteHit {
 impl CompleteHit {
     /// A reader of `stored`'s body from byte `pos` to its end.
     fn new(stored: Arc<Stored>, pos: usize) -> Self {
-        let end = stored.body.len();
+        let end = stored.body_len();
         CompleteHit {
             stored,
             pos,
@@ -408,20 +434,18 @@ impl CompleteHit {
         if self.pos >= self.end {
             return None;
         }
-        let pieces = match &self.stored.body {
-            Body::Inline(_) => {
+        let pieces = match self.stored.large.as_deref() {
+            None => {
                 let range = self.pos..self.end;
                 self.pos = self.end;
                 return Some(Bytes::from_owner(InlineBody(self.stored.clone())).slice(range));
             }
-            Body::Large(l) => match &**l {
-                Large::Pieces { pieces, .. } => pieces,
-                Large::File(f) => {
-                    let range = self.pos..self.end;
-                    self.pos = self.end;
-                    return Some(f.bytes().slice(range));
-                }
-            },
+            Some(Large::Pieces { pieces, .. }) => pieces,
+            Some(Large::File(f)) => {
+                let range = self.pos..self.end;
+                self.pos = self.end;
+                return Some(f.bytes().slice(range));
+            }
         };
         while let Some(p) = pieces.get(self.piece) {
             let p_end = self.piece_start + p.len();
@@ -467,7 +491,7 @@ impl HandleHit for CompleteHit {
     /// `InternalError` when `start` is past the end of the body or `end` is
     /// before `start`.
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.stored.body.len();
+        let len = self.stored.body_len();
         let end = end.unwrap_or(len).min(len);
         if start > len || end < start {
             return Error::e_explain(
@@ -485,21 +509,18 @@ impl HandleHit for CompleteHit {
     }
 
     fn body_len(&self) -> Option<usize> {
-        Some(self.stored.body.len())
+        Some(self.stored.body_len())
     }
 
     /// The memfd of a body kept in one, and the range left to read.
     fn body_file(&self) -> Option<BodyFile> {
-        match &self.stored.body {
-            Body::Large(l) => match &**l {
-                Large::File(f) => Some(BodyFile {
-                    file: f.file().clone(),
-                    offset: self.pos as u64,
-                    len: (self.end - self.pos) as u64,
-                }),
-                Large::Pieces { .. } => None,
-            },
-            Body::Inline(_) => None,
+        match self.stored.large.as_deref() {
+            Some(Large::File(f)) => Some(BodyFile {
+                file: f.file().clone(),
+                offset: self.pos as u64,
+                len: (self.end - self.pos) as u64,
+            }),
+            Some(Large::Pieces { .. }) | None => None,
         }
     }
 
@@ -586,11 +607,12 @@ struct MemMiss {
     cache: &'static MemCache,
     digest: HashBinary,
     fill: Arc<Fill>,
-    header_size: usize,
+    /// The meta, serialized: the start of the entry.
+    meta: Vec<u8>,
     finished: bool,
 }
 
-/// `finish` reports `Created(body bytes + header_size_estimate)`, also for
+/// `finish` reports `Created(`[`entry_size`]`)`, also for
 /// a fill that a later fill of the same key or an invalidation superseded
 /// and that is therefore not stored (the eviction manager then tracks bytes
 /// that a later admit or eviction corrects).
@@ -617,10 +639,8 @@ impl HandleMiss for MemMiss {
             let state = self.fill.state.lock();
             (state.pieces.clone(), state.len)
         };
-        let stored = Arc::new(Stored {
-            meta: self.fill.meta.clone(),
-            body: Body::from_pieces(pieces, len),
-        });
+        let stored = Arc::new(Stored::new(&self.meta, &pieces, len));
+        let size = self.meta.len() + len + ENTRY_OVERHEAD;
         {
             let mut state = self.fill.state.lock();
             state.pieces = Vec::new();
@@ -637,7 +657,7 @@ impl HandleMiss for MemMiss {
             }
             remove_fill(shard, &mut fills, &self.digest, &self.fill);
         }
-        Ok(MissFinishType::Created(len + self.header_size))
+        Ok(MissFinishType::Created(size))
     }
 }
 

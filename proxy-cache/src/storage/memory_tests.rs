@@ -52,7 +52,7 @@ async fn stored_entry_is_found_whole_with_its_meta() {
     let key = CacheKey::new("ns", "/a", "");
     assert!(cache.lookup(&key).await.unwrap().is_none());
     let size = store(cache, &key, "one", &[b"hello ", b"world"]).await;
-    assert_eq!(size, 11 + header_size_estimate(&meta("one")));
+    assert_eq!(size, entry_size(&meta("one"), 11));
     let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
     assert_eq!(tag(&m), "one");
     assert!(hit.can_seek());
@@ -437,6 +437,29 @@ async fn a_large_body_is_kept_in_a_file_that_hits_can_send() {
 }
 
 #[test]
-fn a_body_record_stays_two_words() {
-    assert_eq!(std::mem::size_of::<Body>(), 16);
+fn an_entry_record_stays_four_words() {
+    assert_eq!(std::mem::size_of::<Stored>(), 32);
+}
+
+#[tokio::test]
+async fn an_entry_keeps_its_meta_serialized_and_reads_it_back_whole() {
+    let cache = leak();
+    let key = CacheKey::new("ns", "/m", "");
+    let mut m = meta("m");
+    m.set_variance(Some([7; 16]));
+    let mut miss = cache.get_miss_handler(&key, &m).await.unwrap();
+    miss.write_body(Bytes::from_static(b"body")).await.unwrap();
+    let MissFinishType::Created(size) = miss.finish().await.unwrap() else {
+        panic!("a new entry");
+    };
+    assert_eq!(size, m.serialize().len() + 4 + ENTRY_OVERHEAD);
+    let (back, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(back.serialize(), m.serialize());
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), "body");
+    // a new meta keeps the body
+    let newer = meta("newer");
+    assert!(cache.update_meta(&key, &newer).await.unwrap());
+    let (back, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(back.serialize(), newer.serialize());
+    assert_eq!(hit.read_body().await.unwrap().unwrap(), "body");
 }

@@ -55,7 +55,7 @@ use crate::key::{CacheKey, CompactCacheKey};
 use crate::meta::CacheMeta;
 use crate::storage::disk::DiskCache;
 use crate::storage::file_body::FILE_BODY_MIN;
-use crate::storage::memory::{header_size_estimate, MemCache};
+use crate::storage::memory::{entry_size, MemCache};
 use crate::storage::{HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage};
 
 /// A memory tier over a disk tier. See the module docs.
@@ -127,7 +127,7 @@ impl TieredCache {
     /// `body_len` bytes (counting this access): asked before the body is
     /// copied, so a rejected entry costs no copy.
     fn admits(&self, key: &CacheKey, meta: &CacheMeta, body_len: usize) -> bool {
-        let size = body_len + header_size_estimate(meta);
+        let size = entry_size(meta, body_len);
         self.memory_lru.count_and_check(&key.to_compact(), size)
     }
 
@@ -148,7 +148,7 @@ impl Storage for TieredCache {
             return Ok(Some(found));
         }
         if let Some((meta, hit)) = self.memory.lookup(key).await? {
-            let size = hit.body_len().unwrap_or(0) + header_size_estimate(&meta);
+            let size = entry_size(&meta, hit.body_len().unwrap_or(0));
             self.memory_lru
                 .access(&key.to_compact(), size, meta.fresh_until());
             return Ok(Some((meta, hit)));

@@ -1,6 +1,6 @@
 //! The response header: status, reason phrase, version and case-preserving headers.
 
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::sync::OnceLock;
 
 use bytes::BytesMut;
@@ -31,8 +31,10 @@ use crate::error::{Error, ErrorType, OrErr, Result};
 #[derive(Debug)]
 pub struct ResponseHeader {
     /// The parts as `http` types: set at once for a header made in code,
-    /// on first use for a parsed one.
-    full: OnceLock<Full>,
+    /// on first use for a parsed one. Boxed: a header held as received
+    /// (a cache hit's, a proxied response's) never builds it, and is moved
+    /// and copied at about half the size.
+    full: OnceLock<Box<Full>>,
     /// A parsed head's field lines while nothing has changed them. When set,
     /// these are the header, and `full` (if set) is a copy made from them.
     received: Option<Received>,
@@ -67,7 +69,7 @@ impl Clone for ResponseHeader {
                 reason_phrase: self.reason_phrase.clone(),
             },
             None => ResponseHeader {
-                full: OnceLock::from(self.full().clone()),
+                full: OnceLock::from(Box::new(self.full().clone())),
                 received: None,
                 reason_phrase: self.reason_phrase.clone(),
             },
@@ -95,10 +97,10 @@ impl ResponseHeader {
         base.status = status;
         base.headers = HMap::with_capacity(cap);
         ResponseHeader {
-            full: OnceLock::from(Full {
+            full: OnceLock::from(Box::new(Full {
                 base,
                 header_name_map: keep_case.then(|| CaseMap::with_capacity(cap)),
-            }),
+            })),
             received: None,
             reason_phrase: None,
         }
@@ -106,7 +108,7 @@ impl ResponseHeader {
 
     /// The header as `http` types, built from the received lines on first use.
     fn full(&self) -> &Full {
-        self.full.get_or_init(|| self.build_full())
+        self.full.get_or_init(|| Box::new(self.build_full()))
     }
 
     /// The field lines, as received or as the map.
@@ -122,7 +124,7 @@ impl ResponseHeader {
     /// longer describe it.
     fn full_mut(&mut self) -> &mut Full {
         if self.full.get().is_none() {
-            self.full = OnceLock::from(self.build_full());
+            self.full = OnceLock::from(Box::new(self.build_full()));
         }
         self.received = None;
         self.full
@@ -159,30 +161,56 @@ impl ResponseHeader {
 
     /// A header over field lines held in one block of bytes, such as a
     /// cache's stored form: `lines` gives each line's name and value as
-    /// byte ranges of `block`. The header is held as these lines (see the
-    /// type's documentation) until something needs a `HeaderMap`.
+    /// byte ranges of `block` (walked twice: once to check, once to keep).
+    /// The header is held as these lines (see the type's documentation)
+    /// until something needs a `HeaderMap`.
     ///
     /// # Errors
     /// `InvalidHTTPHeader` for an invalid status or reason phrase, a range
     /// outside `block`, a name that is not a token or a value with control
     /// bytes (RFC 9110 §5.1, §5.5).
-    pub fn from_field_lines(
+    pub fn from_field_lines<L>(
         status: impl TryInto<StatusCode>,
         version: Version,
         reason: Option<&str>,
         block: bytes::Bytes,
-        lines: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
+        lines: L,
+    ) -> Result<Self>
+    where
+        L: IntoIterator<Item = (Range<usize>, Range<usize>)>,
+        L::IntoIter: Clone,
+    {
+        let lines = lines.into_iter();
+        let valid = lines.clone().all(|(n, v)| {
+            block.get(n).is_some_and(is_token) && block.get(v).is_some_and(is_field_value)
+        });
+        if !valid {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid field line");
+        }
+        Self::from_checked_field_lines(status, version, reason, block, lines)
+    }
+
+    /// [`ResponseHeader::from_field_lines`] without checking the names and
+    /// values again: for lines that were checked when the header was first
+    /// made and have not left the process since, such as an in-memory
+    /// cache's stored form, read back on every hit. A line that is not
+    /// valid anyway is written as it is, and left out of a `HeaderMap`
+    /// built from the header.
+    ///
+    /// # Errors
+    /// `InvalidHTTPHeader` for an invalid status or reason phrase, or a
+    /// range outside `block`.
+    pub fn from_checked_field_lines(
+        status: impl TryInto<StatusCode>,
+        version: Version,
+        reason: Option<&str>,
+        block: bytes::Bytes,
+        lines: impl Iterator<Item = (Range<usize>, Range<usize>)>,
     ) -> Result<Self> {
         let status = status
             .try_into()
             .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid status code")?;
-        let valid = lines.iter().all(|(n, v)| {
-            block.get(n.clone()).is_some_and(is_token)
-                && block.get(v.clone()).is_some_and(is_field_value)
-        });
-        let fields = valid
-            .then(|| RawFields::new(block, lines.iter().cloned()))
-            .flatten()
+        let fields = RawFields::new(block, lines)
             .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "invalid field line"))?;
         Self::from_parsed(status, version, reason, fields)
     }
@@ -420,10 +448,10 @@ impl From<RespParts> for ResponseHeader {
     /// Wrap `http` parts; names are written in lower case.
     fn from(base: RespParts) -> Self {
         ResponseHeader {
-            full: OnceLock::from(Full {
+            full: OnceLock::from(Box::new(Full {
                 base,
                 header_name_map: None,
-            }),
+            })),
             received: None,
             reason_phrase: None,
         }
@@ -468,7 +496,7 @@ mod tests {
             Version::HTTP_11,
             None,
             block,
-            &[(0..14, 14..15), (15..23, 23..24), (24..27, 27..28)],
+            [(0..14, 14..15), (15..23, 23..24), (24..27, 27..28)],
         )
         .unwrap()
     }
@@ -517,6 +545,11 @@ mod tests {
     }
 
     #[test]
+    fn a_header_stays_small_to_move() {
+        assert!(std::mem::size_of::<ResponseHeader>() <= 136);
+    }
+
+    #[test]
     fn invalid_field_lines_are_refused() {
         let bad = |block: &'static [u8],
                    lines: &[(std::ops::Range<usize>, std::ops::Range<usize>)]| {
@@ -525,7 +558,7 @@ mod tests {
                 Version::HTTP_11,
                 None,
                 bytes::Bytes::from_static(block),
-                lines,
+                lines.iter().cloned(),
             )
             .is_err()
         };
