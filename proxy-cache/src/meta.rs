@@ -197,7 +197,7 @@ impl CacheMeta {
     pub fn serialize(&self) -> Vec<u8> {
         let m = &*self.0;
         let h = &m.header;
-        let mut out = Vec::with_capacity(64 + h.headers.len() * 32);
+        let mut out = Vec::with_capacity(self.serialized_len());
         out.push(FORMAT_VERSION);
         for t in [m.fresh_until, m.created, m.updated] {
             out.extend_from_slice(&to_millis(t).to_le_bytes());
@@ -211,8 +211,8 @@ impl CacheMeta {
             }
             None => out.push(0),
         }
-        out.extend_from_slice(&h.status.as_u16().to_le_bytes());
-        out.push(version_code(h.version));
+        out.extend_from_slice(&h.status_code().as_u16().to_le_bytes());
+        out.push(version_code(h.http_version()));
         let reason = h.get_reason_phrase().unwrap_or("").as_bytes();
         let reason = &reason[..reason.len().min(u16::MAX as usize)];
         out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
@@ -220,7 +220,7 @@ impl CacheMeta {
         let count_at = out.len();
         out.extend_from_slice(&0u32.to_le_bytes());
         let mut count = 0u32;
-        for (name, value) in h.case_header_iter() {
+        for (name, value) in h.field_line_iter() {
             // names are at most 64 KiB and values at most 4 GiB: a header
             // block past the proxy's limits was never accepted
             let (Ok(nl), Ok(vl)) = (u16::try_from(name.len()), u32::try_from(value.len())) else {
@@ -229,7 +229,7 @@ impl CacheMeta {
             out.extend_from_slice(&nl.to_le_bytes());
             out.extend_from_slice(name);
             out.extend_from_slice(&vl.to_le_bytes());
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(value);
             count += 1;
         }
         out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
@@ -250,7 +250,7 @@ impl CacheMeta {
             .get_reason_phrase()
             .map_or(0, |r| r.len().min(u16::MAX as usize));
         let fields: usize = h
-            .case_header_iter()
+            .field_line_iter()
             .filter(|(name, value)| {
                 u16::try_from(name.len()).is_ok() && u32::try_from(value.len()).is_ok()
             })

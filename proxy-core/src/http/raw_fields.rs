@@ -380,6 +380,20 @@ impl RawFields {
 
     /// Write the lines (`Name: value\r\n` each) into `buf`, names as
     /// received (RFC 9112 §5).
+    /// Every line as (name as spelled, value), the received ones first,
+    /// in the order [`RawFields::write_h1`] writes them.
+    pub(crate) fn line_iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let received = self
+            .lines
+            .iter()
+            .map(|l| (self.bytes(l.name), self.bytes(l.value)));
+        let added = self
+            .added
+            .iter()
+            .map(|a| (a.case.as_slice(), a.value.as_bytes()));
+        received.chain(added)
+    }
+
     pub(crate) fn write_h1(&self, buf: &mut BytesMut) {
         let size: usize = self
             .lines

@@ -372,6 +372,21 @@ impl ResponseHeader {
         case::case_header_iter(&full.base.headers, full.header_name_map.as_ref())
     }
 
+    /// Every field line as (name as spelled, value) bytes, in the order
+    /// [`ResponseHeader::header_to_h1_wire`] writes them. A header held as
+    /// received yields its lines without building its header map.
+    pub fn field_line_iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let received = self.received.as_ref().map(|r| r.fields.line_iter());
+        let mapped = match received {
+            Some(_) => None,
+            None => Some(self.case_header_iter().map(|(n, v)| (n, v.as_bytes()))),
+        };
+        received
+            .into_iter()
+            .flatten()
+            .chain(mapped.into_iter().flatten())
+    }
+
     /// Write the header lines (`Name: value\r\n` each, no status line, no
     /// final empty line) into `buf` (RFC 9112 §5). A received header that
     /// nothing changed is written line for line as it came.
@@ -542,6 +557,27 @@ mod tests {
         assert!(r.received.is_none());
         assert!(wire(&r).contains("x-new: n\r\n"));
         assert!(wire(&r).contains("Content-Length: 5\r\n"));
+    }
+
+    #[test]
+    fn field_lines_come_in_wire_order_without_building_a_map() {
+        let mut r = received();
+        r.append_header("x-added", "z").unwrap();
+        let lines: Vec<_> = r.field_line_iter().collect();
+        assert!(r.full.get().is_none());
+        let mut wire = BytesMut::new();
+        for (n, v) in &lines {
+            wire.extend_from_slice(n);
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(v);
+            wire.extend_from_slice(b"\r\n");
+        }
+        let mut expected = BytesMut::new();
+        r.header_to_h1_wire(&mut expected);
+        assert_eq!(wire, expected);
+        assert_eq!(lines.last().unwrap(), &(&b"x-added"[..], &b"z"[..]));
+        let built = ResponseHeader::build(200, None).unwrap();
+        assert_eq!(built.field_line_iter().count(), 0);
     }
 
     #[test]
