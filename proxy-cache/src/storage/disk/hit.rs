@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,7 +54,7 @@ pub(crate) enum OpenOutcome {
 /// # Errors
 /// `FileOpenError` / `FileReadError` for I/O errors other than "not found".
 pub(crate) fn open_entry(path: &Path, want: Option<&HashBinary>) -> Result<OpenOutcome> {
-    let file = match File::open(path) {
+    let file = match open_to_read(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OpenOutcome::Missing),
         Err(e) => return Err(io_err(ErrorType::FileOpenError, "opening", path, e)),
@@ -86,17 +87,9 @@ pub(crate) enum CachedOpen {
 /// lookup is [`CachedOpen::No`]. Saves the two thread hand-offs of the
 /// blocking pool on most hits.
 pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> CachedOpen {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
-    let Ok(fd) = openat2(
-        CWD,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::CACHED,
-    ) else {
+    let Ok(file) = open_to_read(path, true) else {
         return CachedOpen::No;
     };
-    let file = File::from(fd);
     let Ok(stat) = file.metadata() else {
         return CachedOpen::No;
     };
@@ -105,6 +98,40 @@ pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> CachedOpen {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => CachedOpen::WouldBlock(file, stat),
         Err(_) => CachedOpen::No,
     }
+}
+
+/// Whether opening with `O_NOATIME` is allowed: it is for the owner of a
+/// file, which the proxy is for the entries it wrote; cleared at the first
+/// `EPERM` (a directory written by another user).
+static NOATIME: AtomicBool = AtomicBool::new(true);
+
+/// Open `path` to read, with `O_NOATIME` where allowed: a read then does
+/// not update the file's access time, which under `relatime` is a
+/// journaled inode write on the first read after each write, so on the
+/// first hit of every entry. `cached_only`: with `openat2(2)` and
+/// `RESOLVE_CACHED`, which fails with `EAGAIN` instead of reading a
+/// directory from disk (Linux 5.12; `ENOSYS` or `EINVAL` before); plain
+/// `openat(2)` otherwise.
+///
+/// # Errors
+/// The call's error (`NotFound` for a missing file).
+fn open_to_read(path: &Path, cached_only: bool) -> io::Result<File> {
+    use rustix::fs::{open, openat2, Mode, OFlags, ResolveFlags, CWD};
+    let open_with = |flags: OFlags| {
+        if cached_only {
+            openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED)
+        } else {
+            open(path, flags, Mode::empty())
+        }
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    if NOATIME.load(Ordering::Relaxed) {
+        match open_with(flags | OFlags::NOATIME) {
+            Err(rustix::io::Errno::PERM) => NOATIME.store(false, Ordering::Relaxed),
+            opened => return Ok(File::from(opened?)),
+        }
+    }
+    Ok(File::from(open_with(flags)?))
 }
 
 /// Finish opening an entry that [`open_entry_cached`] found not cached:

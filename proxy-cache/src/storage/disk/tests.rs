@@ -191,6 +191,51 @@ async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not
     assert!(!path.exists());
 }
 
+#[tokio::test]
+async fn reading_an_entry_leaves_its_access_time_alone() {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", "/atime", "");
+    store(cache, &key, "a", &body(100)).await;
+    let path = entry_path(dir.path(), &key.combined_bin());
+    // an access time before the modification time: under `relatime` the
+    // next read would update it, unless the file is opened O_NOATIME
+    let old = Timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
+    let now = Timespec {
+        tv_sec: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: old,
+        last_modification: now,
+    };
+    utimensat(CWD, &path, &times, AtFlags::empty()).unwrap();
+    let (_, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+    assert_eq!(read_all(&mut hit).await.unwrap(), body(100));
+    let (_, mut hit) = blocking_lookup(cache, &key).await;
+    assert_eq!(read_all(&mut hit).await.unwrap(), body(100));
+    let atime = fs::metadata(&path).unwrap().atime();
+    assert_eq!(atime, 1_000_000, "the access time was updated");
+}
+
+/// A lookup through the blocking path (`open_entry`), as when the
+/// non-blocking open is not possible.
+async fn blocking_lookup(cache: &'static DiskCache, key: &CacheKey) -> (CacheMeta, HitHandler) {
+    let path = entry_path(&cache.dir, &key.combined_bin());
+    let digest = key.combined_bin();
+    let OpenOutcome::Found(opened) = open_entry(&path, Some(&digest)).unwrap() else {
+        panic!("stored");
+    };
+    (opened.meta.clone(), Box::new(hit::FileHit::new(opened)))
+}
+
 fn found(c: CachedOpen) -> Option<hit::Opened> {
     match c {
         CachedOpen::Found(o) => Some(o),
