@@ -3,30 +3,24 @@
 //!
 //! The nodes live in an arena (`Vec`) and link to each other by `u32`
 //! index, with a free list for reuse, so the list allocates only when it
-//! grows and a node costs its value plus 8 bytes of links. A map from digest
-//! to node index finds an entry.
+//! grows. Each node holds its digest once: the index that finds a node by
+//! digest is a table of node numbers (4 bytes a slot, hashed by the
+//! node's digest), not a map with a second copy of every digest. A node
+//! costs its digest (16 bytes), its value and 8 bytes of links; a value of
+//! 16 bytes makes it 40.
 
-use crate::digest_map::{digest_map, DigestMap};
+use hashbrown::HashTable;
+
 use crate::key::HashBinary;
 
 /// No node.
 const NIL: u32 = u32::MAX;
 
-/// What a value in the list is found by.
-pub(crate) trait Digested {
-    /// The digest the value is indexed by.
-    fn digest(&self) -> HashBinary;
-}
-
-impl Digested for HashBinary {
-    fn digest(&self) -> HashBinary {
-        *self
-    }
-}
-
-/// A least-recently-used list of `T`, most recent at the head.
+/// A least-recently-used list of `T` keyed by digests, most recent at the
+/// head. `T::default()` fills the nodes on the free list.
 pub(crate) struct LruList<T> {
-    index: DigestMap<u32>,
+    /// Node numbers, hashed by their node's digest.
+    index: HashTable<u32>,
     nodes: Vec<Node<T>>,
     head: u32,
     tail: u32,
@@ -35,17 +29,25 @@ pub(crate) struct LruList<T> {
 }
 
 struct Node<T> {
-    /// `None` on the free list.
-    value: Option<T>,
+    digest: HashBinary,
+    value: T,
     prev: u32,
     next: u32,
 }
 
-impl<T: Digested> LruList<T> {
+/// A digest's hash in the index: its first 8 bytes (a digest is already
+/// uniformly distributed).
+fn hash(digest: &HashBinary) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+impl<T: Default> LruList<T> {
     /// An empty list with room for `n` values.
     pub(crate) fn with_capacity(n: usize) -> Self {
         LruList {
-            index: digest_map(n),
+            index: HashTable::with_capacity(n),
             nodes: Vec::with_capacity(n),
             head: NIL,
             tail: NIL,
@@ -58,20 +60,29 @@ impl<T: Digested> LruList<T> {
         self.index.len()
     }
 
+    /// The node holding `digest`.
+    fn find(&self, digest: &HashBinary) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index
+            .find(hash(digest), |&i| nodes[i as usize].digest == *digest)
+            .copied()
+    }
+
     /// Whether `digest` is in the list.
     pub(crate) fn contains(&self, digest: &HashBinary) -> bool {
-        self.index.contains_key(digest)
+        self.find(digest).is_some()
     }
 
     /// Put `value` (whose digest is `digest`) at the head; returns the value
     /// it replaced, if `digest` was there.
     pub(crate) fn insert_head(&mut self, digest: HashBinary, value: T) -> Option<T> {
-        if let Some(&i) = self.index.get(&digest) {
+        if let Some(i) = self.find(&digest) {
             self.move_to_head(i);
-            return self.nodes[i as usize].value.replace(value);
+            return Some(std::mem::replace(&mut self.nodes[i as usize].value, value));
         }
         let node = Node {
-            value: Some(value),
+            digest,
+            value,
             prev: NIL,
             next: NIL,
         };
@@ -87,15 +98,17 @@ impl<T: Digested> LruList<T> {
             self.nodes.push(node);
             i
         };
-        self.index.insert(digest, i);
+        let nodes = &self.nodes;
+        self.index
+            .insert_unique(hash(&digest), i, |&j| hash(&nodes[j as usize].digest));
         self.push_head(i);
         None
     }
 
     /// Move `digest`'s value to the head; false if absent.
     pub(crate) fn touch(&mut self, digest: &HashBinary) -> bool {
-        match self.index.get(digest) {
-            Some(&i) => {
+        match self.find(digest) {
+            Some(i) => {
                 self.move_to_head(i);
                 true
             }
@@ -105,37 +118,49 @@ impl<T: Digested> LruList<T> {
 
     /// Remove and return `digest`'s value.
     pub(crate) fn remove(&mut self, digest: &HashBinary) -> Option<T> {
-        let i = self.index.remove(digest)?;
-        self.release(i)
+        let nodes = &self.nodes;
+        let entry = self
+            .index
+            .find_entry(hash(digest), |&i| nodes[i as usize].digest == *digest)
+            .ok()?;
+        let (i, _) = entry.remove();
+        Some(self.release(i).1)
     }
 
-    /// Remove and return the least recent value, unless its digest is
-    /// `spare`.
-    pub(crate) fn pop_tail_unless(&mut self, spare: Option<&HashBinary>) -> Option<T> {
-        let digest = self.tail()?.digest();
+    /// Remove and return the least recent digest and value, unless its
+    /// digest is `spare`.
+    pub(crate) fn pop_tail_unless(
+        &mut self,
+        spare: Option<&HashBinary>,
+    ) -> Option<(HashBinary, T)> {
+        let digest = self.tail_digest()?;
         if spare == Some(&digest) {
             return None;
         }
-        self.index.remove(&digest);
-        self.release(self.tail)
+        let tail = self.tail;
+        let found = self.index.find_entry(hash(&digest), |&i| i == tail);
+        if let Ok(entry) = found {
+            entry.remove();
+        }
+        Some(self.release(tail))
     }
 
-    /// Remove and return the least recent value.
-    pub(crate) fn pop_tail(&mut self) -> Option<T> {
+    /// Remove and return the least recent digest and value.
+    pub(crate) fn pop_tail(&mut self) -> Option<(HashBinary, T)> {
         self.pop_tail_unless(None)
     }
 
-    /// The least recent value.
-    pub(crate) fn tail(&self) -> Option<&T> {
+    /// The digest of the least recent value.
+    pub(crate) fn tail_digest(&self) -> Option<HashBinary> {
         if self.tail == NIL {
             return None;
         }
-        self.nodes[self.tail as usize].value.as_ref()
+        Some(self.nodes[self.tail as usize].digest)
     }
 
-    /// Every value, most recent first.
+    /// Every digest and value, most recent first.
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&HashBinary, &T)> + '_ {
         let mut at = self.head;
         std::iter::from_fn(move || {
             if at == NIL {
@@ -143,7 +168,7 @@ impl<T: Digested> LruList<T> {
             }
             let n = &self.nodes[at as usize];
             at = n.next;
-            n.value.as_ref()
+            Some((&n.digest, &n.value))
         })
     }
 
@@ -154,13 +179,14 @@ impl<T: Digested> LruList<T> {
         }
     }
 
-    /// Unlink node `i`, put it on the free list, return its value.
-    fn release(&mut self, i: u32) -> Option<T> {
+    /// Unlink node `i` (already out of the index), put it on the free
+    /// list, return its digest and value.
+    fn release(&mut self, i: u32) -> (HashBinary, T) {
         self.unlink(i);
         let node = &mut self.nodes[i as usize];
         node.next = self.free;
         self.free = i;
-        node.value.take()
+        (node.digest, std::mem::take(&mut node.value))
     }
 
     fn unlink(&mut self, i: u32) {
@@ -208,33 +234,55 @@ mod tests {
     fn least_recently_used_goes_first() {
         let mut l = LruList::with_capacity(0);
         for i in 0..4u8 {
-            assert!(l.insert_head([i; 16], [i; 16]).is_none());
+            assert!(l.insert_head([i; 16], u32::from(i)).is_none());
         }
         assert!(l.touch(&[0; 16]));
         assert!(!l.touch(&[7; 16]));
-        let order: Vec<u8> = l.iter().map(|d| d[0]).collect();
+        let order: Vec<u8> = l.iter().map(|(d, _)| d[0]).collect();
         assert_eq!(order, [0, 3, 2, 1]);
-        assert_eq!(l.pop_tail(), Some([1; 16]));
-        assert_eq!(l.remove(&[3; 16]), Some([3; 16]));
+        assert_eq!(l.pop_tail(), Some(([1; 16], 1)));
+        assert_eq!(l.remove(&[3; 16]), Some(3));
+        assert_eq!(l.remove(&[3; 16]), None);
         assert_eq!(l.pop_tail_unless(Some(&[2; 16])), None);
-        assert_eq!(l.pop_tail(), Some([2; 16]));
-        assert_eq!(l.pop_tail(), Some([0; 16]));
+        assert_eq!(l.pop_tail(), Some(([2; 16], 2)));
+        assert_eq!(l.pop_tail(), Some(([0; 16], 0)));
         assert!(l.pop_tail().is_none());
         assert_eq!(l.len(), 0);
         // freed nodes are reused
-        l.insert_head([9; 16], [9; 16]);
-        l.insert_head([8; 16], [8; 16]);
+        l.insert_head([9; 16], 9);
+        l.insert_head([8; 16], 8);
         assert_eq!(l.nodes.len(), 4);
         assert!(l.contains(&[8; 16]));
+        assert!(!l.contains(&[1; 16]));
+    }
+
+    #[test]
+    fn many_values_are_found_after_the_index_grows() {
+        let mut l = LruList::with_capacity(0);
+        let d = |i: u32| {
+            let mut d = [0u8; 16];
+            d[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+            d[12..].copy_from_slice(&i.to_le_bytes());
+            d
+        };
+        for i in 0..10_000 {
+            l.insert_head(d(i), i);
+        }
+        for i in (0..10_000).step_by(2) {
+            assert_eq!(l.remove(&d(i)), Some(i));
+        }
+        assert_eq!(l.len(), 5_000);
+        assert!((1..10_000).step_by(2).all(|i| l.contains(&d(i))));
+        assert_eq!(l.pop_tail(), Some((d(1), 1)));
     }
 
     #[test]
     fn reinsert_moves_to_head_and_returns_the_old_value() {
         let mut l = LruList::with_capacity(2);
-        l.insert_head([1; 16], [1; 16]);
-        l.insert_head([2; 16], [2; 16]);
-        assert_eq!(l.insert_head([1; 16], [1; 16]), Some([1; 16]));
-        assert_eq!(l.tail(), Some(&[2; 16]));
+        l.insert_head([1; 16], 1u32);
+        l.insert_head([2; 16], 2);
+        assert_eq!(l.insert_head([1; 16], 10), Some(1));
+        assert_eq!(l.tail_digest(), Some([2; 16]));
         assert_eq!(l.len(), 2);
     }
 }

@@ -63,7 +63,7 @@ pub fn is_transient(reason: NoCacheReason) -> bool {
 /// assert!(!PREDICTOR.cacheable_prediction(&key));
 /// ```
 pub struct Predictor<const N_SHARDS: usize> {
-    shards: [Mutex<LruList<HashBinary>>; N_SHARDS],
+    shards: [Mutex<LruList<()>>; N_SHARDS],
     shard_capacity: usize,
     skip_fn: Option<fn(NoCacheReason) -> bool>,
 }
@@ -83,7 +83,7 @@ impl<const N_SHARDS: usize> Predictor<N_SHARDS> {
         }
     }
 
-    fn shard(&self, digest: &HashBinary) -> &Mutex<LruList<HashBinary>> {
+    fn shard(&self, digest: &HashBinary) -> &Mutex<LruList<()>> {
         &self.shards[shard_index(digest, N_SHARDS)]
     }
 
@@ -116,7 +116,7 @@ impl<const N_SHARDS: usize> CacheablePredictor for Predictor<N_SHARDS> {
         }
         let digest = key.primary_bin();
         let mut shard = self.shard(&digest).lock();
-        let added = shard.insert_head(digest, digest).is_none();
+        let added = shard.insert_head(digest, ()).is_none();
         while shard.len() > self.shard_capacity {
             shard.pop_tail();
         }

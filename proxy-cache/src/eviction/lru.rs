@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use crate::digest_map::shard_index;
 use crate::eviction::EvictionManager;
 use crate::key::{CompactCacheKey, HashBinary};
-use crate::lru_list::{Digested, LruList};
+use crate::lru_list::LruList;
 
 /// Number of shards.
 pub const SHARDS: usize = 32;
@@ -110,7 +110,7 @@ impl Manager {
         let old = self.shard(&digest).lock().insert_head(
             digest,
             Tracked {
-                key: StoredKey::new(item),
+                full_key: full_key(item),
                 size,
             },
         );
@@ -147,8 +147,8 @@ impl Manager {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len();
             let popped = self.shards[i].lock().pop_tail_unless(spare);
             match popped {
-                Some(Tracked { key, size }) => {
-                    let key = key.into_compact();
+                Some((digest, Tracked { full_key, size })) => {
+                    let key = compact_key(digest, full_key);
                     empty_in_a_row = 0;
                     self.account_removed(size);
                     self.evicted_size.fetch_add(size, Ordering::Relaxed);
@@ -171,12 +171,7 @@ impl Manager {
     pub(crate) fn next_victim(&self) -> Option<HashBinary> {
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n).find_map(|k| {
-            self.shards[(start + k) % n]
-                .lock()
-                .tail()
-                .map(Digested::digest)
-        })
+        (0..n).find_map(|k| self.shards[(start + k) % n].lock().tail_digest())
     }
 
     /// Whether admitting `size` more bytes would cross the limit.
@@ -248,47 +243,35 @@ impl EvictionManager for Manager {
     }
 }
 
-/// What a shard keeps per entry.
+/// What a shard keeps per entry besides its digest (which the list keeps):
+/// 16 bytes.
+#[derive(Default)]
 struct Tracked {
-    key: StoredKey,
+    /// The key, when its digest alone does not give it back (a variance or
+    /// a user tag); `None` for the common key, whose digest is its primary
+    /// digest.
+    full_key: Option<Box<CompactCacheKey>>,
     size: usize,
 }
 
-impl Digested for Tracked {
-    fn digest(&self) -> HashBinary {
-        match &self.key {
-            StoredKey::Plain(primary) => *primary,
-            StoredKey::Full(key) => key.combined_bin(),
-        }
+/// What [`Tracked`] keeps of `key`.
+fn full_key(key: CompactCacheKey) -> Option<Box<CompactCacheKey>> {
+    if key.variance.is_none() && key.user_tag.is_empty() {
+        None
+    } else {
+        Some(Box::new(key))
     }
 }
 
-/// A [`CompactCacheKey`] as a shard keeps it: the common key (no variance,
-/// no user tag) as its 16-byte digest alone, any other boxed. This keeps a
-/// node at 40 bytes instead of 72.
-enum StoredKey {
-    Plain(HashBinary),
-    Full(Box<CompactCacheKey>),
-}
-
-impl StoredKey {
-    fn new(key: CompactCacheKey) -> Self {
-        if key.variance.is_none() && key.user_tag.is_empty() {
-            StoredKey::Plain(key.primary)
-        } else {
-            StoredKey::Full(Box::new(key))
-        }
-    }
-
-    fn into_compact(self) -> CompactCacheKey {
-        match self {
-            StoredKey::Plain(primary) => CompactCacheKey {
-                primary,
-                variance: None,
-                user_tag: Box::default(),
-            },
-            StoredKey::Full(key) => *key,
-        }
+/// The key tracked under `digest`.
+fn compact_key(digest: HashBinary, full_key: Option<Box<CompactCacheKey>>) -> CompactCacheKey {
+    match full_key {
+        Some(key) => *key,
+        None => CompactCacheKey {
+            primary: digest,
+            variance: None,
+            user_tag: Box::default(),
+        },
     }
 }
 
@@ -303,6 +286,24 @@ mod tests {
 
     fn never() -> SystemTime {
         SystemTime::UNIX_EPOCH
+    }
+
+    #[test]
+    fn a_tracked_entry_is_two_words_besides_its_digest() {
+        assert_eq!(std::mem::size_of::<Tracked>(), 16);
+        let tagged = CompactCacheKey {
+            primary: [1; 16],
+            variance: Some([2; 16]),
+            user_tag: "t".into(),
+        };
+        let back = compact_key(tagged.combined_bin(), full_key(tagged.clone()));
+        assert_eq!(back.user_tag, tagged.user_tag);
+        assert_eq!(back.variance, tagged.variance);
+        let plain = key(3);
+        assert_eq!(
+            compact_key(plain.combined_bin(), full_key(plain.clone())).primary,
+            plain.primary
+        );
     }
 
     #[test]
@@ -323,7 +324,10 @@ mod tests {
         // the totals agree with what the shards hold
         let (items, bytes) = m.shards.iter().fold((0, 0), |(i, b), s| {
             let s = s.lock();
-            (i + s.len(), b + s.iter().map(|t| t.size).sum::<usize>())
+            (
+                i + s.len(),
+                b + s.iter().map(|(_, t)| t.size).sum::<usize>(),
+            )
         });
         assert_eq!(items, m.total_items());
         assert_eq!(bytes, m.total_size());
