@@ -183,7 +183,7 @@ impl CacheMeta {
         }
     }
 
-    /// The compact binary form a disk storage keeps (see
+    /// The compact binary form `MemCache` and `DiskCache` keep (see
     /// [`CacheMeta::deserialize`]). Layout, all integers little endian:
     ///
     /// ```text
@@ -213,8 +213,7 @@ impl CacheMeta {
         }
         out.extend_from_slice(&h.status_code().as_u16().to_le_bytes());
         out.push(version_code(h.http_version()));
-        let reason = h.get_reason_phrase().unwrap_or("").as_bytes();
-        let reason = &reason[..reason.len().min(u16::MAX as usize)];
+        let reason = stored_reason(h).as_bytes();
         out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
         out.extend_from_slice(reason);
         let count_at = out.len();
@@ -246,9 +245,7 @@ impl CacheMeta {
         // HTTP version, reason length and header count
         let fixed = 1 + 3 * 8 + 2 * 4 + 1 + 2 + 1 + 2 + 4;
         let variance = if m.variance.is_some() { 16 } else { 0 };
-        let reason = h
-            .get_reason_phrase()
-            .map_or(0, |r| r.len().min(u16::MAX as usize));
+        let reason = stored_reason(h).len();
         let fields: usize = h
             .field_line_iter()
             .filter(|(name, value)| {
@@ -329,7 +326,7 @@ impl CacheMeta {
                 ResponseHeader::from_field_lines(status, version, reason, block, ranges)
             }
             Lines::Trust => {
-                ResponseHeader::from_checked_field_lines(status, version, reason, block, ranges)
+                ResponseHeader::from_trusted_field_lines(status, version, reason, block, ranges)
             }
         }
         .or_err(ErrorType::InternalError, "cache meta: invalid header")?;
@@ -386,6 +383,17 @@ impl Iterator for LineRanges<'_> {
 }
 
 const FORMAT_VERSION: u8 = 1;
+
+/// The reason phrase as serialized: at most 65,535 bytes (its length is a
+/// `u16`), cut at a character boundary so it reads back as UTF-8.
+fn stored_reason(h: &ResponseHeader) -> &str {
+    let reason = h.get_reason_phrase().unwrap_or("");
+    let mut end = reason.len().min(u16::MAX as usize);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
 
 fn within(fresh_until: SystemTime, window_sec: u32, now: SystemTime) -> bool {
     window_sec > 0 && now < fresh_until + Duration::from_secs(u64::from(window_sec))

@@ -44,7 +44,7 @@ pub fn is_transient(reason: NoCacheReason) -> bool {
 
 /// A bounded set of primary keys predicted uncacheable: `N_SHARDS` shards,
 /// each a least-recently-marked list of at most `shard_capacity` primary
-/// digests (16 bytes each plus about 40 bytes of list and index), so the
+/// digests (24 bytes a node with its links, and a 4-byte index slot), so the
 /// whole set holds at most `N_SHARDS * shard_capacity` keys and forgets the
 /// least recently marked first. A shard's mutex is held for one map
 /// operation.

@@ -3,9 +3,10 @@
 //! # How it works
 //! Entries are spread over [`SHARDS`] shards by their digest. Each shard is a
 //! `parking_lot::Mutex` over a doubly linked list kept in an arena (a `Vec`
-//! of nodes linked by `u32` indices, with a free list) and a map from digest
-//! to node: admit, access and remove are O(1), and a lock is held for one of
-//! them only. The totals are atomics, read without any lock.
+//! of nodes linked by `u32` indices, with a free list) and an index of node
+//! numbers hashed by each node's digest: admit, access and remove are O(1),
+//! and a lock is held for one of them only. The totals are atomics, read
+//! without any lock.
 //!
 //! The order is least-recently-used *per shard*. When an admit takes the
 //! total past the limit, the manager evicts the least recently used entry of

@@ -378,8 +378,18 @@ impl RawFields {
         self.lines.len() + self.added.len() != before
     }
 
-    /// Write the lines (`Name: value\r\n` each) into `buf`, names as
-    /// received (RFC 9112 §5).
+    /// Whether a received line's name or value holds CR, LF or NUL (which
+    /// would end the line early on the wire).
+    pub(crate) fn has_line_break(&self) -> bool {
+        self.lines.iter().any(|l| {
+            [l.name, l.value].into_iter().any(|r| {
+                self.bytes(r)
+                    .iter()
+                    .any(|&b| matches!(b, b'\r' | b'\n' | 0))
+            })
+        })
+    }
+
     /// Every line as (name as spelled, value), the received ones first,
     /// in the order [`RawFields::write_h1`] writes them.
     pub(crate) fn line_iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -394,6 +404,8 @@ impl RawFields {
         received.chain(added)
     }
 
+    /// Write the lines (`Name: value\r\n` each) into `buf`, names as
+    /// received (RFC 9112 §5).
     pub(crate) fn write_h1(&self, buf: &mut BytesMut) {
         let size: usize = self
             .lines
@@ -449,12 +461,12 @@ impl RawFields {
         };
         for l in &self.lines {
             let range = |(start, end): (u32, u32)| start as usize..end as usize;
-            // Always converts: the parser (or `from_field_lines`) accepted
-            // only token names and field values (RFC 9110 §5.1, §5.5), the
-            // sets `http` accepts. A line that did not would be skipped.
+            // Converts the lines of the parser and of `from_field_lines`,
+            // which accept only token names and field values (RFC 9110
+            // §5.1, §5.5), the sets `http` accepts; a line given through
+            // `from_trusted_field_lines` that is not one is left out.
             let Ok((name, case, value)) = field_line(&self.head, range(l.name), range(l.value))
             else {
-                debug_assert!(false, "a parsed field line that http rejects");
                 continue;
             };
             if dropped(l.known, &name) {

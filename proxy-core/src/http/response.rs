@@ -187,20 +187,25 @@ impl ResponseHeader {
         if !valid {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid field line");
         }
-        Self::from_checked_field_lines(status, version, reason, block, lines)
+        Self::from_trusted_field_lines(status, version, reason, block, lines)
     }
 
-    /// [`ResponseHeader::from_field_lines`] without checking the names and
-    /// values again: for lines that were checked when the header was first
-    /// made and have not left the process since, such as an in-memory
-    /// cache's stored form, read back on every hit. A line that is not
-    /// valid anyway is written as it is, and left out of a `HeaderMap`
-    /// built from the header.
+    /// [`ResponseHeader::from_field_lines`] with a lighter check, for lines
+    /// that were fully checked when the header was first made and have not
+    /// left the process since, such as an in-memory cache's stored form,
+    /// read back on every hit. Only CR, LF and NUL are looked for (a line
+    /// with one is refused, so the header can never split a response, RFC
+    /// 9112 §11.1); a name that is otherwise not a token, or a value with
+    /// other control bytes, is written as it is and left out of a
+    /// `HeaderMap` built from the header. Use [`from_field_lines`] for
+    /// bytes from anywhere else (a file, the network).
+    ///
+    /// [`from_field_lines`]: ResponseHeader::from_field_lines
     ///
     /// # Errors
-    /// `InvalidHTTPHeader` for an invalid status or reason phrase, or a
-    /// range outside `block`.
-    pub fn from_checked_field_lines(
+    /// `InvalidHTTPHeader` for an invalid status or reason phrase, a range
+    /// outside `block`, or a line with CR, LF or NUL.
+    pub fn from_trusted_field_lines(
         status: impl TryInto<StatusCode>,
         version: Version,
         reason: Option<&str>,
@@ -211,6 +216,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid status code")?;
         let fields = RawFields::new(block, lines)
+            .filter(|f| !f.has_line_break())
             .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "invalid field line"))?;
         Self::from_parsed(status, version, reason, fields)
     }
@@ -578,6 +584,26 @@ mod tests {
         assert_eq!(lines.last().unwrap(), &(&b"x-added"[..], &b"z"[..]));
         let built = ResponseHeader::build(200, None).unwrap();
         assert_eq!(built.field_line_iter().count(), 0);
+    }
+
+    #[test]
+    fn trusted_lines_still_refuse_line_breaks() {
+        let lines = |block: &'static [u8]| {
+            ResponseHeader::from_trusted_field_lines(
+                200,
+                Version::HTTP_11,
+                None,
+                bytes::Bytes::from_static(block),
+                [(0..1, 1..4)].into_iter(),
+            )
+        };
+        assert!(lines(b"ab\r\nx").is_err());
+        assert!(lines(b"a\0cd").is_err());
+        // not a token, but cannot split a response: kept as it is, and
+        // left out of a map
+        let r = lines(b"(bcd").unwrap();
+        assert_eq!(r.field_line_iter().count(), 1);
+        assert!(r.headers.is_empty());
     }
 
     #[test]

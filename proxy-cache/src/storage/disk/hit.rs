@@ -101,8 +101,9 @@ pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> CachedOpen {
 }
 
 /// Whether opening with `O_NOATIME` is allowed: it is for the owner of a
-/// file, which the proxy is for the entries it wrote; cleared at the first
-/// `EPERM` (a directory written by another user).
+/// file, which the proxy is for the entries it wrote; cleared the first
+/// time an open fails with `EPERM` and succeeds without the flag (entries
+/// written by another user), for every cache of the process.
 static NOATIME: AtomicBool = AtomicBool::new(true);
 
 /// Open `path` to read, with `O_NOATIME` where allowed: a read then does
@@ -127,9 +128,14 @@ fn open_to_read(path: &Path, cached_only: bool) -> io::Result<File> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC;
     if NOATIME.load(Ordering::Relaxed) {
         match open_with(flags | OFlags::NOATIME) {
-            Err(rustix::io::Errno::PERM) => NOATIME.store(false, Ordering::Relaxed),
+            Err(rustix::io::Errno::PERM) => {}
             opened => return Ok(File::from(opened?)),
         }
+        // the flag is what was refused only if the same open succeeds
+        // without it (a seccomp filter may refuse `openat2` itself)
+        let file = File::from(open_with(flags)?);
+        NOATIME.store(false, Ordering::Relaxed);
+        return Ok(file);
     }
     Ok(File::from(open_with(flags)?))
 }
