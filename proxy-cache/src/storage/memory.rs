@@ -193,6 +193,12 @@ impl Stored {
         }
     }
 
+    /// The bytes this entry is counted as: [`entry_size`] of its meta and
+    /// body, without reading the meta back.
+    fn size(&self) -> usize {
+        self.meta_len + self.body_len() + ENTRY_OVERHEAD
+    }
+
     /// A new entry of `meta` (serialized) with this entry's body (an inline
     /// body is small enough to copy; a large one is shared).
     fn with_meta(&self, meta: &[u8]) -> Stored {
@@ -278,6 +284,41 @@ impl MemCache {
         self.len() == 0
     }
 
+    /// [`Storage::lookup`], with the bytes the entry is counted as
+    /// ([`entry_size`]; a fill in progress is counted without its body):
+    /// what the memory tier's eviction needs per hit, known here without
+    /// walking the header.
+    ///
+    /// # Errors
+    /// `InternalError` if a stored meta does not read back (it always does).
+    pub(crate) fn lookup_sized(
+        &'static self,
+        key: &CacheKey,
+    ) -> Result<Option<(CacheMeta, HitHandler, usize)>> {
+        let digest = key.combined_bin();
+        let shard = self.shard(&digest);
+        if shard.fill_count.load(Ordering::Acquire) > 0 {
+            let fill = shard.fills.read().get(&digest).cloned();
+            if let Some(fill) = fill {
+                let meta = fill.meta.clone();
+                let size = entry_size(&meta, 0);
+                let hit = Box::new(FillHit {
+                    fill,
+                    next: 0,
+                    pos: 0,
+                    rest: None,
+                });
+                return Ok(Some((meta, hit, size)));
+            }
+        }
+        let Some(stored) = self.entries.pin().get(&digest).cloned() else {
+            return Ok(None);
+        };
+        let meta = stored.meta()?;
+        let size = stored.size();
+        Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)), size)))
+    }
+
     fn shard(&self, digest: &HashBinary) -> &Shard {
         &self.shards[shard_index(digest, self.shards.len())]
     }
@@ -309,28 +350,8 @@ pub fn entry_size(meta: &CacheMeta, body_len: usize) -> usize {
 #[async_trait]
 impl Storage for MemCache {
     async fn lookup(&'static self, key: &CacheKey) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let digest = key.combined_bin();
-        let shard = self.shard(&digest);
-        if shard.fill_count.load(Ordering::Acquire) > 0 {
-            let fill = shard.fills.read().get(&digest).cloned();
-            if let Some(fill) = fill {
-                let meta = fill.meta.clone();
-                return Ok(Some((
-                    meta,
-                    Box::new(FillHit {
-                        fill,
-                        next: 0,
-                        pos: 0,
-                        rest: None,
-                    }),
-                )));
-            }
-        }
-        let Some(stored) = self.entries.pin().get(&digest).cloned() else {
-            return Ok(None);
-        };
-        let meta = stored.meta()?;
-        Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)))))
+        let found = self.lookup_sized(key)?;
+        Ok(found.map(|(meta, hit, _)| (meta, hit)))
     }
 
     async fn get_miss_handler(
@@ -644,7 +665,7 @@ impl HandleMiss for MemMiss {
             (state.pieces.clone(), state.len)
         };
         let stored = Arc::new(Stored::new(&self.meta, pieces, len));
-        let size = self.meta.len() + len + ENTRY_OVERHEAD;
+        let size = stored.size();
         {
             let mut state = self.fill.state.lock();
             state.pieces = Vec::new();

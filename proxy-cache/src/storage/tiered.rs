@@ -147,8 +147,7 @@ impl Storage for TieredCache {
         if let Some(found) = self.disk.lookup_fill(key) {
             return Ok(Some(found));
         }
-        if let Some((meta, hit)) = self.memory.lookup(key).await? {
-            let size = entry_size(&meta, hit.body_len().unwrap_or(0));
+        if let Some((meta, hit, size)) = self.memory.lookup_sized(key)? {
             self.memory_lru
                 .access(&key.to_compact(), size, meta.fresh_until());
             return Ok(Some((meta, hit)));

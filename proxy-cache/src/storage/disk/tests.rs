@@ -40,6 +40,21 @@ async fn store(cache: &'static DiskCache, key: &CacheKey, tag: &str, body: &[u8]
     }
 }
 
+/// A cache in a new directory holding one entry, `/TAG` with body `data`:
+/// the directory (removed when dropped), the cache, the key and the
+/// entry's file.
+async fn one_entry(
+    tag: &str,
+    data: &[u8],
+) -> (tempfile::TempDir, &'static DiskCache, CacheKey, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let key = CacheKey::new("ns", format!("/{tag}"), "");
+    store(cache, &key, tag, data).await;
+    let path = entry_path(dir.path(), &key.combined_bin());
+    (dir, cache, key, path)
+}
+
 async fn read_all(hit: &mut HitHandler) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(b) = hit.read_body().await? {
@@ -157,13 +172,9 @@ async fn a_complete_entry_offers_its_body_as_a_file_range_and_a_fill_does_not() 
 
 #[tokio::test]
 async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), 1 << 30);
-    let key = CacheKey::new("ns", "/c", "");
     let data = body(5000);
-    store(cache, &key, "c", &data).await;
+    let (dir, cache, key, path) = one_entry("c", &data).await;
     let digest = key.combined_bin();
-    let path = entry_path(dir.path(), &digest);
     let opened = found(open_entry_cached(&path, &digest)).expect("just written: cached");
     assert_eq!(tag(&opened.meta), "c");
     assert_eq!(&opened.prefetch[..], &data[..]);
@@ -194,11 +205,7 @@ async fn an_entry_in_the_kernel_caches_opens_without_blocking_a_bad_one_does_not
 #[tokio::test]
 async fn reading_an_entry_leaves_its_access_time_alone() {
     use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), 1 << 30);
-    let key = CacheKey::new("ns", "/atime", "");
-    store(cache, &key, "a", &body(100)).await;
-    let path = entry_path(dir.path(), &key.combined_bin());
+    let (_dir, cache, key, path) = one_entry("atime", &body(100)).await;
     // an access time before the modification time: under `relatime` the
     // next read would update it, unless the file is opened O_NOATIME
     let old = Timespec {
@@ -245,13 +252,9 @@ fn found(c: CachedOpen) -> Option<hit::Opened> {
 
 #[tokio::test]
 async fn an_entry_out_of_the_page_cache_is_read_on_io_uring_and_served_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), 1 << 30);
-    let key = CacheKey::new("ns", "/cold", "");
     let data = body(20_000);
-    store(cache, &key, "cold", &data).await;
+    let (_dir, cache, key, path) = one_entry("cold", &data).await;
     let digest = key.combined_bin();
-    let path = entry_path(dir.path(), &digest);
     // written back, then dropped from the page cache (where the file
     // system honours the advice: not on tmpfs)
     let f = std::fs::File::open(&path).unwrap();
