@@ -10,6 +10,11 @@
 # Counting starts after a WARMUP of load (callgrind_control -z) and stops with
 # a dump after the measured run, so start-up work is excluded.
 #
+# MODE=cache measures cache hits instead: ours is part-06-caching (MemCache,
+# every response cached 10 minutes; CACHE_DIR=DIR: DiskCache in DIR, its
+# memory tier in front) and nginx is bench/nginx-cache.conf (proxy_cache); the
+# warm-up fills both caches, so every measured request is a hit.
+#
 # Output: one line per system and size, and the ratio ours/nginx.
 # Needs: valgrind, wrk, nginx. Builds nothing (cargo build --release first).
 set -euo pipefail
@@ -19,9 +24,15 @@ need valgrind callgrind_control wrk nginx
 SIZES=("${@:-1k}")
 DURATION="${DURATION:-4}"
 WARMUP="${WARMUP:-2}"
-OURS_BIN="${OURS_BIN:-$(cd "$BENCH_DIR/.." && pwd)/target/release/part-01-first-proxy}"
+MODE="${MODE:-proxy}"
+case "$MODE" in
+proxy) OURS_PART=part-01-first-proxy NGINX_CONF=nginx-proxy.conf NGINX_PORT=8080 ;;
+cache) OURS_PART=part-06-caching NGINX_CONF=nginx-cache.conf NGINX_PORT=8081 ;;
+*) die "MODE is proxy or cache, not $MODE" ;;
+esac
+OURS_BIN="${OURS_BIN:-$(cd "$BENCH_DIR/.." && pwd)/target/release/$OURS_PART}"
 RUN="$BENCH_RUN/instructions"
-[ -x "$OURS_BIN" ] || die "no $OURS_BIN: cargo build --release -p proxy-examples --bin part-01-first-proxy"
+[ -x "$OURS_BIN" ] || die "no $OURS_BIN: cargo build --release -p proxy-examples --bin $OURS_PART"
 mkdir -p "$RUN"
 "$BENCH_DIR/origin.sh" start >/dev/null
 
@@ -56,12 +67,18 @@ upgrade_sock: $RUN/ours.sock
 listen: 127.0.0.1:8088
 upstreams: ["127.0.0.1:8000"]
 YAML
-sed "s|^pid .*|pid $RUN/nginx.pid;|; s|^error_log .*|error_log $RUN/nginx-error.log crit;|" \
-    "$BENCH_DIR/nginx-proxy.conf" > "$RUN/nginx.conf"
+if [ "$MODE" = cache ]; then
+    rm -rf "$RUN/nginx-cache" "${CACHE_DIR:-$RUN/none}"
+    printf 'cache_default_ttl: 600\ncache_size: 1073741824\n' >> "$RUN/ours.yaml"
+    [ -z "${CACHE_DIR:-}" ] || echo "cache_dir: $CACHE_DIR" >> "$RUN/ours.yaml"
+fi
+sed "s|^pid .*|pid $RUN/nginx.pid;|; s|^error_log .*|error_log $RUN/nginx-error.log crit;|; \
+     s|/tmp/bench/nginx-cache/cache|$RUN/nginx-cache|" \
+    "$BENCH_DIR/$NGINX_CONF" > "$RUN/nginx.conf"
 
 printf '%-6s %-5s %9s %12s\n' system size requests instr/req
 for size in "${SIZES[@]}"; do
-    read -r _ _ rn on < <(measure nginx 8080 "$size" nginx -p "$RUN" -c "$RUN/nginx.conf" \
+    read -r _ _ rn on < <(measure nginx "$NGINX_PORT" "$size" nginx -p "$RUN" -c "$RUN/nginx.conf" \
         -g 'daemon off; master_process off;')
     read -r _ _ ro oo < <(RUST_LOG=warn measure ours 8088 "$size" "$OURS_BIN" -c "$RUN/ours.yaml")
     printf '%-6s %-5s %9s %12s\n' nginx "$size" "$rn" "$on" ours "$size" "$ro" "$oo"

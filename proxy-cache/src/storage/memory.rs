@@ -15,7 +15,8 @@
 //!   one map operation and never across an `.await`.
 //! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] in the form
 //!   [`CacheMeta::serialize`] writes, read back on each hit (as Pingora's
-//!   in-memory storage does), and its body. A body of at most
+//!   in-memory storage does, except that the decoded metas of recently
+//!   hit entries stay in a fixed table of 1,024: `decoded.rs`), and its body. A body of at most
 //!   [`INLINE_MAX`] bytes is copied once, when the fill finishes, into the
 //!   same buffer as the meta, of their exact size (which keeps small entries
 //!   small and releases whatever larger buffers the writer's pieces were cut
@@ -67,6 +68,7 @@ use tokio::sync::Notify;
 use crate::digest_map::{shard_index, DigestHasher, DigestMap};
 use crate::key::{CacheKey, CompactCacheKey, HashBinary};
 use crate::meta::CacheMeta;
+use crate::storage::decoded::DecodedMetas;
 use crate::storage::file_body::{FileBody, FILE_BODY_MIN};
 use crate::storage::{
     BodyFile, HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
@@ -92,6 +94,8 @@ pub struct MemCache {
     /// shard's write lock.
     entries: papaya::HashMap<HashBinary, Arc<Stored>, BuildHasherDefault<DigestHasher>>,
     shards: Box<[Shard]>,
+    /// The decoded metas of recently hit entries.
+    decoded: DecodedMetas<Stored>,
 }
 
 #[derive(Default)]
@@ -271,6 +275,7 @@ impl MemCache {
                 BuildHasherDefault::default(),
             ),
             shards,
+            decoded: DecodedMetas::new(),
         }
     }
 
@@ -314,7 +319,7 @@ impl MemCache {
         let Some(stored) = self.entries.pin().get(&digest).cloned() else {
             return Ok(None);
         };
-        let meta = stored.meta()?;
+        let meta = self.decoded.get_or_decode(&digest, &stored, Stored::meta)?;
         let size = stored.size();
         Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)), size)))
     }

@@ -11,6 +11,7 @@
 //! a partial body as if it were whole: a fill that does not reach
 //! [`HandleMiss::finish`] must not become visible as a complete entry.
 
+mod decoded;
 pub mod disk;
 mod file_body;
 pub mod memory;
