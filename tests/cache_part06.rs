@@ -496,7 +496,13 @@ fn a_response_over_the_size_limit_passes_through_uncached() {
 
 #[test]
 fn large_hits_sent_from_the_cache_file_are_whole_in_full_in_ranges_and_in_parallel() {
-    // 3 MiB: kept in a memfd and sent with sendfile(2) on hits
+    // 3 MiB: kept in a memfd, sent with sendfile(2) on hits when asked
+    for sendfile in [true, false] {
+        large_hits_are_whole(sendfile);
+    }
+}
+
+fn large_hits_are_whole(sendfile: bool) {
     let total = 3 * 1024 * 1024 + 17;
     let body = pattern_bytes(total);
     let origin = {
@@ -509,7 +515,11 @@ fn large_hits_sent_from_the_cache_file_are_whole_in_full_in_ranges_and_in_parall
             ))]
         })
     };
-    let proxy = Proxy::start(PART6, &[origin.addr()], "");
+    let proxy = Proxy::start(
+        PART6,
+        &[origin.addr()],
+        &format!("cache_sendfile: {sendfile}\n"),
+    );
     let url = proxy.url("/large-file");
     let (c, _, b) = get(&url);
     assert_eq!((c, b.len()), (200, total));

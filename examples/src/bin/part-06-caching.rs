@@ -34,8 +34,8 @@
 //! Conf keys: those of part 1, plus `cache_size` (bytes, default 256 MiB),
 //! `cache_default_ttl` (seconds, default 0: none) and `cache_max_file_size`
 //! (bytes, default 0: no limit but the budget), `cache_dir` (default
-//! none: in memory) and `cache_admission` (`lru` or `tinylfu`, default
-//! `tinylfu`).
+//! none: in memory), `cache_admission` (`lru` or `tinylfu`, default
+//! `tinylfu`) and `cache_sendfile` (default `false`).
 
 use std::time::{Duration, Instant};
 
@@ -188,8 +188,8 @@ fn run() -> Result<()> {
         defaults: (conf.cache_default_ttl > 0)
             .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
         cache_status_name: Some("part-06"),
-        // no body filter here: large hits go out with sendfile(2)
-        sendfile: true,
+        // no body filter here: large hits may go out with sendfile(2)
+        sendfile: conf.cache_sendfile,
         ..Default::default()
     };
     let (storage, eviction) = cache_storage::build(&conf);

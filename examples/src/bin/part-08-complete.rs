@@ -38,7 +38,8 @@
 //! `upstreams`, `upstream_connect_timeout_ms`, `upstream_read_timeout_ms`,
 //! `api_key`, `rate_limit_per_sec`, `rate_limit_burst` (see
 //! `docs/08-complete-proxy.md`), and part 6's `cache_size`, `cache_dir`,
-//! `cache_admission`, `cache_default_ttl` and `cache_max_file_size`.
+//! `cache_admission`, `cache_default_ttl`, `cache_max_file_size` and
+//! `cache_sendfile`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -305,8 +306,8 @@ fn run() -> Result<()> {
         overrides: CacheOptionOverrides {
             defaults: (conf.cache_default_ttl > 0)
                 .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
-            // no body filter here: large hits go out with sendfile(2)
-            sendfile: true,
+            // no body filter here: large hits may go out with sendfile(2)
+            sendfile: conf.cache_sendfile,
             ..Default::default()
         },
     };
