@@ -93,7 +93,7 @@ pub(crate) fn open_entry_cached(path: &Path, want: &HashBinary) -> CachedOpen {
     let Ok(stat) = file.metadata() else {
         return CachedOpen::No;
     };
-    match read_nowait(&file, 0, first_read(&stat)) {
+    match super::page_cache::read_cached(&file, 0, first_read(&stat)) {
         Ok(first) => found(check_entry(file, &stat, Some(want), first, read_cached_at)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => CachedOpen::WouldBlock(file, stat),
         Err(_) => CachedOpen::No,
@@ -180,38 +180,13 @@ fn first_read(stat: &std::fs::Metadata) -> usize {
 /// `FileReadError` when a read would block (`EAGAIN`), the file ends
 /// early, or any other error: the caller reads again on the blocking pool.
 fn read_cached_at(file: &File, at: u64, n: usize) -> Result<Bytes> {
-    read_nowait(file, at, n).map_err(|e| {
+    super::page_cache::read_cached(file, at, n).map_err(|e| {
         Error::because(
             ErrorType::FileReadError,
             "disk cache: reading without blocking",
             e,
         )
     })
-}
-
-/// `n` bytes of `file` at `at` with `preadv2(2)` and `RWF_NOWAIT`.
-///
-/// # Errors
-/// `WouldBlock` when some of them are not in the page cache,
-/// `UnexpectedEof` when the file ends early, or the call's error.
-fn read_nowait(file: &File, at: u64, n: usize) -> io::Result<Bytes> {
-    use rustix::io::{preadv2, ReadWriteFlags};
-    let mut buf = bytes::BytesMut::zeroed(n);
-    let mut done = 0;
-    while done < n {
-        let read = preadv2(
-            file,
-            &mut [io::IoSliceMut::new(&mut buf[done..])],
-            at + done as u64,
-            ReadWriteFlags::NOWAIT,
-        );
-        match read {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(k) => done += k,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// Check the opened entry `file` of metadata `stat` (see [`open_entry`])
@@ -316,9 +291,16 @@ impl HandleHit for FileHit {
             return Ok(Some(piece));
         }
         let n = (self.end - self.pos).min(READ_CHUNK as u64) as usize;
-        let file = self.file.clone();
         let at = self.body_offset + self.pos;
-        let piece = blocking(move || read_exact_at(&file, at, n)).await?;
+        // on this worker when the page cache holds the piece (no hand-off);
+        // on the blocking pool otherwise, which also reports a short file
+        let piece = match super::page_cache::read_cached(&self.file, at, n) {
+            Ok(piece) => piece,
+            Err(_) => {
+                let file = self.file.clone();
+                blocking(move || read_exact_at(&file, at, n)).await?
+            }
+        };
         self.pos += n as u64;
         Ok(Some(piece))
     }
@@ -363,8 +345,9 @@ impl HandleHit for FileHit {
     /// The rest of the body (within the current range) as a range of the
     /// entry's file, for sendfile(2), when all of it is in the page cache
     /// (cachestat(2)), so that sending it from an async worker never waits
-    /// for the disk; `None` otherwise (the body is then read on the
-    /// blocking pool). Also `None` when the rest was read with the entry's
+    /// for the disk; `None` otherwise (the body is then read in pieces by
+    /// `read_body`: on the worker where the page cache holds them, on the
+    /// blocking pool where it does not). Also `None` when the rest was read with the entry's
     /// header (the first 64 KiB of the file): those bytes are in memory
     /// already, and written with the response header they take one send
     /// instead of a header flush, a cachestat(2) and a sendfile(2). The
