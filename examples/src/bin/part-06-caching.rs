@@ -35,7 +35,7 @@
 //! `cache_default_ttl` (seconds, default 0: none) and `cache_max_file_size`
 //! (bytes, default 0: no limit but the budget), `cache_dir` (default
 //! none: in memory), `cache_admission` (`lru` or `tinylfu`, default
-//! `tinylfu`) and `cache_sendfile` (default `false`).
+//! `tinylfu`) and `cache_sendfile` (default `true`).
 
 use std::time::{Duration, Instant};
 
