@@ -618,32 +618,38 @@ fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -
         }
     };
     let meta_ttl = cache.cache_meta().map(ttl);
+    let mut num = itoa::Buffer::new();
     let mut v = String::with_capacity(48);
     v.push_str(name);
     match cache.phase() {
         CachePhase::Hit => {
             v.push_str("; hit");
             if let Some(t) = meta_ttl {
-                let _ = write!(v, "; ttl={t}");
+                v.push_str("; ttl=");
+                v.push_str(num.format(t));
             }
         }
         CachePhase::Stale | CachePhase::StaleUpdating => {
             v.push_str("; hit; fwd=stale");
             if let Some(t) = meta_ttl {
-                let _ = write!(v, "; ttl={t}");
+                v.push_str("; ttl=");
+                v.push_str(num.format(t));
             }
         }
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
             v.push_str("; fwd=stale; fwd-status=304");
         }
         CachePhase::Bypass => {
-            let _ = write!(v, "; fwd=bypass; fwd-status={status}");
+            v.push_str("; fwd=bypass; fwd-status=");
+            v.push_str(num.format(status));
         }
         CachePhase::Expired => {
-            let _ = write!(v, "; fwd=stale; fwd-status={status}");
+            v.push_str("; fwd=stale; fwd-status=");
+            v.push_str(num.format(status));
         }
         CachePhase::Miss => {
-            let _ = write!(v, "; fwd=uri-miss; fwd-status={status}");
+            v.push_str("; fwd=uri-miss; fwd-status=");
+            v.push_str(num.format(status));
             if cache.is_filling() {
                 v.push_str("; stored");
             }
@@ -659,5 +665,8 @@ fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -
             let _ = write!(v, "; fwd=request; fwd-status={status}");
         }
     }
+    // exact size: the value's `Bytes` then takes the buffer as it is (a
+    // spare capacity would cost it a second allocation to share it)
+    v.shrink_to_fit();
     v
 }
