@@ -164,7 +164,7 @@ pub struct ExampleConf {
     /// (128 KiB and more) with sendfile(2) on plain HTTP/1.x connections
     /// (`CacheOptionOverrides::sendfile`), as nginx's `sendfile on`.
     /// Default `true`: these programs have no body filter, and a 1 MiB hit
-    /// costs the proxy about a quarter less CPU with it; `false` writes such
+    /// costs the proxy a quarter to 40 % less CPU with it; `false` writes such
     /// bodies from memory, which a client on the same host receives
     /// faster (see `docs/06-caching.md`).
     pub cache_sendfile: bool,
