@@ -28,8 +28,9 @@ use crate::key::HashBinary;
 use crate::meta::CacheMeta;
 
 /// Number of slots: the number of hot entries whose metas stay decoded.
-/// About 1,024 × (16 bytes of slot + one meta, about 700 bytes for a
-/// 7-line header) = 0.7 MiB when every slot is full.
+/// Each full slot holds 8 bytes of pointer, a 32-byte record and one
+/// decoded meta (about 700 bytes for a 7-line header): about 0.75 MiB
+/// when every slot is full.
 pub(crate) const SLOTS: usize = 1024;
 
 /// One decoded meta and the entry it was decoded from.
