@@ -39,6 +39,11 @@ cache_size: ${CACHE_PROXY_SIZE:-1073741824}
 cache_sendfile: ${CACHE_PROXY_SENDFILE:-true}
 YAML
     if [ -n "${CACHE_PROXY_DISK:-}" ]; then
+        # every start begins from an empty cache, as nginx-cache.sh empties
+        # its own and Varnish keeps nothing; CACHE_PROXY_KEEP_DIR=1 keeps the
+        # directory, to measure a restarted proxy (index rebuilt from disk,
+        # memory tier empty)
+        [ -n "${CACHE_PROXY_KEEP_DIR:-}" ] || rm -rf "${CACHE_PROXY_DIR:-$run/cache}"
         echo "cache_dir: ${CACHE_PROXY_DIR:-$run/cache}" >> "$run/conf.yaml"
     fi
     ulimit -n 20000
