@@ -13,7 +13,6 @@
 //! - [`HttpProxy::cache_after_response`]: invalidation after unsafe methods
 //!   (RFC 9111 §4.4) and stale-if-error when the upstream failed.
 
-use std::fmt::Write as _;
 use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -618,55 +617,71 @@ fn cache_status_value(name: &str, cache: &proxy_cache::HttpCache, status: u16) -
         }
     };
     let meta_ttl = cache.cache_meta().map(ttl);
+    // whether it is a hit, and the `fwd` reason and status
+    let (hit, fwd) = match cache.phase() {
+        CachePhase::Hit => (true, None),
+        CachePhase::Stale | CachePhase::StaleUpdating => (true, Some(("stale", None))),
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            (false, Some(("stale", Some(304))))
+        }
+        CachePhase::Bypass => (false, Some(("bypass", Some(status)))),
+        CachePhase::Expired => (false, Some(("stale", Some(status)))),
+        CachePhase::Miss | CachePhase::Disabled(_) => (false, Some(("uri-miss", Some(status)))),
+        CachePhase::Uninit | CachePhase::CacheKey => (false, Some(("request", Some(status)))),
+    };
     let mut num = itoa::Buffer::new();
     let mut v = String::with_capacity(48);
     v.push_str(name);
+    if hit {
+        v.push_str("; hit");
+    }
+    if let Some((reason, fwd_status)) = fwd {
+        v.push_str("; fwd=");
+        v.push_str(reason);
+        if let Some(code) = fwd_status {
+            v.push_str("; fwd-status=");
+            v.push_str(num.format(code));
+        }
+    }
+    if let (true, Some(t)) = (hit, meta_ttl) {
+        v.push_str("; ttl=");
+        v.push_str(num.format(t));
+    }
     match cache.phase() {
-        CachePhase::Hit => {
-            v.push_str("; hit");
-            if let Some(t) = meta_ttl {
-                v.push_str("; ttl=");
-                v.push_str(num.format(t));
-            }
-        }
-        CachePhase::Stale | CachePhase::StaleUpdating => {
-            v.push_str("; hit; fwd=stale");
-            if let Some(t) = meta_ttl {
-                v.push_str("; ttl=");
-                v.push_str(num.format(t));
-            }
-        }
-        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
-            v.push_str("; fwd=stale; fwd-status=304");
-        }
-        CachePhase::Bypass => {
-            v.push_str("; fwd=bypass; fwd-status=");
-            v.push_str(num.format(status));
-        }
-        CachePhase::Expired => {
-            v.push_str("; fwd=stale; fwd-status=");
-            v.push_str(num.format(status));
-        }
-        CachePhase::Miss => {
-            v.push_str("; fwd=uri-miss; fwd-status=");
-            v.push_str(num.format(status));
-            if cache.is_filling() {
-                v.push_str("; stored");
-            }
-        }
+        CachePhase::Miss if cache.is_filling() => v.push_str("; stored"),
         CachePhase::Disabled(reason) => {
-            let _ = write!(
-                v,
-                "; fwd=uri-miss; fwd-status={status}; detail={}",
-                reason.as_str()
-            );
+            v.push_str("; detail=");
+            v.push_str(reason.as_str());
         }
-        CachePhase::Uninit | CachePhase::CacheKey => {
-            let _ = write!(v, "; fwd=request; fwd-status={status}");
-        }
+        _ => {}
     }
     // exact size: the value's `Bytes` then takes the buffer as it is (a
     // spare capacity would cost it a second allocation to share it)
     v.shrink_to_fit();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxy_cache::{HttpCache, NoCacheReason};
+
+    #[test]
+    fn cache_status_names_why_a_response_went_upstream() {
+        let mut cache = HttpCache::default();
+        assert_eq!(
+            cache_status_value("p", &cache, 200),
+            "p; fwd=request; fwd-status=200"
+        );
+        cache.disable(NoCacheReason::OriginNotCache);
+        let v = cache_status_value("p", &cache, 404);
+        assert_eq!(
+            v,
+            format!(
+                "p; fwd=uri-miss; fwd-status=404; detail={}",
+                NoCacheReason::OriginNotCache.as_str()
+            )
+        );
+        assert_eq!(v.len(), v.capacity(), "sized exactly");
+    }
 }

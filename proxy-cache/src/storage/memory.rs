@@ -16,7 +16,8 @@
 //! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] in the form
 //!   [`CacheMeta::serialize`] writes, read back on each hit (as Pingora's
 //!   in-memory storage does, except that the decoded metas of recently
-//!   hit entries stay in a fixed table of 1,024: `decoded.rs`), and its body. A body of at most
+//!   hit entries stay in a fixed table of 1,024: `decoded.rs`), and its
+//!   body. A body of at most
 //!   [`INLINE_MAX`] bytes is copied once, when the fill finishes, into the
 //!   same buffer as the meta, of their exact size (which keeps small entries
 //!   small and releases whatever larger buffers the writer's pieces were cut

@@ -187,7 +187,8 @@ impl ResponseHeader {
         if !valid {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid field line");
         }
-        Self::from_trusted_field_lines(status, version, reason, block, lines)
+        // tokens and field values hold no CR, LF or NUL: no second look
+        Self::from_lines(status, version, reason, block, lines, false)
     }
 
     /// [`ResponseHeader::from_field_lines`] with a lighter check, for lines
@@ -212,11 +213,24 @@ impl ResponseHeader {
         block: bytes::Bytes,
         lines: impl Iterator<Item = (Range<usize>, Range<usize>)>,
     ) -> Result<Self> {
+        Self::from_lines(status, version, reason, block, lines, true)
+    }
+
+    /// The two constructors above, after their checks of the lines;
+    /// `line_breaks`: refuse a line with CR, LF or NUL.
+    fn from_lines(
+        status: impl TryInto<StatusCode>,
+        version: Version,
+        reason: Option<&str>,
+        block: bytes::Bytes,
+        lines: impl Iterator<Item = (Range<usize>, Range<usize>)>,
+        line_breaks: bool,
+    ) -> Result<Self> {
         let status = status
             .try_into()
             .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid status code")?;
         let fields = RawFields::new(block, lines)
-            .filter(|f| !f.has_line_break())
+            .filter(|f| !(line_breaks && f.has_line_break()))
             .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "invalid field line"))?;
         Self::from_parsed(status, version, reason, fields)
     }

@@ -347,11 +347,11 @@ impl HandleHit for FileHit {
     /// (cachestat(2)), so that sending it from an async worker never waits
     /// for the disk; `None` otherwise (the body is then read in pieces by
     /// `read_body`: on the worker where the page cache holds them, on the
-    /// blocking pool where it does not). Also `None` when the rest was read with the entry's
-    /// header (the first 64 KiB of the file): those bytes are in memory
-    /// already, and written with the response header they take one send
-    /// instead of a header flush, a cachestat(2) and a sendfile(2). The
-    /// file does not change while it is open: entries
+    /// blocking pool where it does not). Also `None` when the rest was read
+    /// with the entry's header (the first 64 KiB of the file): those bytes
+    /// are in memory already, and written with the response header they
+    /// take one send instead of a header flush, a cachestat(2) and a
+    /// sendfile(2). The file does not change while it is open: entries
     /// are written to temporary files and renamed into place whole, and a
     /// replaced or purged entry's file is unlinked, not rewritten.
     fn body_file(&self) -> Option<BodyFile> {
