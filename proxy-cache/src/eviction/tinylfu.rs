@@ -114,11 +114,6 @@ impl Manager {
         true
     }
 
-    /// Whether `size` more bytes fit in the budget without evicting.
-    pub(crate) fn has_room(&self, size: usize) -> bool {
-        !self.lru.would_evict(size)
-    }
-
     /// Tracks `item` (`size` bytes) after [`Manager::count_and_check`]
     /// said yes, without counting or comparing again; returns what the LRU
     /// evicts to stay within the budget, as [`EvictionManager::admit`] does.

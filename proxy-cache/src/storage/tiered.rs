@@ -18,19 +18,21 @@
 //!   the copy and the eviction it causes (uniformly random keys gain nothing
 //!   from promotion), while popular keys still move into memory. Fills pass
 //!   the same admission.
-//! - **Large disk hits stay on disk once memory is full**: a disk hit
-//!   whose body is at least `FILE_BODY_MIN` (128 KiB, the size from which
-//!   the memory tier keeps a body in a memfd file too) is promoted only
-//!   while the memory tier has room for it without evicting (after a
-//!   restart, say, when the tier is empty); otherwise it is served from its
-//!   entry file: with sendfile(2) where the client connection allows it
-//!   ([`HandleHit::body_file`](crate::storage::HandleHit::body_file)),
-//!   without reading the body and writing it to a memfd on every
-//!   memory-tier miss (with a working set larger than the memory tier,
-//!   that is most disk hits). Over loopback a hot 1 MiB body cost the proxy
-//!   98 µs per hit from the memfd and 213 µs from its ext4 file, both with
-//!   sendfile (`docs/benchmarks.md`). Fills still put such bodies in
-//!   memory: their bytes are at hand.
+//! - **Large disk hits pass the same admission**: a disk hit whose body
+//!   is at least `FILE_BODY_MIN` (128 KiB, the size from which the memory
+//!   tier keeps a body in a memfd file too) is promoted when the admission
+//!   takes it, like any other. Until then it is served from its entry
+//!   file, with sendfile(2) where the client connection allows it
+//!   ([`HandleHit::body_file`](crate::storage::HandleHit::body_file)).
+//!   Over loopback a hot 1 MiB body cost the proxy 98 µs per hit from the
+//!   memfd and 213 µs from its ext4 file, both with sendfile
+//!   (`docs/benchmarks.md`), so a popular large body is worth its copy; a
+//!   uniformly random set larger than the tier is not, and the admission
+//!   keeps its promotions rare (ties lose, but for one in 128 once a key is
+//!   warm), where promoting every memory-tier miss cost 703 µs per 1 MiB
+//!   hit. Stale entries that an earlier load made frequent give way the
+//!   same way, one warm tie at a time. Fills still put such bodies in
+//!   memory when admitted: their bytes are at hand.
 //! - **Fill**: written to the disk tier (which streams it to readers);
 //!   bodies up to the promotion limit are also kept in memory while being
 //!   written and, when the fill finishes on disk and the admission takes
@@ -58,7 +60,6 @@ use crate::eviction::EvictionManager;
 use crate::key::{CacheKey, CompactCacheKey};
 use crate::meta::CacheMeta;
 use crate::storage::disk::DiskCache;
-use crate::storage::file_body::FILE_BODY_MIN;
 use crate::storage::memory::{entry_size, MemCache};
 use crate::storage::{HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage};
 
@@ -127,15 +128,6 @@ impl TieredCache {
         }
     }
 
-    /// Whether a disk hit with a body of `body_len` bytes may be copied
-    /// into memory: a body under 128 KiB always (the admission decides), a
-    /// larger one only while the memory tier has room for it without
-    /// evicting (a restarted proxy's empty tier fills with the first large
-    /// hits; a full one never trades an entry for a large copy).
-    fn promotes(&self, meta: &CacheMeta, body_len: usize) -> bool {
-        body_len < FILE_BODY_MIN || self.memory_lru.has_room(entry_size(meta, body_len))
-    }
-
     /// Whether the memory tier's admission takes `key` with a body of
     /// `body_len` bytes (counting this access): asked before the body is
     /// copied, so a rejected entry costs no copy.
@@ -169,7 +161,7 @@ impl Storage for TieredCache {
             return Ok(None);
         };
         match hit.body_len() {
-            Some(len) if len <= self.promote_max && self.promotes(&meta, len) => {
+            Some(len) if len <= self.promote_max => {
                 if !self.admits(key, &meta, len) {
                     return Ok(Some((meta, hit)));
                 }
@@ -289,6 +281,7 @@ impl HandleMiss for TieredMiss {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use crate::storage::file_body::FILE_BODY_MIN;
     use std::time::{Duration, SystemTime};
 
     use proxy_core::http::ResponseHeader;
@@ -451,7 +444,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_large_disk_hit_is_served_from_its_file_once_memory_is_full() {
+    async fn a_full_memory_tier_serves_a_large_disk_hit_from_its_file_until_it_is_popular() {
         let dir = tempfile::tempdir().unwrap();
         let large = CacheKey::new("ns", "/large", "");
         let small = CacheKey::new("ns", "/small", "");
@@ -480,19 +473,26 @@ mod tests {
             let (_, mut hit) = cache.lookup(f).await.unwrap().unwrap();
             assert_eq!(read_all(&mut hit).await.len(), 120_000);
         }
-        assert!(!cache.memory_lru.has_room(body.len()), "the tier is full");
-        let in_memory = cache.memory.len();
-        let (_, hit) = cache.lookup(&large).await.unwrap().unwrap();
-        assert_eq!(
-            cache.memory.len(),
-            in_memory,
-            "a large disk hit is not promoted"
+        assert!(
+            cache.memory_lru.total_size() + body.len() > 1 << 20,
+            "the tier is full"
         );
+        let in_memory = cache.memory.len();
+        // asked for once, no more often than the entry it would evict: sent
+        // from its file, not copied
+        let (_, hit) = cache.lookup(&large).await.unwrap().unwrap();
+        assert_eq!(cache.memory.len(), in_memory, "not promoted yet");
         let f = hit.body_file().expect("a disk hit is a file range");
         assert_eq!(f.len, body.len() as u64);
         let mut sent = vec![0; body.len()];
         std::os::unix::fs::FileExt::read_exact_at(&*f.file, &mut sent, f.offset).unwrap();
         assert_eq!(sent, body);
+        // asked for again, it is more popular than the next victim: copied
+        // into memory in place of what it needs
+        let (_, mut hit) = cache.lookup(&large).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut hit).await, body);
+        assert!(cache.memory.lookup(&large).await.unwrap().is_some());
+        assert!(cache.memory_bytes() <= 1 << 20, "{}", cache.memory_bytes());
         let (_, mut hit) = cache.lookup(&small).await.unwrap().unwrap();
         assert_eq!(read_all(&mut hit).await, vec![3; 1000]);
     }
