@@ -6,8 +6,8 @@
 //! grows. Each node holds its digest once: the index that finds a node by
 //! digest is a table of node numbers (4 bytes a slot, hashed by the
 //! node's digest), not a map with a second copy of every digest. A node
-//! costs its digest (16 bytes), its value and 8 bytes of links; a value of
-//! 16 bytes makes it 40.
+//! costs its digest (16 bytes), its value and 8 bytes of links; the
+//! eviction manager's 4-byte value makes it 28.
 
 use hashbrown::HashTable;
 
@@ -223,6 +223,12 @@ impl<T: Default> LruList<T> {
         }
         self.head = i;
     }
+}
+
+/// The size of one node holding a `T`, in bytes.
+#[cfg(test)]
+pub(crate) fn node_size<T>() -> usize {
+    std::mem::size_of::<Node<T>>()
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use crate::digest_map::shard_index;
+use crate::digest_map::{digest_map, shard_index, DigestMap};
 use crate::eviction::EvictionManager;
 use crate::key::{CompactCacheKey, HashBinary};
 use crate::lru_list::LruList;
@@ -43,7 +43,7 @@ pub const SHARDS: usize = 32;
 
 /// A sharded LRU over entries counted in bytes. See the module docs.
 pub struct Manager {
-    shards: Box<[Mutex<LruList<Tracked>>]>,
+    shards: Box<[Mutex<Shard>]>,
     limit: usize,
     watermark: usize,
     total_size: AtomicUsize,
@@ -76,7 +76,12 @@ impl Manager {
     fn build(limit: usize, watermark: usize, items_hint: usize) -> Self {
         let per_shard = items_hint.div_ceil(SHARDS);
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(LruList::with_capacity(per_shard)))
+            .map(|_| {
+                Mutex::new(Shard {
+                    list: LruList::with_capacity(per_shard),
+                    extras: digest_map(0),
+                })
+            })
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Manager {
@@ -101,21 +106,15 @@ impl Manager {
         self.watermark
     }
 
-    fn shard(&self, digest: &HashBinary) -> &Mutex<LruList<Tracked>> {
+    fn shard(&self, digest: &HashBinary) -> &Mutex<Shard> {
         &self.shards[shard_index(digest, self.shards.len())]
     }
 
     /// Track `item` as most recently used, without evicting anything.
     fn insert(&self, item: CompactCacheKey, size: usize) {
         let digest = item.combined_bin();
-        let old = self.shard(&digest).lock().insert_head(
-            digest,
-            Tracked {
-                full_key: full_key(item),
-                size,
-            },
-        );
-        match old.map(|t| t.size) {
+        let old = self.shard(&digest).lock().insert(digest, item, size);
+        match old {
             Some(old_size) => {
                 self.total_size.fetch_add(size, Ordering::Relaxed);
                 self.total_size.fetch_sub(old_size, Ordering::Relaxed);
@@ -148,8 +147,7 @@ impl Manager {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len();
             let popped = self.shards[i].lock().pop_tail_unless(spare);
             match popped {
-                Some((digest, Tracked { full_key, size })) => {
-                    let key = compact_key(digest, full_key);
+                Some((key, size)) => {
                     empty_in_a_row = 0;
                     self.account_removed(size);
                     self.evicted_size.fetch_add(size, Ordering::Relaxed);
@@ -172,7 +170,7 @@ impl Manager {
     pub(crate) fn next_victim(&self) -> Option<HashBinary> {
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n).find_map(|k| self.shards[(start + k) % n].lock().tail_digest())
+        (0..n).find_map(|k| self.shards[(start + k) % n].lock().list.tail_digest())
     }
 
     /// Whether admitting `size` more bytes would cross the limit.
@@ -215,8 +213,8 @@ impl EvictionManager for Manager {
     fn remove(&self, item: &CompactCacheKey) {
         let digest = item.combined_bin();
         let removed = self.shard(&digest).lock().remove(&digest);
-        if let Some(t) = removed {
-            self.account_removed(t.size);
+        if let Some(size) = removed {
+            self.account_removed(size);
         }
     }
 
@@ -230,7 +228,7 @@ impl EvictionManager for Manager {
         let Some(mut shard) = self.shard(&digest).try_lock() else {
             return true;
         };
-        if shard.touch(&digest) {
+        if shard.list.touch(&digest) {
             return true;
         }
         drop(shard);
@@ -240,39 +238,110 @@ impl EvictionManager for Manager {
 
     fn peek(&self, item: &CompactCacheKey) -> bool {
         let digest = item.combined_bin();
-        self.shard(&digest).lock().contains(&digest)
+        self.shard(&digest).lock().list.contains(&digest)
     }
 }
 
-/// What a shard keeps per entry besides its digest (which the list keeps):
-/// 16 bytes.
-#[derive(Default)]
-struct Tracked {
-    /// The key, when its digest alone does not give it back (a variance or
-    /// a user tag); `None` for the common key, whose digest is its primary
-    /// digest.
-    full_key: Option<Box<CompactCacheKey>>,
+/// One shard: its entries in LRU order, 28 bytes a node (the digest,
+/// [`Tracked`] and two links), and the few entries that need more than
+/// that.
+struct Shard {
+    list: LruList<Tracked>,
+    /// The entries whose [`Tracked`] is [`Tracked::EXTRA`].
+    extras: DigestMap<Extra>,
+}
+
+/// What a node keeps besides its digest: the entry's size in bytes, or
+/// [`Tracked::EXTRA`] when the shard's `extras` hold its size and key
+/// (a size of 4 GiB or more, or a key whose digest alone does not give
+/// it back: a variance or a user tag). Four bytes, so a node of the
+/// common key is 28 bytes.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+struct Tracked(u32);
+
+impl Tracked {
+    const EXTRA: Tracked = Tracked(u32::MAX);
+}
+
+/// An entry that [`Tracked`] cannot hold alone.
+struct Extra {
+    /// The key, when its digest alone does not give it back.
+    full_key: Option<CompactCacheKey>,
     size: usize,
 }
 
-/// What [`Tracked`] keeps of `key`.
-fn full_key(key: CompactCacheKey) -> Option<Box<CompactCacheKey>> {
-    if key.variance.is_none() && key.user_tag.is_empty() {
-        None
-    } else {
-        Some(Box::new(key))
+impl Shard {
+    /// Track `key` (whose digest is `digest`) at `size` bytes as the most
+    /// recent entry; returns the size it had if it was tracked.
+    fn insert(&mut self, digest: HashBinary, key: CompactCacheKey, size: usize) -> Option<usize> {
+        let plain = key.variance.is_none() && key.user_tag.is_empty();
+        let tracked = match u32::try_from(size) {
+            Ok(small) if plain && Tracked(small) != Tracked::EXTRA => Tracked(small),
+            _ => Tracked::EXTRA,
+        };
+        let old = self.list.insert_head(digest, tracked);
+        let old_size = old.map(|t| self.size_of(&digest, t));
+        if tracked == Tracked::EXTRA {
+            let full_key = (!plain).then_some(key);
+            self.extras.insert(digest, Extra { full_key, size });
+        }
+        old_size
     }
-}
 
-/// The key tracked under `digest`.
-fn compact_key(digest: HashBinary, full_key: Option<Box<CompactCacheKey>>) -> CompactCacheKey {
-    match full_key {
-        Some(key) => *key,
-        None => CompactCacheKey {
-            primary: digest,
-            variance: None,
-            user_tag: Box::default(),
-        },
+    /// The size of the entry `digest` whose node holds `tracked`, taking
+    /// its extra record out if it has one.
+    fn size_of(&mut self, digest: &HashBinary, tracked: Tracked) -> usize {
+        if tracked == Tracked::EXTRA {
+            self.extras.remove(digest).map_or(0, |e| e.size)
+        } else {
+            tracked.0 as usize
+        }
+    }
+
+    /// Stop tracking `digest`; returns its size.
+    fn remove(&mut self, digest: &HashBinary) -> Option<usize> {
+        let tracked = self.list.remove(digest)?;
+        Some(self.size_of(digest, tracked))
+    }
+
+    /// Remove the least recent entry unless its digest is `spare`; returns
+    /// its key and size.
+    fn pop_tail_unless(&mut self, spare: Option<&HashBinary>) -> Option<(CompactCacheKey, usize)> {
+        let (digest, tracked) = self.list.pop_tail_unless(spare)?;
+        let (full_key, size) = if tracked == Tracked::EXTRA {
+            match self.extras.remove(&digest) {
+                Some(e) => (e.full_key, e.size),
+                None => (None, 0),
+            }
+        } else {
+            (None, tracked.0 as usize)
+        };
+        let key = match full_key {
+            Some(key) => key,
+            None => CompactCacheKey {
+                primary: digest,
+                variance: None,
+                user_tag: Box::default(),
+            },
+        };
+        Some((key, size))
+    }
+
+    /// Every entry's size (for tests).
+    #[cfg(test)]
+    fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.list.iter().map(|(d, t)| {
+            if *t == Tracked::EXTRA {
+                self.extras.get(d).map_or(0, |e| e.size)
+            } else {
+                t.0 as usize
+            }
+        })
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.list.len()
     }
 }
 
@@ -290,21 +359,43 @@ mod tests {
     }
 
     #[test]
-    fn a_tracked_entry_is_two_words_besides_its_digest() {
-        assert_eq!(std::mem::size_of::<Tracked>(), 16);
+    fn a_common_entry_is_a_28_byte_node_and_others_come_back_whole() {
+        assert_eq!(std::mem::size_of::<Tracked>(), 4);
+        assert_eq!(crate::lru_list::node_size::<Tracked>(), 28);
+        let mut shard = Shard {
+            list: LruList::with_capacity(0),
+            extras: digest_map(0),
+        };
         let tagged = CompactCacheKey {
             primary: [1; 16],
             variance: Some([2; 16]),
             user_tag: "t".into(),
         };
-        let back = compact_key(tagged.combined_bin(), full_key(tagged.clone()));
-        assert_eq!(back.user_tag, tagged.user_tag);
-        assert_eq!(back.variance, tagged.variance);
         let plain = key(3);
+        let huge = key(4);
+        let huge_size = u32::MAX as usize + 7;
         assert_eq!(
-            compact_key(plain.combined_bin(), full_key(plain.clone())).primary,
-            plain.primary
+            shard.insert(tagged.combined_bin(), tagged.clone(), 10),
+            None
         );
+        assert_eq!(shard.insert(plain.combined_bin(), plain.clone(), 20), None);
+        assert_eq!(
+            shard.insert(huge.combined_bin(), huge.clone(), huge_size),
+            None
+        );
+        assert_eq!(shard.extras.len(), 2, "the tagged key and the huge size");
+        assert_eq!(shard.sizes().sum::<usize>(), 30 + huge_size);
+        // re-admitted smaller and plain: its extra record goes
+        assert_eq!(
+            shard.insert(huge.combined_bin(), huge.clone(), 5),
+            Some(huge_size)
+        );
+        assert_eq!(shard.extras.len(), 1);
+        assert_eq!(shard.pop_tail_unless(None), Some((tagged, 10)));
+        assert_eq!(shard.pop_tail_unless(None), Some((plain, 20)));
+        assert_eq!(shard.remove(&huge.combined_bin()), Some(5));
+        assert!(shard.extras.is_empty());
+        assert_eq!(shard.len(), 0);
     }
 
     #[test]
@@ -325,10 +416,7 @@ mod tests {
         // the totals agree with what the shards hold
         let (items, bytes) = m.shards.iter().fold((0, 0), |(i, b), s| {
             let s = s.lock();
-            (
-                i + s.len(),
-                b + s.iter().map(|(_, t)| t.size).sum::<usize>(),
-            )
+            (i + s.len(), b + s.sizes().sum::<usize>())
         });
         assert_eq!(items, m.total_items());
         assert_eq!(bytes, m.total_size());
