@@ -13,7 +13,8 @@
 //!   a lookup reads the count first and takes the shard's read lock only
 //!   when some fill of that shard is in progress. A lock is held only for
 //!   one map operation and never across an `.await`.
-//! - A complete entry is one `Arc<Stored>`: its [`CacheMeta`] in the form
+//! - A complete entry is one reference-counted allocation (`Stored`, a
+//!   thin pointer in the map): its [`CacheMeta`] in the form
 //!   [`CacheMeta::serialize`] writes, read back on each hit (as Pingora's
 //!   in-memory storage does, except that the decoded metas of recently
 //!   hit entries stay in a fixed table of 1,024: `decoded.rs`), and its
@@ -65,6 +66,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use proxy_core::error::{Error, ErrorType, Result};
 use tokio::sync::Notify;
+use triomphe::ThinArc;
 
 use crate::digest_map::{shard_index, DigestHasher, DigestMap};
 use crate::key::{CacheKey, CompactCacheKey, HashBinary};
@@ -93,10 +95,10 @@ pub const INLINE_MAX: usize = 16 * 1024;
 pub struct MemCache {
     /// Complete entries: read without a lock; changed only under the
     /// shard's write lock.
-    entries: papaya::HashMap<HashBinary, Arc<Stored>, BuildHasherDefault<DigestHasher>>,
+    entries: papaya::HashMap<HashBinary, Stored, BuildHasherDefault<DigestHasher>>,
     shards: Box<[Shard]>,
     /// The decoded metas of recently hit entries.
-    decoded: DecodedMetas<Stored>,
+    decoded: DecodedMetas,
 }
 
 #[derive(Default)]
@@ -115,17 +117,18 @@ impl Shard {
 }
 
 /// A complete entry: its meta as [`CacheMeta::serialize`] wrote it, read
-/// back on each hit, and its body.
-struct Stored {
-    /// The serialized meta, followed by the body when that is inline (at
-    /// most [`INLINE_MAX`] bytes): one buffer of their exact size.
-    data: Box<[u8]>,
-    /// Length of the serialized meta at the start of `data`.
-    meta_len: usize,
-    /// A body larger than [`INLINE_MAX`], shared by reference; `None`: the
-    /// body is the rest of `data`.
-    large: Option<Arc<Large>>,
-}
+/// back on each hit, and its body, in one allocation behind a thin
+/// reference-counted pointer (8 bytes in the map): a count (8 bytes), the
+/// large body if any (8), the length of the bytes (8), then the bytes:
+/// the meta's length (4, little-endian), the serialized meta, and the body
+/// when that is inline (at most [`INLINE_MAX`] bytes). 28 bytes beside the
+/// meta and body, where a `std::sync::Arc` of a record owning a boxed
+/// buffer took 48 and a second allocation. Cloning it is what a hit does.
+#[derive(Clone)]
+struct Stored(ThinArc<Option<Arc<Large>>, u8>);
+
+/// Bytes before the serialized meta: its length.
+const META_LEN_BYTES: usize = 4;
 
 /// A body larger than [`INLINE_MAX`].
 enum Large {
@@ -141,16 +144,11 @@ impl Stored {
     /// in all.
     fn new(meta: &[u8], pieces: Vec<Bytes>, len: usize) -> Stored {
         if len <= INLINE_MAX {
-            let mut data = Vec::with_capacity(meta.len() + len);
-            data.extend_from_slice(meta);
+            let mut body = Vec::with_capacity(len);
             for p in &pieces {
-                data.extend_from_slice(p);
+                body.extend_from_slice(p);
             }
-            return Stored {
-                data: data.into_boxed_slice(),
-                meta_len: meta.len(),
-                large: None,
-            };
+            return Stored::of(meta, &body, None);
         }
         let large = if len >= FILE_BODY_MIN {
             FileBody::from_pieces(&pieces, len)
@@ -166,33 +164,51 @@ impl Stored {
             pieces: pieces.into_boxed_slice(),
             len,
         });
-        Stored {
-            data: meta.into(),
-            meta_len: meta.len(),
-            large: Some(Arc::new(large)),
-        }
+        Stored::of(meta, &[], Some(Arc::new(large)))
     }
 
-    /// The entry's meta, read back from its serialized form.
-    ///
-    /// # Errors
-    /// `InternalError` if the bytes do not read back, which they always do:
-    /// they were written by [`CacheMeta::serialize`] in this process.
-    fn meta(&self) -> Result<CacheMeta> {
-        CacheMeta::deserialize_own(&self.data[..self.meta_len])
+    /// An entry of `meta` followed by `body` (empty for a large one).
+    fn of(meta: &[u8], body: &[u8], large: Option<Arc<Large>>) -> Stored {
+        // a serialized meta is far below 4 GiB (a header block past the
+        // proxy's limits is never accepted); saturating keeps a meta that
+        // somehow is not an entry whose meta does not read back
+        let meta_len = u32::try_from(meta.len()).unwrap_or(u32::MAX);
+        let mut bytes = Vec::with_capacity(META_LEN_BYTES + meta.len() + body.len());
+        bytes.extend_from_slice(&meta_len.to_le_bytes());
+        bytes.extend_from_slice(meta);
+        bytes.extend_from_slice(body);
+        Stored(ThinArc::from_header_and_slice(large, &bytes))
+    }
+
+    fn large(&self) -> Option<&Large> {
+        self.0.header.header.as_deref()
+    }
+
+    /// Where the meta ends and the body starts in the bytes.
+    fn body_start(&self) -> usize {
+        let bytes = &self.0.slice;
+        let mut len = [0u8; META_LEN_BYTES];
+        // every entry starts with its meta's length (`Stored::of`)
+        len.copy_from_slice(&bytes[..META_LEN_BYTES]);
+        (META_LEN_BYTES + u32::from_le_bytes(len) as usize).min(bytes.len())
+    }
+
+    /// The serialized meta.
+    fn meta_bytes(&self) -> &[u8] {
+        &self.0.slice[META_LEN_BYTES..self.body_start()]
     }
 
     /// An inline body (empty for a large one).
     fn inline_body(&self) -> &[u8] {
-        match self.large {
-            None => &self.data[self.meta_len..],
+        match self.large() {
+            None => &self.0.slice[self.body_start()..],
             Some(_) => &[],
         }
     }
 
     fn body_len(&self) -> usize {
-        match self.large.as_deref() {
-            None => self.data.len() - self.meta_len,
+        match self.large() {
+            None => self.0.slice.len() - self.body_start(),
             Some(Large::Pieces { len, .. }) => *len,
             Some(Large::File(f)) => f.bytes().len(),
         }
@@ -201,27 +217,19 @@ impl Stored {
     /// The bytes this entry is counted as: [`entry_size`] of its meta and
     /// body, without reading the meta back.
     fn size(&self) -> usize {
-        self.meta_len + self.body_len() + ENTRY_OVERHEAD
+        self.meta_bytes().len() + self.body_len() + ENTRY_OVERHEAD
     }
 
     /// A new entry of `meta` (serialized) with this entry's body (an inline
     /// body is small enough to copy; a large one is shared).
     fn with_meta(&self, meta: &[u8]) -> Stored {
-        let body = self.inline_body();
-        let mut data = Vec::with_capacity(meta.len() + body.len());
-        data.extend_from_slice(meta);
-        data.extend_from_slice(body);
-        Stored {
-            data: data.into_boxed_slice(),
-            meta_len: meta.len(),
-            large: self.large.clone(),
-        }
+        Stored::of(meta, self.inline_body(), self.0.header.header.clone())
     }
 }
 
 /// The owner of the `Bytes` a hit reads from an inline body: a reference to
 /// the entry.
-struct InlineBody(Arc<Stored>);
+struct InlineBody(Stored);
 
 impl AsRef<[u8]> for InlineBody {
     fn as_ref(&self) -> &[u8] {
@@ -252,7 +260,7 @@ enum FillPhase {
     Writing,
     /// The writer finished: this is the whole entry (the pieces were moved
     /// into it).
-    Done(Arc<Stored>),
+    Done(Stored),
     /// The writer went away without finishing: the body is incomplete.
     Abandoned,
 }
@@ -320,7 +328,9 @@ impl MemCache {
         let Some(stored) = self.entries.pin().get(&digest).cloned() else {
             return Ok(None);
         };
-        let meta = self.decoded.get_or_decode(&digest, &stored, Stored::meta)?;
+        let meta =
+            self.decoded
+                .get_or_decode(&digest, stored.meta_bytes(), CacheMeta::deserialize_own)?;
         let size = stored.size();
         Ok(Some((meta, Box::new(CompleteHit::new(stored, 0)), size)))
     }
@@ -337,12 +347,12 @@ impl Default for MemCache {
 }
 
 /// Bytes of memory a complete entry takes besides its serialized meta and
-/// its body: the entry record with its reference counts (48 B), its slot
-/// in the map with the map's spare capacity, and malloc's rounding of the
+/// its body: the entry's count, head and length (32 B), its slot in the
+/// map with the map's spare capacity, and malloc's rounding of the
 /// entry's blocks. `cargo bench -p proxy-cache --bench mem_per_entry`
-/// measures 96–110 B allocated and 141 B of resident growth (glibc's
-/// malloc) beyond header and body with 1,000,000 entries; this is between
-/// the two.
+/// measures about 75 B allocated beyond header and body with 1,000,000
+/// entries, and more resident (malloc's per-block rounding); this leaves
+/// room for both.
 pub const ENTRY_OVERHEAD: usize = 128;
 
 /// The bytes `MemCache` holds for an entry of `meta` and a body of
@@ -417,7 +427,7 @@ impl Storage for MemCache {
         let entries = self.entries.pin();
         match entries.get(&digest) {
             Some(stored) => {
-                let updated = Arc::new(stored.with_meta(&meta.serialize()));
+                let updated = stored.with_meta(&meta.serialize());
                 entries.insert(digest, updated);
                 Ok(true)
             }
@@ -436,7 +446,7 @@ impl Storage for MemCache {
 
 /// Reads a complete body, optionally a range of it.
 struct CompleteHit {
-    stored: Arc<Stored>,
+    stored: Stored,
     /// Next byte to return.
     pos: usize,
     /// End of the range, exclusive.
@@ -449,7 +459,7 @@ struct CompleteHit {
 
 impl CompleteHit {
     /// A reader of `stored`'s body from byte `pos` to its end.
-    fn new(stored: Arc<Stored>, pos: usize) -> Self {
+    fn new(stored: Stored, pos: usize) -> Self {
         let end = stored.body_len();
         CompleteHit {
             stored,
@@ -465,7 +475,7 @@ impl CompleteHit {
         if self.pos >= self.end {
             return None;
         }
-        let pieces = match self.stored.large.as_deref() {
+        let pieces = match self.stored.large() {
             None => {
                 let range = self.pos..self.end;
                 self.pos = self.end;
@@ -545,7 +555,7 @@ impl HandleHit for CompleteHit {
 
     /// The memfd of a body kept in one, and the range left to read.
     fn body_file(&self) -> Option<BodyFile> {
-        match self.stored.large.as_deref() {
+        match self.stored.large() {
             Some(Large::File(f)) => Some(BodyFile {
                 file: f.file().clone(),
                 offset: self.pos as u64,
@@ -670,7 +680,7 @@ impl HandleMiss for MemMiss {
             let state = self.fill.state.lock();
             (state.pieces.clone(), state.len)
         };
-        let stored = Arc::new(Stored::new(&self.meta, pieces, len));
+        let stored = Stored::new(&self.meta, pieces, len);
         let size = stored.size();
         {
             let mut state = self.fill.state.lock();
@@ -727,8 +737,10 @@ fn remove_fill(
 #[doc(hidden)]
 pub fn entry_sizes() -> (usize, usize) {
     (
-        std::mem::size_of::<(HashBinary, Arc<Stored>)>(),
-        std::mem::size_of::<Stored>() + 2 * std::mem::size_of::<usize>(),
+        std::mem::size_of::<(HashBinary, Stored)>(),
+        // the count, the large body and the length of the bytes, then the
+        // meta's length
+        3 * std::mem::size_of::<usize>() + META_LEN_BYTES,
     )
 }
 

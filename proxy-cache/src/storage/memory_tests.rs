@@ -437,8 +437,19 @@ async fn a_large_body_is_kept_in_a_file_that_hits_can_send() {
 }
 
 #[test]
-fn an_entry_record_stays_four_words() {
-    assert_eq!(std::mem::size_of::<Stored>(), 32);
+fn an_entry_is_a_thin_pointer_to_its_meta_and_body() {
+    assert_eq!(std::mem::size_of::<Stored>(), 8);
+    // the count, the large body and the length: a word each
+    assert_eq!(std::mem::size_of::<Option<Arc<Large>>>(), 8);
+    let e = Stored::of(b"abc", b"defg", None);
+    assert_eq!(
+        (e.meta_bytes(), e.inline_body()),
+        (&b"abc"[..], &b"defg"[..])
+    );
+    assert_eq!(e.body_len(), 4);
+    assert_eq!(e.size(), 7 + ENTRY_OVERHEAD);
+    let empty = Stored::of(b"", b"", None);
+    assert_eq!((empty.meta_bytes(), empty.body_len()), (&b""[..], 0));
 }
 
 #[tokio::test]
