@@ -347,9 +347,9 @@ impl Default for MemCache {
 }
 
 /// Bytes of memory a complete entry takes besides its serialized meta and
-/// its body: the entry's count, head and length (32 B), its slot in the
-/// map with the map's spare capacity, and malloc's rounding of the
-/// entry's blocks. `cargo bench -p proxy-cache --bench mem_per_entry`
+/// its body: the entry's count, large body, length and meta length (28 B),
+/// its slot in the map with the map's spare capacity, and malloc's
+/// rounding of the entry's blocks. `cargo bench -p proxy-cache --bench mem_per_entry`
 /// measures about 75 B allocated beyond header and body with 1,000,000
 /// entries, and more resident (malloc's per-block rounding); this leaves
 /// room for both.
@@ -733,7 +733,7 @@ fn remove_fill(
 }
 
 /// Sizes of the per-entry records, for the memory benchmark: (map slot,
-/// entry record including its reference counts).
+/// entry record before its bytes: count, large body, length and meta length).
 #[doc(hidden)]
 pub fn entry_sizes() -> (usize, usize) {
     (
