@@ -150,6 +150,12 @@ impl<T: Default> LruList<T> {
         self.pop_tail_unless(None)
     }
 
+    /// The least recent digest and its value.
+    pub(crate) fn tail(&self) -> Option<(HashBinary, &T)> {
+        let n = self.nodes.get(self.tail as usize)?;
+        Some((n.digest, &n.value))
+    }
+
     /// The digest of the least recent value.
     pub(crate) fn tail_digest(&self) -> Option<HashBinary> {
         if self.tail == NIL {

@@ -165,12 +165,31 @@ impl Manager {
         self.total_items.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The digest of the entry the next eviction would pick, if any (for an
-    /// admission policy comparing it with a candidate).
-    pub(crate) fn next_victim(&self) -> Option<HashBinary> {
+    /// Calls `each` with the digest of every entry the next evictions
+    /// would pick to make room for `size` more bytes, as far as one entry
+    /// per shard shows them: the least recent entry of each shard in turn
+    /// from the cursor (the order evictions take), until their sizes add
+    /// up to what must go (down to the watermark), and at least one. For
+    /// an admission policy weighing a candidate against everything it
+    /// would displace, not only the first victim: a large candidate needs
+    /// many.
+    pub(crate) fn victims_for(&self, size: usize, mut each: impl FnMut(&HashBinary)) {
+        let need = (self.total_size.load(Ordering::Relaxed) + size).saturating_sub(self.watermark);
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n).find_map(|k| self.shards[(start + k) % n].lock().list.tail_digest())
+        let mut freed = 0;
+        let mut seen = false;
+        for k in 0..n {
+            if seen && freed >= need {
+                break;
+            }
+            let tail = self.shards[(start + k) % n].lock().tail();
+            if let Some((digest, bytes)) = tail {
+                each(&digest);
+                freed += bytes;
+                seen = true;
+            }
+        }
     }
 
     /// Whether admitting `size` more bytes would cross the limit.
@@ -298,6 +317,17 @@ impl Shard {
         }
     }
 
+    /// The least recent entry's digest and size.
+    fn tail(&self) -> Option<(HashBinary, usize)> {
+        let (digest, tracked) = self.list.tail()?;
+        let size = if *tracked == Tracked::EXTRA {
+            self.extras.get(&digest).map_or(0, |e| e.size)
+        } else {
+            tracked.0 as usize
+        };
+        Some((digest, size))
+    }
+
     /// Stop tracking `digest`; returns its size.
     fn remove(&mut self, digest: &HashBinary) -> Option<usize> {
         let tracked = self.list.remove(digest)?;
@@ -309,10 +339,10 @@ impl Shard {
     fn pop_tail_unless(&mut self, spare: Option<&HashBinary>) -> Option<(CompactCacheKey, usize)> {
         let (digest, tracked) = self.list.pop_tail_unless(spare)?;
         let (full_key, size) = if tracked == Tracked::EXTRA {
-            match self.extras.remove(&digest) {
-                Some(e) => (e.full_key, e.size),
-                None => (None, 0),
-            }
+            let extra = self.extras.remove(&digest);
+            // every EXTRA node has its record (`Shard::insert`)
+            debug_assert!(extra.is_some(), "an EXTRA node without its record");
+            extra.map_or((None, 0), |e| (e.full_key, e.size))
         } else {
             (None, tracked.0 as usize)
         };
@@ -408,8 +438,23 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let size = (rng % 5_000) as usize + 1;
-            evicted += m.admit(key(rng % 3_000), size, never()).len();
+            // one key in four a variant, kept in its shard's side map
+            let k = match rng % 4 {
+                0 => {
+                    let mut v = crate::key::CacheKey::new("t", (rng % 3_000).to_string(), "");
+                    v.set_variance_key([(rng % 3) as u8; 16]);
+                    v.to_compact()
+                }
+                _ => key(rng % 3_000),
+            };
+            evicted += m.admit(k, size, never()).len();
             assert!(m.total_size() <= 100_000, "{}", m.total_size());
+        }
+        // a side record for every node marked for one, and no other
+        for s in m.shards.iter() {
+            let s = s.lock();
+            let marked = s.list.iter().filter(|(_, t)| **t == Tracked::EXTRA).count();
+            assert_eq!(marked, s.extras.len());
         }
         assert!(evicted > 0);
         assert_eq!(m.evicted_items(), evicted);

@@ -12,8 +12,10 @@
 //!
 //! While the budget has room, every new entry is admitted. Once admitting
 //! one would evict, the candidate's estimated frequency is compared with
-//! that of the entry the LRU would evict next: the candidate is admitted
-//! only if it is more frequent, and otherwise rejected — [`admit`] then
+//! those of the entries the LRU would evict for it (the next victim, and
+//! for a candidate larger than that victim the next ones, up to one per
+//! shard, until their sizes cover it): the candidate is admitted only if
+//! it is more frequent than each, and otherwise rejected — [`admit`] then
 //! returns the candidate itself, for the storage to purge. A one-pass scan
 //! of cold keys (each seen once) therefore cannot flush the popular
 //! entries, which plain LRU lets it do. Candidates seen at least
@@ -97,8 +99,8 @@ impl Manager {
 
     /// Counts one access of `item` and says whether [`admit`] would keep
     /// it now at `size` bytes: the budget has room, `item` is already
-    /// tracked, or it is more frequent than the entry the LRU would evict
-    /// next. A `false` counts as a rejection. For a caller that stores only
+    /// tracked, or it is more frequent than the entries the LRU would
+    /// evict for it. A `false` counts as a rejection. For a caller that stores only
     /// what will be kept (a tiered cache deciding whether to copy a disk hit
     /// into memory): on `true` it stores the entry, then tracks it with
     /// [`Manager::admit_checked`], so the access is counted once.
@@ -107,7 +109,7 @@ impl Manager {
     pub fn count_and_check(&self, item: &CompactCacheKey, size: usize) -> bool {
         let digest = item.combined_bin();
         self.sketch.increment(&digest);
-        if self.lru.would_evict(size) && !self.lru.peek(item) && !self.should_admit(&digest) {
+        if self.lru.would_evict(size) && !self.lru.peek(item) && !self.should_admit(&digest, size) {
             self.rejected.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -126,12 +128,20 @@ impl Manager {
         self.lru.admit(item, size, fresh_until)
     }
 
-    fn should_admit(&self, candidate: &HashBinary) -> bool {
-        let Some(victim) = self.lru.next_victim() else {
+    /// Whether `candidate` (`size` bytes) beats what it would displace: it
+    /// must be more frequent than every victim the LRU would evict for it
+    /// (as Caffeine compares a weighted candidate with each victim in
+    /// turn), or warm and lucky (see the module docs).
+    fn should_admit(&self, candidate: &HashBinary, size: usize) -> bool {
+        let mut victims = None;
+        self.lru.victims_for(size, |d| {
+            let f = self.sketch.estimate(d);
+            victims = Some(victims.map_or(f, |v: u8| v.max(f)));
+        });
+        let Some(vict) = victims else {
             return true;
         };
         let cand = self.sketch.estimate(candidate);
-        let vict = self.sketch.estimate(&victim);
         if cand > vict {
             return true;
         }
@@ -162,8 +172,8 @@ impl EvictionManager for Manager {
 
     /// Counts `item`, then admits it if the budget has room, if it is
     /// already tracked (a size update), or if it is more frequent than the
-    /// next victim. A rejected `item` is returned alone (not counted as
-    /// evicted).
+    /// entries it would displace. A rejected `item` is returned alone (not
+    /// counted as evicted).
     fn admit(
         &self,
         item: CompactCacheKey,
@@ -361,6 +371,37 @@ mod tests {
         }
         assert_eq!(m.rejected_items(), 500);
         assert_eq!(m.evicted_items(), 0);
+    }
+
+    #[test]
+    fn a_large_candidate_is_weighed_against_every_entry_it_would_displace() {
+        // ten entries of 100 bytes, all asked for 4 times but the one in the
+        // lowest shard, which is therefore the next victim (the eviction
+        // cursor starts at shard 0)
+        let m = Manager::new(1_000, 10);
+        let shard = |i: u64| crate::digest_map::shard_index(&key(i).combined_bin(), lru::SHARDS);
+        let cold = (0..10).min_by_key(|&i| shard(i)).unwrap();
+        for i in 0..10 {
+            m.admit(key(i), 100, never());
+        }
+        for _ in 0..3 {
+            for i in (0..10).filter(|&i| i != cold) {
+                assert!(m.access(&key(i), 100, never()));
+            }
+        }
+        // a candidate of 500 bytes asked for three times beats the cold
+        // entry but not the popular ones it would also displace
+        for _ in 0..2 {
+            m.sketch.increment(&key(50).combined_bin());
+        }
+        assert!(!m.count_and_check(&key(50), 500));
+        assert_eq!(m.total_items(), 10);
+        // one of 100 bytes asked for as often displaces only the cold one
+        for _ in 0..2 {
+            m.sketch.increment(&key(51).combined_bin());
+        }
+        assert!(m.count_and_check(&key(51), 100));
+        assert_eq!(m.admit_checked(key(51), 100, never()), vec![key(cold)]);
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! bytes, tens of nanoseconds): decoding is a function of those bytes
 //! alone, so equal bytes give an equal meta whichever entry they came
 //! from, and the table needs no hold on any entry. The slot keeps its own
-//! copy of the bytes; the table holds at most [`SLOTS`] metas and copies.
+//! copy of the bytes. Only metas of at most [`KEPT_MAX`] serialized bytes
+//! are kept (nearly all: an origin's 7-line header is about 270), so the
+//! table holds at most [`SLOTS`] such metas and copies, about 12 MiB
+//! however large the headers it is given; a larger meta is decoded on
+//! every hit.
 //!
 //! Slots are [`ArcSwapOption`]s: a hit reads its slot without a lock, and a
 //! decode replaces the slot's content with one atomic swap.
@@ -29,8 +33,13 @@ use crate::meta::CacheMeta;
 /// Number of slots: the number of hot entries whose metas stay decoded.
 /// Each full slot holds 8 bytes of pointer, one decoded meta (about 700
 /// bytes for a 7-line header) and a copy of its serialized form (about
-/// 270): about 1 MiB when every slot is full.
+/// 270): about 1 MiB when every slot is full of such metas.
 pub(crate) const SLOTS: usize = 1024;
+
+/// The largest serialized meta kept in a slot, in bytes. Its decoded form
+/// is about twice as large (the header's bytes, a map and the positions
+/// of its lines).
+pub(crate) const KEPT_MAX: usize = 4096;
 
 /// One decoded meta and the bytes it was decoded from.
 struct Decoded {
@@ -69,6 +78,9 @@ impl DecodedMetas {
             }
         }
         let meta = decode(bytes)?;
+        if bytes.len() > KEPT_MAX {
+            return Ok(meta);
+        }
         slot.store(Some(Arc::new(Decoded {
             bytes: bytes.into(),
             meta: meta.clone(),
@@ -127,6 +139,27 @@ mod tests {
             Ok(meta(500))
         });
         assert_eq!(seen.as_deref(), Some(&third[..]));
+    }
+
+    #[test]
+    fn a_large_meta_is_decoded_every_time_and_not_kept() {
+        let table = DecodedMetas::new();
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("x-big", "v".repeat(KEPT_MAX)).unwrap();
+        let now = SystemTime::now();
+        let big = CacheMeta::new(now, now, 0, 0, h).serialize();
+        assert!(big.len() > KEPT_MAX);
+        let decodes = Cell::new(0);
+        for _ in 0..2 {
+            table
+                .get_or_decode(&[3; 16], &big, |b| {
+                    decodes.set(decodes.get() + 1);
+                    CacheMeta::deserialize(b)
+                })
+                .unwrap();
+        }
+        assert_eq!(decodes.get(), 2);
+        assert!(table.slots[slot_index(&[3; 16])].load().is_none());
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //!   in-memory storage does, except that the decoded metas of recently
 //!   hit entries stay in a fixed table of 1,024: `decoded.rs`), and its
 //!   body. A body of at most
-//!   [`INLINE_MAX`] bytes is copied once, when the fill finishes, into the
-//!   same buffer as the meta, of their exact size (which keeps small entries
+//!   [`INLINE_MAX`] bytes is gathered with the meta when the fill finishes
+//!   and copied into the entry's allocation, of their exact size (which
+//!   keeps small entries
 //!   small and releases whatever larger buffers the writer's pieces were cut
 //!   from); a hit reads it as `Bytes` that hold a reference to the entry.
 //!   A larger body keeps the writer's `Bytes` pieces as they are, except
@@ -144,11 +145,7 @@ impl Stored {
     /// in all.
     fn new(meta: &[u8], pieces: Vec<Bytes>, len: usize) -> Stored {
         if len <= INLINE_MAX {
-            let mut body = Vec::with_capacity(len);
-            for p in &pieces {
-                body.extend_from_slice(p);
-            }
-            return Stored::of(meta, &body, None);
+            return Stored::of(meta, &pieces, None);
         }
         let large = if len >= FILE_BODY_MIN {
             FileBody::from_pieces(&pieces, len)
@@ -164,19 +161,24 @@ impl Stored {
             pieces: pieces.into_boxed_slice(),
             len,
         });
-        Stored::of(meta, &[], Some(Arc::new(large)))
+        Stored::of(meta, &[] as &[&[u8]], Some(Arc::new(large)))
     }
 
-    /// An entry of `meta` followed by `body` (empty for a large one).
-    fn of(meta: &[u8], body: &[u8], large: Option<Arc<Large>>) -> Stored {
-        // a serialized meta is far below 4 GiB (a header block past the
-        // proxy's limits is never accepted); saturating keeps a meta that
-        // somehow is not an entry whose meta does not read back
+    /// An entry of `meta` followed by the inline body `body` (its pieces;
+    /// none for a large one). The bytes are gathered once and copied into
+    /// the entry's allocation.
+    fn of(meta: &[u8], body: &[impl AsRef<[u8]>], large: Option<Arc<Large>>) -> Stored {
+        // a serialized meta is far below 4 GiB (header blocks are limited
+        // to kilobytes); one of 4 GiB or more would be cut short here, fail
+        // to decode and make its hits errors, never a wrong response
         let meta_len = u32::try_from(meta.len()).unwrap_or(u32::MAX);
-        let mut bytes = Vec::with_capacity(META_LEN_BYTES + meta.len() + body.len());
+        let body_len: usize = body.iter().map(|p| p.as_ref().len()).sum();
+        let mut bytes = Vec::with_capacity(META_LEN_BYTES + meta.len() + body_len);
         bytes.extend_from_slice(&meta_len.to_le_bytes());
         bytes.extend_from_slice(meta);
-        bytes.extend_from_slice(body);
+        for p in body {
+            bytes.extend_from_slice(p.as_ref());
+        }
         Stored(ThinArc::from_header_and_slice(large, &bytes))
     }
 
@@ -184,18 +186,25 @@ impl Stored {
         self.0.header.header.as_deref()
     }
 
-    /// Where the meta ends and the body starts in the bytes.
+    /// Where the meta ends and the body starts in the bytes (at most their
+    /// length).
     fn body_start(&self) -> usize {
         let bytes = &self.0.slice;
-        let mut len = [0u8; META_LEN_BYTES];
-        // every entry starts with its meta's length (`Stored::of`)
-        len.copy_from_slice(&bytes[..META_LEN_BYTES]);
-        (META_LEN_BYTES + u32::from_le_bytes(len) as usize).min(bytes.len())
+        // every entry starts with its meta's length (`Stored::of`); read
+        // without assuming it, as 0, should that ever not hold
+        let meta_len = bytes
+            .get(..META_LEN_BYTES)
+            .and_then(|b| <[u8; META_LEN_BYTES]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes);
+        (META_LEN_BYTES + meta_len as usize).min(bytes.len())
     }
 
     /// The serialized meta.
     fn meta_bytes(&self) -> &[u8] {
-        &self.0.slice[META_LEN_BYTES..self.body_start()]
+        self.0
+            .slice
+            .get(META_LEN_BYTES..self.body_start())
+            .unwrap_or_default()
     }
 
     /// An inline body (empty for a large one).
@@ -223,7 +232,7 @@ impl Stored {
     /// A new entry of `meta` (serialized) with this entry's body (an inline
     /// body is small enough to copy; a large one is shared).
     fn with_meta(&self, meta: &[u8]) -> Stored {
-        Stored::of(meta, self.inline_body(), self.0.header.header.clone())
+        Stored::of(meta, &[self.inline_body()], self.0.header.header.clone())
     }
 }
 

@@ -304,6 +304,23 @@ async fn update_meta_keeps_the_body() {
 }
 
 #[tokio::test]
+async fn update_meta_shares_a_large_body_and_keeps_its_file() {
+    let cache = leak();
+    // one in pieces (over 16 KiB) and one in a memfd (128 KiB and more)
+    for (path, len) in [("/pieces", INLINE_MAX + 10), ("/file", FILE_BODY_MIN + 10)] {
+        let key = CacheKey::new("ns", path, "");
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        store(cache, &key, "before", &[&body]).await;
+        assert!(cache.update_meta(&key, &meta("after")).await.unwrap());
+        let (m, mut hit) = cache.lookup(&key).await.unwrap().unwrap();
+        assert_eq!(tag(&m), "after");
+        assert_eq!(hit.body_len(), Some(len));
+        assert_eq!(hit.body_file().is_some(), len >= FILE_BODY_MIN, "{path}");
+        assert_eq!(read_all(&mut hit).await.unwrap(), body);
+    }
+}
+
+#[tokio::test]
 async fn purge_removes_the_entry_and_an_invalidation_stops_a_fill() {
     let cache = leak();
     let key = CacheKey::new("ns", "/purge", "tag");
@@ -441,14 +458,14 @@ fn an_entry_is_a_thin_pointer_to_its_meta_and_body() {
     assert_eq!(std::mem::size_of::<Stored>(), 8);
     // the count, the large body and the length: a word each
     assert_eq!(std::mem::size_of::<Option<Arc<Large>>>(), 8);
-    let e = Stored::of(b"abc", b"defg", None);
+    let e = Stored::of(b"abc", &[&b"de"[..], &b"fg"[..]], None);
     assert_eq!(
         (e.meta_bytes(), e.inline_body()),
         (&b"abc"[..], &b"defg"[..])
     );
     assert_eq!(e.body_len(), 4);
     assert_eq!(e.size(), 7 + ENTRY_OVERHEAD);
-    let empty = Stored::of(b"", b"", None);
+    let empty = Stored::of(b"", &[] as &[&[u8]], None);
     assert_eq!((empty.meta_bytes(), empty.body_len()), (&b""[..], 0));
 }
 

@@ -86,9 +86,9 @@ impl TieredCache {
         }
     }
 
-    /// The largest body, in bytes, copied into the memory tier (by a
-    /// fill; a disk hit is promoted only below 128 KiB, see the module
-    /// docs).
+    /// The largest body, in bytes, copied into the memory tier, by a fill
+    /// or a promoted disk hit, when the admission takes it (default: 1/8
+    /// of the tier).
     pub fn with_promote_max(mut self, bytes: usize) -> Self {
         self.promote_max = bytes;
         self
@@ -441,6 +441,43 @@ mod tests {
         assert_eq!(read_all(&mut hit).await, body);
         let (_, mut hit) = cache.lookup(&large).await.unwrap().unwrap();
         assert_eq!(read_all(&mut hit).await, body, "a hit from memory");
+    }
+
+    #[tokio::test]
+    async fn a_large_disk_hit_does_not_displace_entries_more_popular_than_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let large = CacheKey::new("ns", "/large", "");
+        let body: Vec<u8> = (0..FILE_BODY_MIN + 5000).map(|i| (i % 251) as u8).collect();
+        let fillers: Vec<_> = (0..8)
+            .map(|i| CacheKey::new("ns", format!("/filler/{i}"), ""))
+            .collect();
+        {
+            let cache = leak(dir.path(), 1 << 20);
+            store(cache, &large, "l", &body).await;
+            for f in &fillers {
+                store(cache, f, "f", &vec![5u8; 120_000]).await;
+            }
+        }
+        let disk = DiskCache::new(dir.path(), 1 << 30).unwrap();
+        let cache: &'static TieredCache = Box::leak(Box::new(
+            TieredCache::new(disk, 1 << 20).with_promote_max(1 << 20),
+        ));
+        // every filler promoted, then asked for four times in all
+        for _ in 0..4 {
+            for f in &fillers {
+                let (_, mut hit) = cache.lookup(f).await.unwrap().unwrap();
+                assert_eq!(read_all(&mut hit).await.len(), 120_000);
+            }
+        }
+        let held = cache.memory.len();
+        // asked for three times: more than none, less than the fillers it
+        // would displace (two of them), so it stays on disk
+        for _ in 0..3 {
+            let (_, mut hit) = cache.lookup(&large).await.unwrap().unwrap();
+            assert_eq!(read_all(&mut hit).await, body);
+        }
+        assert!(cache.memory.lookup(&large).await.unwrap().is_none());
+        assert_eq!(cache.memory.len(), held);
     }
 
     #[tokio::test]
