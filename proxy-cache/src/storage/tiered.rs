@@ -32,7 +32,9 @@
 //!   warm), where promoting every memory-tier miss cost 703 µs per 1 MiB
 //!   hit. Stale entries that an earlier load made frequent give way the
 //!   same way, one warm tie at a time. Fills still put such bodies in
-//!   memory when admitted: their bytes are at hand.
+//!   memory when admitted: their bytes are at hand. A key is promoted by
+//!   one request at a time: others that hit it meanwhile are served from
+//!   disk instead of each copying the same body.
 //! - **Fill**: written to the disk tier (which streams it to readers);
 //!   bodies up to the promotion limit are also kept in memory while being
 //!   written and, when the fill finishes on disk and the admission takes
@@ -51,13 +53,18 @@
 
 use std::any::Any;
 
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use proxy_core::error::Result;
 
+use crate::digest_map::DigestHasher;
 use crate::eviction::tinylfu::Manager as TinyLfu;
 use crate::eviction::EvictionManager;
-use crate::key::{CacheKey, CompactCacheKey};
+use crate::key::{CacheKey, CompactCacheKey, HashBinary};
 use crate::meta::CacheMeta;
 use crate::storage::disk::DiskCache;
 use crate::storage::memory::{entry_size, MemCache};
@@ -69,6 +76,22 @@ pub struct TieredCache {
     memory_lru: TinyLfu,
     promote_max: usize,
     disk: DiskCache,
+    /// Digests of the disk hits being copied into memory right now.
+    promoting: Mutex<HashSet<HashBinary, BuildHasherDefault<DigestHasher>>>,
+}
+
+/// One promotion in progress: its digest leaves
+/// [`TieredCache::promoting`] when this is dropped (finished, failed or
+/// cancelled).
+struct Promotion<'a> {
+    cache: &'a TieredCache,
+    digest: HashBinary,
+}
+
+impl Drop for Promotion<'_> {
+    fn drop(&mut self) {
+        self.cache.promoting.lock().remove(&self.digest);
+    }
 }
 
 impl TieredCache {
@@ -83,7 +106,22 @@ impl TieredCache {
             memory_lru: TinyLfu::new(memory_bytes, memory_bytes / 512),
             promote_max: memory_bytes / 8,
             disk,
+            promoting: Mutex::default(),
         }
+    }
+
+    /// Claims the promotion of `key`, or `None` when another request is
+    /// promoting it already: that one's copy will serve the next hits, and
+    /// a second copy of the same body (a read of the file and, for a large
+    /// body, a new memfd) would only be dropped.
+    fn start_promotion(&self, key: &CacheKey) -> Option<Promotion<'_>> {
+        let digest = key.combined_bin();
+        // the lock is released before a `Promotion` exists: its drop locks
+        let claimed = self.promoting.lock().insert(digest);
+        claimed.then(|| Promotion {
+            cache: self,
+            digest,
+        })
     }
 
     /// The largest body, in bytes, copied into the memory tier, by a fill
@@ -165,6 +203,9 @@ impl Storage for TieredCache {
                 if !self.admits(key, &meta, len) {
                     return Ok(Some((meta, hit)));
                 }
+                let Some(_promotion) = self.start_promotion(key) else {
+                    return Ok(Some((meta, hit)));
+                };
                 let mut body = Vec::new();
                 while let Some(piece) = hit.read_body().await? {
                     body.push(piece);
@@ -441,6 +482,24 @@ mod tests {
         assert_eq!(read_all(&mut hit).await, body);
         let (_, mut hit) = cache.lookup(&large).await.unwrap().unwrap();
         assert_eq!(read_all(&mut hit).await, body, "a hit from memory");
+    }
+
+    #[test]
+    fn a_key_is_promoted_by_one_request_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = leak(dir.path(), 1 << 20);
+        let key = CacheKey::new("ns", "/p", "");
+        let first = cache.start_promotion(&key).expect("the first claims it");
+        assert!(
+            cache.start_promotion(&key).is_none(),
+            "the second serves from disk"
+        );
+        assert!(cache
+            .start_promotion(&CacheKey::new("ns", "/other", ""))
+            .is_some());
+        drop(first);
+        assert!(cache.start_promotion(&key).is_some(), "released when done");
+        assert!(cache.promoting.lock().is_empty());
     }
 
     #[tokio::test]
