@@ -133,7 +133,7 @@ impl<T: Default> LruList<T> {
         &mut self,
         spare: Option<&HashBinary>,
     ) -> Option<(HashBinary, T)> {
-        let digest = self.tail_digest()?;
+        let (digest, _) = self.tail()?;
         if spare == Some(&digest) {
             return None;
         }
@@ -154,14 +154,6 @@ impl<T: Default> LruList<T> {
     pub(crate) fn tail(&self) -> Option<(HashBinary, &T)> {
         let n = self.nodes.get(self.tail as usize)?;
         Some((n.digest, &n.value))
-    }
-
-    /// The digest of the least recent value.
-    pub(crate) fn tail_digest(&self) -> Option<HashBinary> {
-        if self.tail == NIL {
-            return None;
-        }
-        Some(self.nodes[self.tail as usize].digest)
     }
 
     /// Every digest and value, most recent first.
@@ -294,7 +286,7 @@ mod tests {
         l.insert_head([1; 16], 1u32);
         l.insert_head([2; 16], 2);
         assert_eq!(l.insert_head([1; 16], 10), Some(1));
-        assert_eq!(l.tail_digest(), Some([2; 16]));
+        assert_eq!(l.tail(), Some(([2; 16], &2)));
         assert_eq!(l.len(), 2);
     }
 }

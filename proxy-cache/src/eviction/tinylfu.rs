@@ -100,10 +100,11 @@ impl Manager {
     /// Counts one access of `item` and says whether [`admit`] would keep
     /// it now at `size` bytes: the budget has room, `item` is already
     /// tracked, or it is more frequent than the entries the LRU would
-    /// evict for it. A `false` counts as a rejection. For a caller that stores only
-    /// what will be kept (a tiered cache deciding whether to copy a disk hit
-    /// into memory): on `true` it stores the entry, then tracks it with
-    /// [`Manager::admit_checked`], so the access is counted once.
+    /// evict for it. A `false` counts as a rejection. For a caller that
+    /// stores only what will be kept (a tiered cache deciding whether to
+    /// copy a disk hit into memory): on `true` it stores the entry, then
+    /// tracks it with [`Manager::admit_checked`], so the access is counted
+    /// once.
     ///
     /// [`admit`]: EvictionManager::admit
     pub fn count_and_check(&self, item: &CompactCacheKey, size: usize) -> bool {

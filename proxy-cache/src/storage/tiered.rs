@@ -362,6 +362,34 @@ mod tests {
         Box::leak(Box::new(TieredCache::new(disk, memory)))
     }
 
+    /// A restarted cache on `dir` with a memory tier of 1 MiB that
+    /// promotes bodies of up to 1 MiB, whose disk holds `/large` (a body of
+    /// `FILE_BODY_MIN + 5000` bytes, returned), `/small` (1,000 bytes of 3)
+    /// and eight fillers of 120,000 bytes of 5 (returned): under 128 KiB,
+    /// promoted by the admission, and together leaving the tier less room
+    /// than the large body needs.
+    async fn large_beside_fillers(
+        dir: &std::path::Path,
+    ) -> (&'static TieredCache, Vec<u8>, Vec<CacheKey>) {
+        let body: Vec<u8> = (0..FILE_BODY_MIN + 5000).map(|i| (i % 251) as u8).collect();
+        let fillers: Vec<_> = (0..8)
+            .map(|i| CacheKey::new("ns", format!("/filler/{i}"), ""))
+            .collect();
+        {
+            let cache = leak(dir, 1 << 20);
+            store(cache, &CacheKey::new("ns", "/large", ""), "l", &body).await;
+            store(cache, &CacheKey::new("ns", "/small", ""), "s", &[3; 1000]).await;
+            for f in &fillers {
+                store(cache, f, "f", &[5; 120_000]).await;
+            }
+        }
+        let disk = DiskCache::new(dir, 1 << 30).unwrap();
+        let cache = Box::leak(Box::new(
+            TieredCache::new(disk, 1 << 20).with_promote_max(1 << 20),
+        ));
+        (cache, body, fillers)
+    }
+
     #[tokio::test]
     async fn empty_bodies_stay_within_the_memory_budget_on_fill_and_on_promotion() {
         let dir = tempfile::tempdir().unwrap();
@@ -506,21 +534,7 @@ mod tests {
     async fn a_large_disk_hit_does_not_displace_entries_more_popular_than_it() {
         let dir = tempfile::tempdir().unwrap();
         let large = CacheKey::new("ns", "/large", "");
-        let body: Vec<u8> = (0..FILE_BODY_MIN + 5000).map(|i| (i % 251) as u8).collect();
-        let fillers: Vec<_> = (0..8)
-            .map(|i| CacheKey::new("ns", format!("/filler/{i}"), ""))
-            .collect();
-        {
-            let cache = leak(dir.path(), 1 << 20);
-            store(cache, &large, "l", &body).await;
-            for f in &fillers {
-                store(cache, f, "f", &vec![5u8; 120_000]).await;
-            }
-        }
-        let disk = DiskCache::new(dir.path(), 1 << 30).unwrap();
-        let cache: &'static TieredCache = Box::leak(Box::new(
-            TieredCache::new(disk, 1 << 20).with_promote_max(1 << 20),
-        ));
+        let (cache, body, fillers) = large_beside_fillers(dir.path()).await;
         // every filler promoted, then asked for four times in all
         for _ in 0..4 {
             for f in &fillers {
@@ -544,25 +558,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let large = CacheKey::new("ns", "/large", "");
         let small = CacheKey::new("ns", "/small", "");
-        let body: Vec<u8> = (0..FILE_BODY_MIN + 5000).map(|i| (i % 251) as u8).collect();
-        // a memory tier of 1 MiB that promotes bodies of up to 1 MiB, and
-        // eight bodies of 120,000 bytes (under 128 KiB: promoted by the
-        // admission) that leave it less room than the large body needs
-        let fillers: Vec<_> = (0..8)
-            .map(|i| CacheKey::new("ns", format!("/filler/{i}"), ""))
-            .collect();
-        {
-            let cache = leak(dir.path(), 1 << 20);
-            store(cache, &large, "l", &body).await;
-            store(cache, &small, "s", &[3; 1000]).await;
-            for f in &fillers {
-                store(cache, f, "f", &vec![5u8; 120_000]).await;
-            }
-        }
-        let disk = DiskCache::new(dir.path(), 1 << 30).unwrap();
-        let cache: &'static TieredCache = Box::leak(Box::new(
-            TieredCache::new(disk, 1 << 20).with_promote_max(1 << 20),
-        ));
+        let (cache, body, fillers) = large_beside_fillers(dir.path()).await;
         // fill the memory tier with small promotions until a large body no
         // longer fits without evicting
         for f in &fillers {
