@@ -26,6 +26,68 @@ pub static HOP_BY_HOP_FIELDS: [HeaderName; 7] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// What a message's `Connection` field lists (RFC 9110 §7.6.1, RFC 9112
+/// §9.3), over all its field lines: the connection options `close`,
+/// `keep-alive` and `upgrade`, and whether it names anything else (a
+/// further hop-by-hop field to remove). Tokens compare case-insensitively,
+/// with the spaces around them ignored (RFC 9110 §5.6.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTokens(u8);
+
+impl ConnectionTokens {
+    const CLOSE: u8 = 1;
+    const KEEP_ALIVE: u8 = 1 << 1;
+    const UPGRADE: u8 = 1 << 2;
+    const OTHER: u8 = 1 << 3;
+
+    /// The tokens of one `Connection` field value (a comma-separated list).
+    pub fn of_value(value: &[u8]) -> Self {
+        let bits = value.split(|b| *b == b',').fold(0, |bits, token| {
+            let token = token.trim_ascii();
+            bits | if token.is_empty() {
+                0
+            } else if token.eq_ignore_ascii_case(b"close") {
+                Self::CLOSE
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                Self::KEEP_ALIVE
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                Self::UPGRADE
+            } else {
+                Self::OTHER
+            }
+        });
+        ConnectionTokens(bits)
+    }
+
+    /// Both lists' tokens (two field lines of one message).
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        ConnectionTokens(self.0 | other.0)
+    }
+
+    /// `close` is listed: the sender closes the connection after this
+    /// message (RFC 9112 §9.6).
+    pub fn close(self) -> bool {
+        self.0 & Self::CLOSE != 0
+    }
+
+    /// `keep-alive` is listed (what an HTTP/1.0 message needs to persist).
+    pub fn keep_alive(self) -> bool {
+        self.0 & Self::KEEP_ALIVE != 0
+    }
+
+    /// `upgrade` is listed (RFC 9110 §7.8).
+    pub fn upgrade(self) -> bool {
+        self.0 & Self::UPGRADE != 0
+    }
+
+    /// Some token other than the three options is listed: a field name that
+    /// the message's next hop must not receive.
+    pub fn names_other_fields(self) -> bool {
+        self.0 & Self::OTHER != 0
+    }
+}
+
 /// Field values by name, in the order received (RFC 9110 §5.3: several field
 /// lines with one name form one comma-separated list, in order).
 pub trait FieldLines {
@@ -62,6 +124,15 @@ pub trait FieldLines {
     fn hop_by_hop_present(&self) -> u8 {
         // seven names: the bits fit
         self.fields_present(&HOP_BY_HOP_FIELDS) as u8
+    }
+
+    /// What the `Connection` field lines list, together. The default reads
+    /// them; a head as received knows it from its parse.
+    fn connection_tokens(&self) -> ConnectionTokens {
+        self.field_values(&http::header::CONNECTION)
+            .fold(ConnectionTokens::default(), |t, v| {
+                t.union(ConnectionTokens::of_value(v))
+            })
     }
 }
 
@@ -127,6 +198,13 @@ impl<'a> HeadLines<'a> {
             HeadLines::Map(m) => m.hop_by_hop_present(),
         }
     }
+
+    pub(crate) fn connection_tokens(self) -> ConnectionTokens {
+        match self {
+            HeadLines::Received(f) => f.connection_tokens(),
+            HeadLines::Map(m) => m.connection_tokens(),
+        }
+    }
 }
 
 /// `impl FieldLines` for a header type with a `lines(&self) -> HeadLines`
@@ -157,6 +235,10 @@ macro_rules! field_lines_through_lines {
             fn hop_by_hop_present(&self) -> u8 {
                 self.lines().hop_by_hop_present()
             }
+
+            fn connection_tokens(&self) -> $crate::http::ConnectionTokens {
+                self.lines().connection_tokens()
+            }
         }
     };
 }
@@ -183,6 +265,18 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for OneOf<A, B> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn connection_tokens_are_read_from_every_line_in_any_case() {
+        let t = ConnectionTokens::of_value(b" , Close,UPGRADE ,,");
+        assert!(t.close() && t.upgrade() && !t.keep_alive() && !t.names_other_fields());
+        let mut h = HMap::new();
+        assert_eq!(h.connection_tokens(), ConnectionTokens::default());
+        h.append("connection", HeaderValue::from_static("keep-alive"));
+        h.append("connection", HeaderValue::from_static("X-Trace"));
+        let t = h.connection_tokens();
+        assert!(t.keep_alive() && t.names_other_fields() && !t.close());
+    }
 
     #[test]
     fn a_header_map_yields_every_value_and_a_name_per_line() {

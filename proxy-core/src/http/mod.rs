@@ -27,7 +27,7 @@ mod response;
 mod syntax;
 
 pub use case::{CaseHeaderName, IntoCaseHeaderName};
-pub use field_lines::{FieldLines, HOP_BY_HOP_FIELDS};
+pub use field_lines::{ConnectionTokens, FieldLines, HOP_BY_HOP_FIELDS};
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 pub use request::RequestHeader;
 pub use response::ResponseHeader;

@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 
 use super::case::{CaseHeaderName, CaseMap};
+use super::field_lines::ConnectionTokens;
 use super::HMap;
 use crate::error::{Error, ErrorType, Result};
 
@@ -117,6 +118,9 @@ static KNOWN: [HeaderName; 17] = [
     http::header::HOST,
     http::header::EXPECT,
 ];
+
+/// `Connection`'s number in [`KNOWN`].
+const CONNECTION_ID: u8 = 1;
 
 /// The known name numbered `id` (1..=17).
 #[inline]
@@ -251,9 +255,74 @@ pub(crate) struct RawFields {
     added: Vec<AddedLine>,
     /// Bit `n` set: a line with known name `n` is present (received or added).
     present: u32,
+    /// What the `Connection` lines list, read once as they are parsed or added.
+    connection: ConnectionTokens,
+}
+
+/// The field lines of a head as the parser found them in its read buffer,
+/// before the head's bytes are split off and frozen: where each name and
+/// value lies, recorded in the one pass over the parser's output.
+pub(crate) struct ParsedLines {
+    lines: Vec<RawLine>,
+    present: u32,
+    connection: ConnectionTokens,
+    /// The end of the last line recorded (a byte offset in the buffer).
+    end: u32,
+}
+
+impl ParsedLines {
+    /// The lines of `headers`, which the parser returned as subslices of
+    /// `buf` (an empty name or value, whose address may lie anywhere, is
+    /// recorded as empty). `None` if a name or value lies outside `buf`, or
+    /// past 4 GiB.
+    pub(crate) fn record(buf: &[u8], headers: &[httparse::Header<'_>]) -> Option<ParsedLines> {
+        let offsets = |part: &[u8]| -> Option<(u32, u32)> {
+            if part.is_empty() {
+                return Some((0, 0));
+            }
+            let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+            let end = start.checked_add(part.len()).filter(|&e| e <= buf.len())?;
+            Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+        };
+        let mut parsed = ParsedLines {
+            lines: Vec::with_capacity(headers.len()),
+            present: 0,
+            connection: ConnectionTokens::default(),
+            end: 0,
+        };
+        for h in headers {
+            let name = h.name.as_bytes();
+            let known = known_id(name);
+            parsed.present |= 1 << known;
+            if known == CONNECTION_ID {
+                let listed = ConnectionTokens::of_value(h.value);
+                parsed.connection = parsed.connection.union(listed);
+            }
+            let line = RawLine {
+                name: offsets(name)?,
+                value: offsets(h.value)?,
+                known,
+            };
+            parsed.end = parsed.end.max(line.name.1).max(line.value.1);
+            parsed.lines.push(line);
+        }
+        Some(parsed)
+    }
 }
 
 impl RawFields {
+    /// Fields over `head`, the frozen front of the buffer `lines` were
+    /// recorded in. `None` if a line lies past the end of `head`.
+    pub(crate) fn parsed(head: Bytes, lines: ParsedLines) -> Option<Self> {
+        (lines.end as usize <= head.len()).then_some(RawFields {
+            head,
+            lines: lines.lines,
+            added: Vec::new(),
+            present: lines.present,
+            connection: lines.connection,
+        })
+    }
+
     /// Fields over `head`, the frozen bytes the ranges were parsed from.
     /// Returns `None` if a range lies outside `head` (it cannot when the
     /// ranges come from parsing those very bytes).
@@ -268,20 +337,27 @@ impl RawFields {
                 .flatten()
         };
         let mut present = 0u32;
+        let mut connection = ConnectionTokens::default();
         for (name, value) in ranges {
             let known = known_id(head.get(name.clone()).unwrap_or_default());
             present |= 1 << known;
-            lines.push(RawLine {
+            let line = RawLine {
                 name: within(&name)?,
                 value: within(&value)?,
                 known,
-            });
+            };
+            if known == CONNECTION_ID {
+                let value = head.get(value).unwrap_or_default();
+                connection = connection.union(ConnectionTokens::of_value(value));
+            }
+            lines.push(line);
         }
         Some(RawFields {
             head,
             lines,
             added: Vec::new(),
             present,
+            connection,
         })
     }
 
@@ -324,7 +400,12 @@ impl RawFields {
 
     /// Add a line after the others (`name` is `case` validated).
     pub(crate) fn add(&mut self, case: CaseHeaderName, name: HeaderName, value: HeaderValue) {
-        self.present |= 1 << known_id_of(&name);
+        let known = known_id_of(&name);
+        self.present |= 1 << known;
+        if known == CONNECTION_ID {
+            let listed = ConnectionTokens::of_value(value.as_bytes());
+            self.connection = self.connection.union(listed);
+        }
         self.added.push(AddedLine { case, name, value });
     }
 
@@ -335,6 +416,11 @@ impl RawFields {
             0 => self.values(name).next().is_some(),
             k => self.present & (1 << k) != 0,
         }
+    }
+
+    /// What the `Connection` lines list.
+    pub(crate) fn connection_tokens(&self) -> ConnectionTokens {
+        self.connection
     }
 
     /// Which of [`HOP_BY_HOP_FIELDS`](super::HOP_BY_HOP_FIELDS) are present, a bit each in its
@@ -369,6 +455,9 @@ impl RawFields {
                 return false;
             }
             self.present &= !(1 << known);
+            if known == CONNECTION_ID {
+                self.connection = ConnectionTokens::default();
+            }
         }
         let before = self.lines.len() + self.added.len();
         self.added.retain(|a| a.name != *name);
@@ -534,7 +623,7 @@ impl<'a> Iterator for RawValues<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::HOP_BY_HOP_FIELDS;
+    use super::super::{FieldLines, HOP_BY_HOP_FIELDS};
     use super::*;
 
     fn fields(head: &'static [u8], lines: &[(&str, &str)]) -> RawFields {
@@ -658,6 +747,36 @@ mod tests {
             assert_eq!(candidate_of(k), i as u8 + 1, "{k:?}");
             assert!(k.iter().all(|b| b.is_ascii_lowercase() || *b == b'-'));
         }
+    }
+
+    #[test]
+    fn connection_tokens_follow_the_lines_as_parsed_added_and_removed() {
+        let mut f = fields(
+            b"Connection: Keep-Alive , x-trace\r\nX-A: 1\r\nconnection: close\r\n",
+            &[
+                ("Connection", "Keep-Alive , x-trace"),
+                ("X-A", "1"),
+                ("connection", "close"),
+            ],
+        );
+        let t = f.connection_tokens();
+        assert!(t.keep_alive() && t.close() && t.names_other_fields() && !t.upgrade());
+        assert_eq!(
+            t,
+            HMap::from_iter([(
+                http::header::CONNECTION,
+                HeaderValue::from_static("Keep-Alive , x-trace")
+            ),])
+            .connection_tokens()
+            .union(ConnectionTokens::of_value(b"close"))
+        );
+        assert!(f.remove(&http::header::CONNECTION));
+        assert_eq!(f.connection_tokens(), ConnectionTokens::default());
+        let name = http::header::CONNECTION;
+        let case = CaseHeaderName::new(Bytes::from_static(b"Connection"));
+        f.add(case, name, HeaderValue::from_static("upgrade"));
+        let t = f.connection_tokens();
+        assert!(t.upgrade() && !t.close() && !t.keep_alive() && !t.names_other_fields());
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::http::{FieldLines, HMap, RequestHeader, ResponseHeader, HOP_BY_HOP_FI
 /// usually no allocation).
 fn listed_in_connection(headers: &impl FieldLines) -> Vec<HeaderName> {
     let mut names = Vec::new();
+    if !headers.connection_tokens().names_other_fields() {
+        // only connection options (`close`, `keep-alive`, `upgrade`)
+        return names;
+    }
     for v in headers.field_values(&header::CONNECTION) {
         for token in v.split(|b| *b == b',') {
             let token = token.trim_ascii();

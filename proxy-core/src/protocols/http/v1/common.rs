@@ -101,13 +101,13 @@ fn value_has_token(v: &[u8], token: &str) -> bool {
 /// persistent connection. HTTP/1.1 is persistent unless `Connection: close`;
 /// HTTP/1.0 only with `Connection: keep-alive`; anything older never.
 pub fn is_keepalive(version: Version, headers: &impl FieldLines) -> bool {
-    let conn = http::header::CONNECTION;
-    if header_has_token(headers, &conn, "close") {
+    let tokens = headers.connection_tokens();
+    if tokens.close() {
         return false;
     }
     match version {
         Version::HTTP_11 => true,
-        Version::HTTP_10 => header_has_token(headers, &conn, "keep-alive"),
+        Version::HTTP_10 => tokens.keep_alive(),
         _ => false,
     }
 }
@@ -117,7 +117,7 @@ pub fn is_keepalive(version: Version, headers: &impl FieldLines) -> bool {
 pub fn is_upgrade(version: Version, headers: &impl FieldLines) -> bool {
     version == Version::HTTP_11
         && headers.has_field(&http::header::UPGRADE)
-        && header_has_token(headers, &http::header::CONNECTION, "upgrade")
+        && headers.connection_tokens().upgrade()
 }
 
 /// RFC 9112 §6.3 rule 5: the message's Content-Length, if it has one.
@@ -307,7 +307,11 @@ pub(crate) async fn read_more(
     what: &'static str,
 ) -> Result<usize> {
     let spare = buf.capacity() - buf.len();
-    if spare < want.min(4096) {
+    if buf.capacity() == 0 {
+        // a buffer released while idle: a fresh allocation, without
+        // `reserve`'s checks for an allocation to reclaim
+        *buf = BytesMut::with_capacity(want);
+    } else if spare < want.min(4096) {
         // Reclaims the buffer's own allocation when every piece split off it
         // has been dropped (the steady state of a streamed body: no
         // allocation per read); allocates otherwise.
