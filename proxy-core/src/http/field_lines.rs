@@ -42,6 +42,13 @@ impl ConnectionTokens {
 
     /// The tokens of one `Connection` field value (a comma-separated list).
     pub fn of_value(value: &[u8]) -> Self {
+        // the usual values, as usually spelled, without splitting
+        match value {
+            b"keep-alive" | b"Keep-Alive" => return ConnectionTokens(Self::KEEP_ALIVE),
+            b"close" | b"Close" => return ConnectionTokens(Self::CLOSE),
+            b"upgrade" | b"Upgrade" => return ConnectionTokens(Self::UPGRADE),
+            _ => {}
+        }
         let bits = value.split(|b| *b == b',').fold(0, |bits, token| {
             let token = token.trim_ascii();
             bits | if token.is_empty() {

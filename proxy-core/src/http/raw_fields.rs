@@ -507,10 +507,32 @@ impl RawFields {
             .map(|a| a.case.as_slice().len() + a.value.len() + 4)
             .sum();
         buf.reserve(size + added);
+        // Received lines that lie in `head` as they are written here (`Name:
+        // value`, one CRLF to the next line) are copied as one run: one copy
+        // for a head passed on unchanged, instead of four per line.
+        let mut run: Option<(u32, u32)> = None;
         for l in &self.lines {
-            buf.put_slice(self.bytes(l.name));
-            buf.put_slice(b": ");
-            buf.put_slice(self.bytes(l.value));
+            let shaped = self.bytes((l.name.1, l.value.0)) == b": ";
+            if let Some((start, end)) = run {
+                if shaped && self.bytes((end, l.name.0)) == b"\r\n" {
+                    run = Some((start, l.value.1));
+                    continue;
+                }
+                buf.put_slice(self.bytes((start, end)));
+                buf.put_slice(b"\r\n");
+                run = None;
+            }
+            if shaped {
+                run = Some((l.name.0, l.value.1));
+            } else {
+                buf.put_slice(self.bytes(l.name));
+                buf.put_slice(b": ");
+                buf.put_slice(self.bytes(l.value));
+                buf.put_slice(b"\r\n");
+            }
+        }
+        if let Some(r) = run {
+            buf.put_slice(self.bytes(r));
             buf.put_slice(b"\r\n");
         }
         for a in &self.added {
@@ -720,6 +742,34 @@ mod tests {
         f.write_h1(&mut out);
         assert_eq!(&out[..], b"Connection: close\r\nETag: \"v\"\r\n");
         assert_eq!(f.names().count(), 2);
+    }
+
+    #[test]
+    fn lines_are_written_in_wire_shape_whatever_their_layout_in_the_head() {
+        // as received: no space after a colon, a trailing space, a removed
+        // line between two that are otherwise one run
+        let mut f = fields(
+            b"A:1\r\nB: 2 \r\nC: 3\r\nD: 4\r\nX: 5\r\nE: 6\r\nF: 7",
+            &[
+                ("A", "1"),
+                ("B", "2"),
+                ("C", "3"),
+                ("D", "4"),
+                ("X", "5"),
+                ("E", "6"),
+                ("F", "7"),
+            ],
+        );
+        assert!(f.remove(&HeaderName::from_static("x")));
+        let mut out = BytesMut::new();
+        f.write_h1(&mut out);
+        let expected = "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 6\r\nF: 7\r\n";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        // packed without separators, as a stored head may be
+        let packed = fields(b"Age1ETagv", &[("Age", "1"), ("ETag", "v")]);
+        let mut out = BytesMut::new();
+        packed.write_h1(&mut out);
+        assert_eq!(&out[..], b"Age: 1\r\nETag: v\r\n");
     }
 
     #[test]

@@ -247,7 +247,9 @@ mod tests {
         assert_eq!(r.headers["x-empty"], "");
         let mut out = BytesMut::new();
         request_to_wire(&r, &mut out);
-        let expected = String::from_utf8(input).unwrap().replace("X-Empty:", "X-Empty: ");
+        let expected = String::from_utf8(input)
+            .unwrap()
+            .replace("X-Empty:", "X-Empty: ");
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 
