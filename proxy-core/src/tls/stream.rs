@@ -59,12 +59,36 @@ impl std::fmt::Debug for TlsStream {
     }
 }
 
+impl TlsStream {
+    /// Whether a read could return something now: BoringSSL holds decrypted
+    /// bytes, or the transport has bytes (buffered or in the socket). When
+    /// neither, the context's waker is registered with the socket.
+    ///
+    /// BoringSSL reads exactly the record it is working on and no further
+    /// (it has no read-ahead), so with no decrypted bytes pending it can only
+    /// go on with bytes from the transport.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.inner.ssl().pending() > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.get_ref().poll_read_ready(cx)
+    }
+}
+
 impl AsyncRead for TlsStream {
+    /// Reads plaintext. When nothing is decrypted and the socket has nothing,
+    /// returns `Pending` without calling `SSL_read`, which would only say it
+    /// wants more (at a cost of about 600 instructions, most of them clearing
+    /// BoringSSL's error queue): a keep-alive or HTTP/2 connection polls its
+    /// reader once more after every message it has read.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.poll_readable(cx).is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -134,9 +158,11 @@ impl IO for TlsStream {
         self.inner.get_ref().local_addr()
     }
 
-    // poll_read_ready keeps the default (always ready): BoringSSL may hold
-    // decrypted bytes the socket's readiness knows nothing of, so waiting on
-    // the socket could miss a request already received.
+    /// Ready when BoringSSL holds decrypted bytes or the transport is
+    /// readable (see `poll_readable`).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_readable(cx)
+    }
 
     fn ssl_digest(&self) -> Option<Arc<SslDigest>> {
         Some(self.digest.clone())

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -431,4 +432,64 @@ async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() 
     let want: Vec<u8> = [&head[..], &small[..], &head[..], &big[..]].concat();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the bytes read differ from the bytes written");
+}
+
+#[tokio::test]
+async fn small_reads_drain_a_record_then_wait_for_the_next() {
+    let pki = Pki::new();
+    let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
+        .unwrap()
+        .build();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let record: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = record.clone();
+    let writer = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut tls = acceptor.handshake(Box::new(tcp)).await.unwrap();
+        tls.write_all(&sent).await.unwrap();
+        go_rx.await.unwrap();
+        tls.write_all(b"later").await.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let mut s = TransportConnector::new(None)
+        .new_stream(&peer(addr, "origin.test", &pki))
+        .await
+        .unwrap();
+    // 100 bytes at a time: after the first, the rest of the record is
+    // decrypted in BoringSSL and the socket has nothing more
+    let mut got = Vec::new();
+    let mut piece = [0u8; 100];
+    while got.len() < record.len() {
+        let n = tokio::time::timeout(WAIT, s.read(&mut piece))
+            .await
+            .expect("a decrypted record's bytes are readable without the socket")
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&piece[..n]);
+        if got.len() < record.len() {
+            let ready = std::future::poll_fn(|cx| Poll::Ready(s.poll_read_ready(cx))).await;
+            assert!(ready.is_ready(), "bytes left in the record: ready");
+        }
+    }
+    assert!(got == record);
+    // nothing decrypted, nothing sent: a read waits, and once it has found
+    // the socket empty the stream is not ready
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), s.read(&mut piece))
+            .await
+            .is_err()
+    );
+    let ready = std::future::poll_fn(|cx| Poll::Ready(s.poll_read_ready(cx))).await;
+    assert!(ready.is_pending());
+    // ...and wakes when the next record comes
+    go_tx.send(()).unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rest, b"later");
+    writer.await.unwrap();
 }
