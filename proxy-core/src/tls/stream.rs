@@ -30,13 +30,21 @@ const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 pub struct TlsStream {
     inner: SslStream<ReadAhead>,
     digest: Arc<SslDigest>,
+    /// A read has returned the end of the stream (`close_notify`) or an
+    /// error: later reads go to BoringSSL, which repeats it, whatever the
+    /// socket's readiness.
+    read_ended: bool,
 }
 
 impl TlsStream {
     /// Wrap a connection whose handshake has just finished; reads its digest.
     pub(crate) fn new(inner: SslStream<ReadAhead>) -> Self {
         let digest = Arc::new(SslDigest::from_ssl(inner.ssl()));
-        TlsStream { inner, digest }
+        TlsStream {
+            inner,
+            digest,
+            read_ended: false,
+        }
     }
 
     /// The BoringSSL connection, for facts the digest does not carry.
@@ -61,14 +69,15 @@ impl std::fmt::Debug for TlsStream {
 
 impl TlsStream {
     /// Whether a read could return something now: BoringSSL holds decrypted
-    /// bytes, or the transport has bytes (buffered or in the socket). When
+    /// bytes, the transport has bytes (buffered or in the socket), or the
+    /// reading side has ended (a read returns that again at once). When
     /// neither, the context's waker is registered with the socket.
     ///
     /// BoringSSL reads exactly the record it is working on and no further
     /// (it has no read-ahead), so with no decrypted bytes pending it can only
     /// go on with bytes from the transport.
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.inner.ssl().pending() > 0 {
+        if self.read_ended || self.inner.ssl().pending() > 0 {
             return Poll::Ready(Ok(()));
         }
         self.inner.get_ref().poll_read_ready(cx)
@@ -86,10 +95,19 @@ impl AsyncRead for TlsStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.poll_readable(cx).is_pending() {
+        if buf.remaining() > 0 && self.poll_readable(cx).is_pending() {
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &read {
+            Poll::Ready(Err(_)) => self.read_ended = true,
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                self.read_ended = true;
+            }
+            _ => {}
+        }
+        read
     }
 }
 
@@ -158,8 +176,9 @@ impl IO for TlsStream {
         self.inner.get_ref().local_addr()
     }
 
-    /// Ready when BoringSSL holds decrypted bytes or the transport is
-    /// readable (see `poll_readable`).
+    /// Ready when BoringSSL holds decrypted bytes, the transport is
+    /// readable, or a read has already returned the end or an error (see
+    /// `poll_readable`).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_readable(cx)
     }

@@ -443,7 +443,10 @@ async fn small_reads_drain_a_record_then_wait_for_the_next() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let record: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
+    // one small record: the read-ahead's first read gets all of it, so the
+    // socket is found empty while most of it still waits, decrypted, in
+    // BoringSSL
+    let record: Vec<u8> = (0..1_000u32).map(|i| (i % 251) as u8).collect();
     let sent = record.clone();
     let writer = tokio::spawn(async move {
         let (tcp, _) = l.accept().await.unwrap();
@@ -457,8 +460,7 @@ async fn small_reads_drain_a_record_then_wait_for_the_next() {
         .new_stream(&peer(addr, "origin.test", &pki))
         .await
         .unwrap();
-    // 100 bytes at a time: after the first, the rest of the record is
-    // decrypted in BoringSSL and the socket has nothing more
+    // 100 bytes at a time
     let mut got = Vec::new();
     let mut piece = [0u8; 100];
     while got.len() < record.len() {
@@ -492,4 +494,88 @@ async fn small_reads_drain_a_record_then_wait_for_the_next() {
         .unwrap();
     assert_eq!(rest, b"later");
     writer.await.unwrap();
+}
+
+/// A transport whose shutdown sends no FIN: a peer that has sent
+/// `close_notify` but keeps the TCP connection open.
+#[derive(Debug)]
+struct NoFin(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for NoFin {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for NoFin {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl crate::protocols::IO for NoFin {}
+
+#[tokio::test]
+async fn the_end_of_the_stream_is_read_again_at_once_after_close_notify() {
+    let pki = Pki::new();
+    let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
+        .unwrap()
+        .build();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut tls = acceptor.handshake(Box::new(NoFin(tcp))).await.unwrap();
+        tls.write_all(b"bye").await.unwrap();
+        tls.shutdown().await.unwrap();
+        // the TCP connection stays open until the client is done
+        let _ = done_rx.await;
+    });
+    let mut s = TransportConnector::new(None)
+        .new_stream(&peer(addr, "origin.test", &pki))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"bye");
+    // no FIN has come: the end is known from close_notify alone
+    let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut [0u8; 16]))
+        .await
+        .expect("a read after close_notify returns at once")
+        .unwrap();
+    assert_eq!(n, 0);
+    let ready = std::future::poll_fn(|cx| Poll::Ready(s.poll_read_ready(cx))).await;
+    assert!(ready.is_ready());
+    // an empty read never waits
+    let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut []))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+    done_tx.send(()).unwrap();
+    server.await.unwrap();
 }

@@ -307,11 +307,7 @@ pub(crate) async fn read_more(
     what: &'static str,
 ) -> Result<usize> {
     let spare = buf.capacity() - buf.len();
-    if buf.capacity() == 0 {
-        // a buffer released while idle: a fresh allocation, without
-        // `reserve`'s checks for an allocation to reclaim
-        *buf = BytesMut::with_capacity(want);
-    } else if spare < want.min(4096) {
+    if spare < want.min(4096) {
         // Reclaims the buffer's own allocation when every piece split off it
         // has been dropped (the steady state of a streamed body: no
         // allocation per read); allocates otherwise.
