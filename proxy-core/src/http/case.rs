@@ -159,7 +159,7 @@ impl CaseMap {
 
 /// The validated `HeaderName` for a case-preserving name.
 fn header_name(name: &CaseHeaderName) -> Result<HeaderName> {
-    super::raw_fields::header_name(name.as_slice()).or_err_with(
+    super::known_names::header_name(name.as_slice()).or_err_with(
         ErrorType::InvalidHTTPHeader,
         || {
             format!(

@@ -21,6 +21,7 @@
 
 mod case;
 mod field_lines;
+pub(crate) mod known_names;
 pub(crate) mod raw_fields;
 mod request;
 mod response;

@@ -386,42 +386,64 @@ async fn silent_client_times_out_the_downstream_handshake() {
     assert!(e.contains("TLSHandshakeTimedout"), "{e}");
 }
 
-#[tokio::test]
-async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() {
-    use bytes::Buf;
-    use std::io::IoSlice;
+/// One TLS connection over loopback: our acceptor (certificate for
+/// `origin.test`) runs `serve` on the connection it accepts, its transport
+/// first passed through `wrap`; returns our connector's stream to it and
+/// `serve`'s task.
+async fn one_connection<T, F>(
+    wrap: fn(tokio::net::TcpStream) -> Stream,
+    serve: impl FnOnce(Stream) -> F + Send + 'static,
+) -> (Stream, tokio::task::JoinHandle<T>)
+where
+    F: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
     let pki = Pki::new();
     let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
         .unwrap()
         .build();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        serve(acceptor.handshake(wrap(tcp)).await.unwrap()).await
+    });
+    let s = TransportConnector::new(None)
+        .new_stream(&peer(addr, "origin.test", &pki))
+        .await
+        .unwrap();
+    (s, server)
+}
+
+fn plain(tcp: tokio::net::TcpStream) -> Stream {
+    Box::new(tcp)
+}
+
+#[tokio::test]
+async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() {
+    use bytes::Buf;
+    use std::io::IoSlice;
     let head = vec![b'h'; 300];
     let small = vec![b's'; 1000];
     let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
-    let (h, s, b) = (head.clone(), small.clone(), big.clone());
-    let writer = tokio::spawn(async move {
-        let (tcp, _) = l.accept().await.unwrap();
-        let mut tls = acceptor.handshake(Box::new(tcp)).await.unwrap();
+    let (h, sm, b) = (head.clone(), small.clone(), big.clone());
+    let (mut s, writer) = one_connection(plain, |mut tls| async move {
         assert!(tls.is_write_vectored());
         // partial writes are on: one call writes one record, so a count of
         // both pieces means they went out as one
         let n = tls
-            .write_vectored(&[IoSlice::new(&h), IoSlice::new(&s)])
+            .write_vectored(&[IoSlice::new(&h), IoSlice::new(&sm)])
             .await
             .unwrap();
-        let mut rest = Buf::chain(&h[n.min(h.len())..], &s[n.saturating_sub(h.len())..]);
+        let mut rest = Buf::chain(&h[n.min(h.len())..], &sm[n.saturating_sub(h.len())..]);
         tls.write_all_buf(&mut rest).await.unwrap();
         // a record's worth at most per call, the rest in later ones
         let mut chain = Buf::chain(&h[..], &b[..]);
         tls.write_all_buf(&mut chain).await.unwrap();
         tls.shutdown().await.unwrap();
         n
-    });
-    let mut s = TransportConnector::new(None)
-        .new_stream(&peer(addr, "origin.test", &pki))
-        .await
-        .unwrap();
+    })
+    .await;
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut got))
         .await
@@ -436,30 +458,19 @@ async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() 
 
 #[tokio::test]
 async fn small_reads_drain_a_record_then_wait_for_the_next() {
-    let pki = Pki::new();
-    let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
-        .unwrap()
-        .build();
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     // one small record: the read-ahead's first read gets all of it, so the
     // socket is found empty while most of it still waits, decrypted, in
     // BoringSSL
     let record: Vec<u8> = (0..1_000u32).map(|i| (i % 251) as u8).collect();
     let sent = record.clone();
-    let writer = tokio::spawn(async move {
-        let (tcp, _) = l.accept().await.unwrap();
-        let mut tls = acceptor.handshake(Box::new(tcp)).await.unwrap();
+    let (mut s, writer) = one_connection(plain, |mut tls| async move {
         tls.write_all(&sent).await.unwrap();
         go_rx.await.unwrap();
         tls.write_all(b"later").await.unwrap();
         tls.shutdown().await.unwrap();
-    });
-    let mut s = TransportConnector::new(None)
-        .new_stream(&peer(addr, "origin.test", &pki))
-        .await
-        .unwrap();
+    })
+    .await;
     // 100 bytes at a time
     let mut got = Vec::new();
     let mut piece = [0u8; 100];
@@ -537,25 +548,15 @@ impl crate::protocols::IO for NoFin {}
 
 #[tokio::test]
 async fn the_end_of_the_stream_is_read_again_at_once_after_close_notify() {
-    let pki = Pki::new();
-    let acceptor = TlsSettings::with_cert(pki.leaf("origin.test", 7))
-        .unwrap()
-        .build();
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = l.accept().await.unwrap();
-        let mut tls = acceptor.handshake(Box::new(NoFin(tcp))).await.unwrap();
+    let no_fin = |tcp| -> Stream { Box::new(NoFin(tcp)) };
+    let (mut s, server) = one_connection(no_fin, |mut tls| async move {
         tls.write_all(b"bye").await.unwrap();
         tls.shutdown().await.unwrap();
         // the TCP connection stays open until the client is done
         let _ = done_rx.await;
-    });
-    let mut s = TransportConnector::new(None)
-        .new_stream(&peer(addr, "origin.test", &pki))
-        .await
-        .unwrap();
+    })
+    .await;
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut got))
         .await

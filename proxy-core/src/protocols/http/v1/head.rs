@@ -11,7 +11,7 @@ use http::{Method, StatusCode, Version};
 
 use super::common::{HeaderLimits, MAX_HEADERS};
 use crate::error::{Error, ErrorType, Result};
-use crate::http::raw_fields::{ParsedLines, RawFields};
+use crate::http::raw_fields::{span_in, ParsedLines, RawFields};
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// The outcome of trying to parse a head out of a buffer.
@@ -53,11 +53,7 @@ type Span = std::ops::Range<usize>;
 /// The range `part` (a subslice of `buf`, as httparse returns) covers in
 /// `buf`. An empty part, or one that is not inside `buf`, gives `0..0`.
 fn span(buf: &[u8], part: &[u8]) -> Span {
-    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-    match start.checked_add(part.len()) {
-        Some(end) if !part.is_empty() && end <= buf.len() => start..end,
-        _ => 0..0,
-    }
+    span_in(buf, part).unwrap_or(0..0)
 }
 
 /// `head[range]` as a shared slice, or an error if the range is not inside
