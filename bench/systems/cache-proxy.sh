@@ -5,8 +5,9 @@
 # the origin's static files carry no Cache-Control), as nginx-cache
 # (proxy_cache_valid 200 10m) and varnish (default_ttl=600) do: after the
 # warm-up every request is a hit. Plain HTTP only (TLS cases are skipped).
-# Large hits go out with sendfile(2) (the conf's cache_sendfile, default true);
-# CACHE_PROXY_SENDFILE=false writes them from memory instead.
+# Large hits (128 KiB and more) are written from memory, and with
+# cache_dir go out with sendfile(2): the example's defaults.
+# CACHE_PROXY_SENDFILE=true or false sets the conf's cache_sendfile instead.
 # Builds nothing: run `cargo build --release -p proxy-examples --bin part-06-caching` first.
 # cache-proxy-disk.sh sets CACHE_PROXY_NAME, CACHE_PROXY_PORT and CACHE_PROXY_DISK
 # before sourcing this file, to run the same proxy with `cache_dir`.
@@ -36,8 +37,10 @@ listen: $HTTP
 upstreams: ["127.0.0.1:8000"]
 cache_default_ttl: ${CACHE_PROXY_DEFAULT_TTL:-600}
 cache_size: ${CACHE_PROXY_SIZE:-1073741824}
-cache_sendfile: ${CACHE_PROXY_SENDFILE:-true}
 YAML
+    if [ -n "${CACHE_PROXY_SENDFILE:-}" ]; then
+        echo "cache_sendfile: $CACHE_PROXY_SENDFILE" >> "$run/conf.yaml"
+    fi
     if [ -n "${CACHE_PROXY_DISK:-}" ]; then
         # every start begins from an empty cache, as nginx-cache.sh empties
         # its own and Varnish keeps nothing; CACHE_PROXY_KEEP_DIR=1 keeps the

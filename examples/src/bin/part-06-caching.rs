@@ -35,7 +35,8 @@
 //! `cache_default_ttl` (seconds, default 0: none) and `cache_max_file_size`
 //! (bytes, default 0: no limit but the budget), `cache_dir` (default
 //! none: in memory), `cache_admission` (`lru` or `tinylfu`, default
-//! `tinylfu`) and `cache_sendfile` (default `true`).
+//! `tinylfu`) and `cache_sendfile` (default: on with `cache_dir`, off in
+//! memory).
 
 use std::time::{Duration, Instant};
 
@@ -189,7 +190,7 @@ fn run() -> Result<()> {
             .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
         cache_status_name: Some("part-06"),
         // no body filter here: large hits may go out with sendfile(2)
-        sendfile: conf.cache_sendfile,
+        sendfile: conf.cache_sendfile(),
         ..Default::default()
     };
     let (storage, eviction) = cache_storage::build(&conf);

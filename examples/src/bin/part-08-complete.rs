@@ -307,7 +307,7 @@ fn run() -> Result<()> {
             defaults: (conf.cache_default_ttl > 0)
                 .then(|| CacheMetaDefaults::uniform(conf.cache_default_ttl)),
             // no body filter here: large hits may go out with sendfile(2)
-            sendfile: conf.cache_sendfile,
+            sendfile: conf.cache_sendfile(),
             ..Default::default()
         },
     };
