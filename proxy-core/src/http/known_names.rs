@@ -91,6 +91,11 @@ fn known(id: u8) -> &'static HeaderName {
     &KNOWN[usize::from(id) - 1]
 }
 
+/// The name numbered `id` in [`KNOWN`]; `None` for 0 (any other name).
+pub(crate) fn known_name(id: u8) -> Option<&'static HeaderName> {
+    KNOWN.get(usize::from(id).checked_sub(1)?)
+}
+
 /// [`KNOWN`]'s names spelled out, for [`CANDIDATES`] (built at compile time).
 const KNOWN_SPELLED: [&str; 17] = [
     "connection",

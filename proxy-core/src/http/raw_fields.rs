@@ -13,32 +13,41 @@ use http::{HeaderName, HeaderValue};
 
 use super::case::{CaseHeaderName, CaseMap};
 use super::field_lines::ConnectionTokens;
-use super::known_names::{header_name, known_id, known_id_of, CONNECTION_ID};
+use super::known_names::{header_name, known_id, known_id_of, known_name, CONNECTION_ID};
 use super::HMap;
 use crate::error::{Error, ErrorType, Result};
 
-/// One field line of `head` as `http` types: the name, its spelling as
-/// received (a slice of `head`, no copy) and the value (a slice too).
+/// Line `l` of `head` as `http` types: the name, its spelling as received
+/// when `want_case` (a slice of `head`, no copy) and the value (a slice too).
+/// A name [`KNOWN`](super::known_names::KNOWN) is taken from that table by
+/// its number, without being matched again.
 ///
 /// # Errors
 /// `InvalidHTTPHeader` if a range is outside `head`, the name is not a
 /// token or the value has bytes a field value may not (RFC 9110 §5.1, §5.5).
-pub(crate) fn field_line(
+fn field_line(
     head: &Bytes,
-    name: Range<usize>,
-    value: Range<usize>,
-) -> Result<(HeaderName, Bytes, HeaderValue)> {
+    l: &RawLine,
+    want_case: bool,
+) -> Result<(HeaderName, Option<Bytes>, HeaderValue)> {
     let invalid = |what: String| Error::explain(ErrorType::InvalidHTTPHeader, what);
-    if head.get(name.clone()).is_none() || head.get(value.clone()).is_none() {
+    let (name, value) = (span(l.name), span(l.value));
+    let Some(spelled) = head.get(name.clone()) else {
+        return Err(invalid("header outside the parsed head".into()));
+    };
+    if head.get(value.clone()).is_none() {
         return Err(invalid("header outside the parsed head".into()));
     }
-    let case = head.slice(name);
-    let hname = header_name(&case).map_err(|_| {
-        invalid(format!(
-            "invalid header name {:?}",
-            String::from_utf8_lossy(&case)
-        ))
-    })?;
+    let hname = match known_name(l.known) {
+        Some(n) => n.clone(),
+        None => header_name(spelled).map_err(|_| {
+            invalid(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(spelled)
+            ))
+        })?,
+    };
+    let case = want_case.then(|| head.slice(name));
     let value = HeaderValue::from_maybe_shared(head.slice(value))
         .map_err(|_| invalid(format!("invalid value of header {hname}")))?;
     Ok((hname, case, value))
@@ -51,6 +60,11 @@ pub(crate) struct RawLine {
     name: (u32, u32),
     value: (u32, u32),
     known: u8,
+}
+
+/// A line's `(start, end)` offsets as a range of the head.
+fn span((start, end): (u32, u32)) -> Range<usize> {
+    start as usize..end as usize
 }
 
 /// A field line added after the head was received (an `Age`, a
@@ -201,11 +215,9 @@ impl RawFields {
         })
     }
 
-    fn bytes(&self, (start, end): (u32, u32)) -> &[u8] {
+    fn bytes(&self, part: (u32, u32)) -> &[u8] {
         // in range: checked by `new`, and `head` never changes
-        self.head
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+        self.head.get(span(part)).unwrap_or_default()
     }
 
     /// Whether received line `l` is named `name`, whose number in [`KNOWN`](super::known_names::KNOWN)
@@ -403,19 +415,17 @@ impl RawFields {
             drop_known & (1 << known) != 0 || drop_names.iter().any(|n| n == name)
         };
         for l in &self.lines {
-            let range = |(start, end): (u32, u32)| start as usize..end as usize;
             // Converts the lines of the parser and of `from_field_lines`,
             // which accept only token names and field values (RFC 9110
             // §5.1, §5.5), the sets `http` accepts; a line given through
             // `from_trusted_field_lines` that is not one is left out.
-            let Ok((name, case, value)) = field_line(&self.head, range(l.name), range(l.value))
-            else {
+            let Ok((name, case, value)) = field_line(&self.head, l, spellings.is_some()) else {
                 continue;
             };
             if dropped(l.known, &name) {
                 continue;
             }
-            if let Some(names) = spellings.as_deref_mut() {
+            if let (Some(names), Some(case)) = (spellings.as_deref_mut(), case) {
                 names.append(name.clone(), CaseHeaderName::new(case));
             }
             map.append(name, value);
