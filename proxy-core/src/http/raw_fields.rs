@@ -215,6 +215,38 @@ impl RawFields {
         })
     }
 
+    /// Fields written from `map` as HTTP/1 field lines (`name: value`, CRLF
+    /// after each, names in lower case as `http` keeps them), after `first`
+    /// (a name and a value) when given. A request received over HTTP/2 is
+    /// held this way, so that it clones for the upstream by a reference
+    /// count and goes to an HTTP/1 upstream in one copy. The map's names
+    /// are tokens and its values hold no CR, LF or NUL (what `http`
+    /// accepts), so every line is well formed. `None` past 4 GiB of lines
+    /// (positions are `u32`).
+    pub(crate) fn from_map(first: Option<(&[u8], &[u8])>, map: &HMap) -> Option<Self> {
+        let size = map
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + first.map_or(0, |(n, v)| n.len() + v.len() + 4);
+        let mut head = BytesMut::with_capacity(size);
+        let mut ranges = Vec::with_capacity(map.len() + 1);
+        let lines = first.into_iter().chain(
+            map.iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        );
+        for (name, value) in lines {
+            let name_at = head.len();
+            head.put_slice(name);
+            head.put_slice(b": ");
+            let value_at = head.len();
+            head.put_slice(value);
+            ranges.push((name_at..name_at + name.len(), value_at..head.len()));
+            head.put_slice(b"\r\n");
+        }
+        RawFields::new(head.freeze(), ranges.into_iter())
+    }
+
     fn bytes(&self, part: (u32, u32)) -> &[u8] {
         // in range: checked by `new`, and `head` never changes
         self.head.get(span(part)).unwrap_or_default()

@@ -224,6 +224,26 @@ impl RequestHeader {
         })
     }
 
+    /// A header held as received whose field lines are already made (a
+    /// request received over HTTP/2: [`RawFields::from_map`]).
+    pub(crate) fn from_fields(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        fields: RawFields,
+    ) -> Self {
+        RequestHeader {
+            full: OnceLock::new(),
+            received: Some(Received {
+                method,
+                uri,
+                version,
+                fields,
+            }),
+            raw_path_fallback: None,
+        }
+    }
+
     /// The method, without building the header map of a parsed header.
     pub fn method(&self) -> &Method {
         match &self.received {

@@ -15,6 +15,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Version};
 
 use crate::error::{Error, ErrorType, Result};
+use crate::http::raw_fields::RawFields;
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::http::hop_by_hop;
 
@@ -53,12 +54,29 @@ pub fn request_from_h2(mut parts: http::request::Parts) -> Result<RequestHeader>
         )
     })?;
     join_cookies(&mut parts.headers)?;
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            let host = HeaderValue::from_str(authority.as_str())
-                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid :authority"))?;
-            parts.headers.insert(header::HOST, host);
+    let host = match parts.uri.authority() {
+        Some(authority) if !parts.headers.contains_key(header::HOST) => Some(
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid :authority"))?,
+        ),
+        _ => None,
+    };
+    // Held as field lines, as a request received over HTTP/1 is, unless
+    // `h2` attached extensions (the `:protocol` of an extended CONNECT,
+    // RFC 8441), which only the `http` parts can carry.
+    if parts.extensions.is_empty() {
+        let first = host.as_ref().map(|h| (&b"host"[..], h.as_bytes()));
+        if let Some(fields) = RawFields::from_map(first, &parts.headers) {
+            return Ok(RequestHeader::from_fields(
+                parts.method,
+                uri,
+                Version::HTTP_2,
+                fields,
+            ));
         }
+    }
+    if let Some(host) = host {
+        parts.headers.insert(header::HOST, host);
     }
     parts.uri = uri;
     parts.version = Version::HTTP_2;
@@ -187,6 +205,7 @@ pub fn response_from_h2(parts: http::response::Parts) -> Result<ResponseHeader> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::http::FieldLines;
 
     fn parts(req: http::Request<()>) -> http::request::Parts {
         req.into_parts().0
@@ -203,6 +222,43 @@ mod tests {
         assert_eq!(req.headers["host"], "example.org:8443");
         assert_eq!(req.headers["accept"], "*/*");
         assert_eq!(req.version, Version::HTTP_2);
+    }
+
+    #[test]
+    fn a_request_is_held_as_field_lines_and_written_to_http1_as_them() {
+        let r = http::Request::get("https://example.org/p")
+            .header("accept", "*/*")
+            .header("x-two", "1")
+            .header("x-two", "2")
+            .body(())
+            .unwrap();
+        let req = request_from_h2(parts(r)).unwrap();
+        let mut upstream = req.clone();
+        upstream.set_version(Version::HTTP_11);
+        upstream.insert_header("X-Added", "yes").unwrap();
+        let mut wire = bytes::BytesMut::new();
+        upstream.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            &wire[..],
+            b"host: example.org\r\naccept: */*\r\nx-two: 1\r\nx-two: 2\r\nX-Added: yes\r\n"
+        );
+        // the request the client sent is unchanged
+        assert!(!req.has_field(&http::HeaderName::from_static("x-added")));
+        assert_eq!(
+            req.field_values(&header::HOST).collect::<Vec<_>>(),
+            [b"example.org"]
+        );
+    }
+
+    #[test]
+    fn an_extended_connect_keeps_its_protocol() {
+        let mut r = http::Request::connect("https://example.org/chat")
+            .body(())
+            .unwrap();
+        r.extensions_mut().insert(7u8);
+        let req = request_from_h2(parts(r)).unwrap();
+        assert_eq!(req.extensions.get::<u8>(), Some(&7));
+        assert_eq!(req.headers["host"], "example.org");
     }
 
     #[test]

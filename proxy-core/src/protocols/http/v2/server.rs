@@ -13,7 +13,7 @@ use http::StatusCode;
 use super::convert::{request_from_h2, response_to_h2};
 use super::options::H2Options;
 use crate::error::{Error, ErrorType, OrErr, Result};
-use crate::http::{RequestHeader, ResponseHeader};
+use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
 use crate::tls::SslDigest;
 
@@ -137,9 +137,9 @@ impl HttpSession {
         };
         let body_empty = body.is_end_stream()
             || request
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() == b"0");
+                .field_values(&http::header::CONTENT_LENGTH)
+                .next()
+                .is_some_and(|v| v == b"0");
         Ok(HttpSession {
             request,
             body,
@@ -465,9 +465,9 @@ impl HttpSession {
     pub fn request_summary(&self) -> String {
         let host = self
             .request
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
+            .field_values(&http::header::HOST)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
             .unwrap_or("");
         format!(
             "{} {}, Host: {host}",
