@@ -90,7 +90,9 @@ impl Connector {
             None => None,
         };
         let started = Instant::now();
-        let stream = self.transport.new_stream(peer).await?;
+        // boxed, as in `TransportConnector::get_stream`: a new connection's
+        // futures stay out of the room of every request on a pooled one
+        let stream = Box::pin(self.transport.new_stream(peer)).await?;
         let speaks_h2 = match stream.ssl_digest() {
             Some(d) => d.is_h2(),
             None => alpn == ALPN::H2,
@@ -114,7 +116,7 @@ impl Connector {
             default_authority: default_authority(peer),
             ..ClientOptions::default()
         };
-        let conn = h2client::handshake(stream, &options)
+        let conn = Box::pin(h2client::handshake(stream, &options))
             .await
             .map_err(|e| e.more_context(format!("peer: {peer}")))?;
         self.count_opened(started);
@@ -168,12 +170,13 @@ impl Connector {
     ) {
         match session {
             HttpSession::H2(s) => self.h2.release(peer.reuse_hash(), s),
-            h1 => {
-                if let Some(stream) = h1.reuse().await {
-                    self.transport
-                        .release_stream(stream, peer.reuse_hash(), idle_timeout);
-                }
+            HttpSession::H1(s) if s.can_reuse() => {
+                self.transport
+                    .release_stream(s.into_stream(), peer.reuse_hash(), idle_timeout);
             }
+            // boxed: the close is the rare case, and its future would
+            // otherwise widen every request's
+            HttpSession::H1(mut s) => Box::pin(async move { s.shutdown().await }).await,
         }
     }
 

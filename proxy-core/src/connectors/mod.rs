@@ -288,7 +288,10 @@ impl TransportConnector {
             return Ok((stream, true));
         }
         let started = self.metrics.as_ref().map(|_| Instant::now());
-        let stream = self.new_stream(peer).await?;
+        // boxed: the connect (and TLS handshake) future is large and needed
+        // once per connection, so a request on a pooled one does not carry
+        // its room in every request's future
+        let stream = Box::pin(self.new_stream(peer)).await?;
         if let (Some(m), Some(started)) = (&self.metrics, started) {
             m.opened(started.elapsed());
         }

@@ -372,11 +372,24 @@ impl HttpSession {
     /// and no unexpected bytes followed the response; otherwise the
     /// connection is shut down and `None` returned.
     pub async fn reuse(mut self) -> Option<Stream> {
-        if self.will_keepalive() && self.buf.is_empty() {
+        if self.can_reuse() {
             return Some(self.stream);
         }
         self.shutdown().await;
         None
+    }
+
+    /// Whether [`HttpSession::reuse`] would pool the connection:
+    /// [`HttpSession::will_keepalive`] and no unexpected bytes followed the
+    /// response. Then [`HttpSession::into_stream`] gives the stream without
+    /// an `.await`.
+    pub fn can_reuse(&self) -> bool {
+        self.will_keepalive() && self.buf.is_empty()
+    }
+
+    /// The connection, for the pool after [`HttpSession::can_reuse`].
+    pub fn into_stream(self) -> Stream {
+        self.stream
     }
 
     /// Close our side of the connection; errors are ignored.
