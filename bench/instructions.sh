@@ -20,6 +20,9 @@
 # by `h2load -t1 -c8 -m8` for WARMUP_REQS and then REQS requests; MODE=https
 # the same listeners over HTTP/1.1 with `wrk -c16`.
 #
+# CALLGRIND_OPTS adds options to valgrind's (e.g. `--cache-sim=yes`: the
+# outputs' `summary:` lines then hold simulated cache misses after Ir).
+#
 # Output: one line per system and size, and the ratio ours/nginx.
 # Needs: valgrind, wrk, nginx (h2load for MODE=h2). Builds nothing (cargo
 # build --release first).
@@ -66,7 +69,8 @@ measure() {
     local label="$1" port="$2" size="$3" pid out reqs ir f
     shift 3
     rm -f "$RUN/$label".cg.*
-    valgrind --tool=callgrind --callgrind-out-file="$RUN/$label.cg.%p" "$@" \
+    # shellcheck disable=SC2086 # CALLGRIND_OPTS is a list of options
+    valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/$label.cg.%p" "$@" \
         >"$RUN/$label.log" 2>&1 &
     pid=$!
     wait_port "127.0.0.1:$port" 30 || die "$label did not come up (see $RUN/$label.log)"
