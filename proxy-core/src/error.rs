@@ -270,56 +270,67 @@ impl Error {
         })
     }
 
+    #[cold]
     fn do_new(e: ErrorType, s: ErrorSource) -> BError {
         Self::create(e, s, None, None)
     }
 
     /// A new error of kind `e` with no source set.
+    #[cold]
     pub fn new(e: ErrorType) -> BError {
         Self::do_new(e, ErrorSource::Unset)
     }
 
     /// A new error caused by the upstream.
+    #[cold]
     pub fn new_up(e: ErrorType) -> BError {
         Self::do_new(e, ErrorSource::Upstream)
     }
 
     /// A new error caused by the downstream client.
+    #[cold]
     pub fn new_down(e: ErrorType) -> BError {
         Self::do_new(e, ErrorSource::Downstream)
     }
 
     /// A new internal error.
+    #[cold]
     pub fn new_in(e: ErrorType) -> BError {
         Self::do_new(e, ErrorSource::Internal)
     }
 
     /// A new error of a custom kind named `s`.
+    #[cold]
     pub fn new_str(s: &'static str) -> BError {
         Self::do_new(ErrorType::Custom(s), ErrorSource::Unset)
     }
 
     /// `Err(Error::new(e))`.
+    #[cold]
     pub fn err<T>(e: ErrorType) -> Result<T> {
         Err(Self::new(e))
     }
 
     /// `Err(Error::new_up(e))`.
+    #[cold]
     pub fn err_up<T>(e: ErrorType) -> Result<T> {
         Err(Self::new_up(e))
     }
 
     /// `Err(Error::new_down(e))`.
+    #[cold]
     pub fn err_down<T>(e: ErrorType) -> Result<T> {
         Err(Self::new_down(e))
     }
 
     /// `Err(Error::new_in(e))`.
+    #[cold]
     pub fn err_in<T>(e: ErrorType) -> Result<T> {
         Err(Self::new_in(e))
     }
 
     /// A new error of kind `e` with `context`, caused by `cause`.
+    #[cold]
     pub fn because<S: Into<ImmutStr>, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         e: ErrorType,
         context: S,
@@ -334,6 +345,7 @@ impl Error {
     }
 
     /// `Err(Error::because(..))`.
+    #[cold]
     pub fn e_because<T, S: Into<ImmutStr>, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         e: ErrorType,
         context: S,
@@ -343,11 +355,13 @@ impl Error {
     }
 
     /// A new error of kind `e` explained by `context`.
+    #[cold]
     pub fn explain<S: Into<ImmutStr>>(e: ErrorType, context: S) -> BError {
         Self::create(e, ErrorSource::Unset, Some(context.into()), None)
     }
 
     /// `Err(Error::explain(..))`.
+    #[cold]
     pub fn e_explain<T, S: Into<ImmutStr>>(e: ErrorType, context: S) -> Result<T> {
         Err(Self::explain(e, context))
     }
@@ -413,18 +427,21 @@ impl Error {
     }
 
     /// Mark as caused by the upstream, by value.
+    #[cold]
     pub fn into_up(mut self: BError) -> BError {
         self.as_up();
         self
     }
 
     /// Mark as caused by the downstream, by value.
+    #[cold]
     pub fn into_down(mut self: BError) -> BError {
         self.as_down();
         self
     }
 
     /// Mark as internal, by value.
+    #[cold]
     pub fn into_in(mut self: BError) -> BError {
         self.as_in();
         self
@@ -446,6 +463,7 @@ impl Error {
     }
 
     /// Prepend `context` to the existing context (`"new: old"`).
+    #[cold]
     pub fn more_context<T: Into<ImmutStr>>(self: BError, context: T) -> BError {
         let esource = self.esource;
         let retry = self.retry;
