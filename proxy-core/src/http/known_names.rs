@@ -85,13 +85,8 @@ pub(crate) static KNOWN: [HeaderName; 17] = [
 /// `Connection`'s number in [`KNOWN`].
 pub(crate) const CONNECTION_ID: u8 = 1;
 
-/// The known name numbered `id` (1..=17).
-#[inline]
-fn known(id: u8) -> &'static HeaderName {
-    &KNOWN[usize::from(id) - 1]
-}
-
 /// The name numbered `id` in [`KNOWN`]; `None` for 0 (any other name).
+#[inline]
 pub(crate) fn known_name(id: u8) -> Option<&'static HeaderName> {
     KNOWN.get(usize::from(id).checked_sub(1)?)
 }
@@ -180,7 +175,7 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 pub(crate) fn known_id(name: &[u8]) -> u8 {
     match candidate_of(name) {
         0 => 0,
-        id if eq_lower(name, known(id).as_str().as_bytes()) => id,
+        id if known_name(id).is_some_and(|k| eq_lower(name, k.as_str().as_bytes())) => id,
         _ => 0,
     }
 }
@@ -191,7 +186,7 @@ pub(crate) fn known_id(name: &[u8]) -> u8 {
 pub(crate) fn known_id_of(name: &HeaderName) -> u8 {
     match candidate_of(name.as_str().as_bytes()) {
         0 => 0,
-        id if known(id) == name => id,
+        id if known_name(id) == Some(name) => id,
         _ => 0,
     }
 }

@@ -212,16 +212,9 @@ impl RequestHeader {
         fields: RawFields,
     ) -> Result<Self> {
         let (uri, raw_path_fallback) = target_uri(raw_target)?;
-        Ok(RequestHeader {
-            full: OnceLock::new(),
-            received: Some(Received {
-                method,
-                uri,
-                version,
-                fields,
-            }),
-            raw_path_fallback,
-        })
+        let mut req = Self::from_fields(method, uri, version, fields);
+        req.raw_path_fallback = raw_path_fallback;
+        Ok(req)
     }
 
     /// A header held as received whose field lines are already made (a

@@ -415,6 +415,16 @@ where
     (s, server)
 }
 
+/// Everything `s` yields up to its end, within [`WAIT`].
+async fn read_to_end(s: &mut Stream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    got
+}
+
 fn plain(tcp: tokio::net::TcpStream) -> Stream {
     Box::new(tcp)
 }
@@ -444,11 +454,7 @@ async fn vectored_writes_pack_small_pieces_into_one_record_and_keep_the_bytes() 
         n
     })
     .await;
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = read_to_end(&mut s).await;
     let first_write = writer.await.unwrap();
     assert_eq!(first_write, head.len() + small.len());
     let want: Vec<u8> = [&head[..], &small[..], &head[..], &big[..]].concat();
@@ -557,11 +563,7 @@ async fn the_end_of_the_stream_is_read_again_at_once_after_close_notify() {
         let _ = done_rx.await;
     })
     .await;
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = read_to_end(&mut s).await;
     assert_eq!(got, b"bye");
     // no FIN has come: the end is known from close_notify alone
     let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut [0u8; 16]))
