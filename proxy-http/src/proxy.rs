@@ -124,14 +124,23 @@ where
         // boxed for the connection's life: a request moves a pointer, not the
         // session, through the phases and back
         let mut downstream = Box::new(ServerSession::new_http1(stream));
-        let mut shutdown = shutdown.clone();
+        // One wait for shutdown for the connection's life: made afresh for
+        // every request, it would register with the watch (a lock) and
+        // leave it (another) each time.
+        let mut shutdown_rx = shutdown.clone();
+        let shutdown_began = shutdown_rx.wait_for(|s| *s);
+        tokio::pin!(shutdown_began);
+        // A second receiver, marked up to date, to ask per request whether
+        // shutdown began: an atomic load while nothing changed (no lock).
+        let mut probe = shutdown.clone();
+        let mut shutdown_seen = *probe.borrow_and_update();
         let mut served: u32 = 0;
         loop {
             self.apply_server_options(&mut downstream);
             let arrived = tokio::select! {
                 biased;
                 r = downstream.wait_for_request() => Some(matches!(r, Ok(true))),
-                _ = shutdown.wait_for(|s| *s), if served > 0 => None,
+                _ = &mut shutdown_began, if served > 0 && !shutdown_seen => None,
             };
             let arrived = match arrived {
                 Some(arrived) => arrived,
@@ -141,16 +150,22 @@ where
                 // lets a client retry only idempotent ones, and many do not):
                 // wait a moment, serve a request that arrives with
                 // `Connection: close`, and close if none does.
-                None => matches!(
-                    tokio::time::timeout(DRAIN_IDLE_WAIT, downstream.wait_for_request()).await,
-                    Ok(Ok(true))
-                ),
+                None => {
+                    // that wait is over and must not be polled again
+                    shutdown_seen = true;
+                    matches!(
+                        tokio::time::timeout(DRAIN_IDLE_WAIT, downstream.wait_for_request()).await,
+                        Ok(Ok(true))
+                    )
+                }
             };
             if !arrived {
                 return;
             }
             served = served.saturating_add(1);
-            let closing = *shutdown.borrow()
+            shutdown_seen =
+                shutdown_seen || (!matches!(probe.has_changed(), Ok(false)) && *probe.borrow());
+            let closing = shutdown_seen
                 || self
                     .server_options
                     .keepalive_request_limit
@@ -175,7 +190,7 @@ where
             Ok(None) => return None,
             Err(e) => {
                 self.metrics.error(&e);
-                let code = reject_request(*downstream, &e).await;
+                let code = Box::pin(reject_request(*downstream, &e)).await;
                 self.metrics.request_rejected(code, started);
                 return None;
             }
@@ -188,7 +203,7 @@ where
             .await;
         if !reuse {
             if !done.is_body_done() {
-                done.close_lingering().await;
+                Box::pin(done.close_lingering()).await;
             }
             return None;
         }
@@ -236,8 +251,11 @@ where
         reuse = reuse && downstream.will_keepalive();
         if reuse && !downstream.is_body_done() {
             // the request body was not (fully) read: drain it, bounded, or close
-            let drained =
-                tokio::time::timeout(DRAIN_TIMEOUT, downstream.drain_request_body()).await;
+            let drained = Box::pin(tokio::time::timeout(
+                DRAIN_TIMEOUT,
+                downstream.drain_request_body(),
+            ))
+            .await;
             reuse = matches!(drained, Ok(Ok(()))) && downstream.will_keepalive();
         }
         (downstream, reuse)
@@ -265,13 +283,13 @@ where
         match self.proxy_to_upstream(session, ctx).await {
             Ok(()) => {
                 if session.cache.storage().is_some() {
-                    self.cache_after_response(session).await;
+                    Box::pin(self.cache_after_response(session)).await;
                 }
                 Ok(())
             }
             Err(e) => {
                 if session.cache.enabled() {
-                    if self.serve_stale_if_error(session, &e, ctx).await {
+                    if Box::pin(self.serve_stale_if_error(session, &e, ctx)).await {
                         return Ok(());
                     }
                     session.cache.disable(NoCacheReason::UpstreamError);
@@ -315,7 +333,8 @@ where
                     .connected_to_upstream(session, reused, &peer, ctx)
                     .await?;
                 match &mut client {
-                    ClientSession::H2(h2) => self.proxy_to_h2(session, h2, ctx).await,
+                    // boxed: an HTTP/1 exchange does not carry its states
+                    ClientSession::H2(h2) => Box::pin(self.proxy_to_h2(session, h2, ctx)).await,
                     ClientSession::H1(_) => self.proxy_h1(session, &mut client, ctx).await,
                 }
             }

@@ -92,6 +92,18 @@ where
         if !session.cache.enabled() {
             return Ok(CacheStep::Upstream);
         }
+        // boxed: a proxy without a cache keeps none of the lookup's states
+        // (or its code) in every request's future
+        Box::pin(self.cache_lookup_stage(session, ctx)).await
+    }
+
+    /// The cache stage once `request_cache_filter` enabled the cache: key,
+    /// purge, lookup, lock, serve a hit.
+    async fn cache_lookup_stage(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+    ) -> Result<CacheStep> {
         match self.inner.cache_key_callback(session, ctx) {
             Ok(key) => session.cache.set_cache_key(key),
             Err(e) => {
@@ -387,7 +399,15 @@ where
         resp: &mut ResponseHeader,
         ctx: &mut SV::CTX,
     ) -> Result<Admission> {
-        let admission = self.cache_admit(session, resp, ctx).await;
+        let admission = if matches!(
+            session.cache.phase(),
+            CachePhase::Miss | CachePhase::Expired
+        ) {
+            // boxed: only a fill or a revalidation needs it
+            Box::pin(self.cache_admit(session, resp, ctx)).await
+        } else {
+            Ok(Admission::Forward)
+        };
         if session.cache.storage().is_some() || session.cache.phase() != CachePhase::Uninit {
             resp.remove_header(filters::SURROGATE_CONTROL);
         }
@@ -515,9 +535,14 @@ where
 
     /// Store a piece of the upstream's body when a fill is in progress.
     pub(crate) async fn cache_body(&self, session: &mut Session, piece: Option<&Bytes>, end: bool) {
-        if !session.cache.is_filling() {
-            return;
+        if session.cache.is_filling() {
+            // boxed: only a fill needs it
+            Box::pin(self.cache_fill(session, piece, end)).await;
         }
+    }
+
+    /// Store a piece in the fill in progress; `end`: finish the fill.
+    async fn cache_fill(&self, session: &mut Session, piece: Option<&Bytes>, end: bool) {
         if let Some(p) = piece {
             session.cache.write_body(p).await;
         }

@@ -149,7 +149,7 @@ where
             if let Admission::ServeStored =
                 self.cache_admit_response(session, &mut resp, ctx).await?
             {
-                return self.serve_from_cache(session, ctx).await;
+                return Box::pin(self.serve_from_cache(session, ctx)).await;
             }
             self.add_cache_status(session, &mut resp);
         }
@@ -174,7 +174,7 @@ where
         }
 
         if switching {
-            return self.pipe_upgraded(session, client).await;
+            return Box::pin(self.pipe_upgraded(session, client)).await;
         }
         if !end {
             self.send_response_body(session, client, ctx).await?;

@@ -64,7 +64,7 @@ where
             .upstream_response_filter(session, &mut resp, ctx)
             .await?;
         if let Admission::ServeStored = self.cache_admit_response(session, &mut resp, ctx).await? {
-            return self.serve_from_cache(session, ctx).await;
+            return Box::pin(self.serve_from_cache(session, ctx)).await;
         }
         self.add_cache_status(session, &mut resp);
         self.inner.response_filter(session, &mut resp, ctx).await?;

@@ -220,13 +220,19 @@ impl HttpSession {
                 Err(e) => return Err(e),
             }
         }
-        let deadline = self.header_timeout.map(|d| tokio::time::Instant::now() + d);
+        // set when the head turns out to need more reads: most heads arrive
+        // whole, and then the clock is not read at all
+        let mut deadline = None;
         let (req, len) = loop {
             match head::parse_request(&mut self.buf, &self.limits)? {
                 HeadParse::Complete(req, len) => break (req, len),
                 HeadParse::Partial => {
-                    let left =
-                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    let left = self.header_timeout.map(|t| {
+                        let now = tokio::time::Instant::now();
+                        deadline
+                            .get_or_insert(now + t)
+                            .saturating_duration_since(now)
+                    });
                     let n = common::read_more(
                         &mut self.stream,
                         &mut self.buf,
