@@ -47,8 +47,16 @@ impl ServiceMetrics {
             .map(|r| r.status_code().as_u16());
         self.requests[status_class(status)].inc();
         self.duration.observe(started.elapsed().as_secs_f64());
-        self.bytes_in.inc_by(downstream.body_bytes_read() as u64);
-        self.bytes_out.inc_by(downstream.body_bytes_sent() as u64);
+        // each add is an atomic read-modify-write: skipped for no bytes (a
+        // GET's request body, an empty response)
+        for (counter, n) in [
+            (&self.bytes_in, downstream.body_bytes_read()),
+            (&self.bytes_out, downstream.body_bytes_sent()),
+        ] {
+            if n > 0 {
+                counter.inc_by(n as u64);
+            }
+        }
     }
 
     /// Count a request refused before its head was read, answered `code`

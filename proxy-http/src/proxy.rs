@@ -134,13 +134,22 @@ where
         // shutdown began: an atomic load while nothing changed (no lock).
         let mut probe = shutdown.clone();
         let mut shutdown_seen = *probe.borrow_and_update();
+        let mut registered = false;
         let mut served: u32 = 0;
         loop {
             self.apply_server_options(&mut downstream);
             let arrived = tokio::select! {
                 biased;
                 r = downstream.wait_for_request() => Some(matches!(r, Ok(true))),
-                _ = &mut shutdown_began, if served > 0 && !shutdown_seen => None,
+                // polled again only when the watch changed: registered once,
+                // it wakes this task, and each poll would take its lock
+                _ = std::future::poll_fn(|cx| {
+                    if registered && matches!(probe.has_changed(), Ok(false)) {
+                        return std::task::Poll::Pending;
+                    }
+                    registered = true;
+                    std::future::Future::poll(shutdown_began.as_mut(), cx).map(|_| ())
+                }), if served > 0 && !shutdown_seen => None,
             };
             let arrived = match arrived {
                 Some(arrived) => arrived,
