@@ -23,6 +23,10 @@
 # CALLGRIND_OPTS adds options to valgrind's (e.g. `--cache-sim=yes`: the
 # outputs' `summary:` lines then hold simulated cache misses after Ir).
 #
+# LOCKED=1 also counts the atomic read-modify-write (lock-prefixed)
+# instructions each program's own code runs per request (bench/locked.py;
+# adds `--dump-instr=yes`): tens of cycles each, one instruction to callgrind.
+#
 # Output: one line per system and size, and the ratio ours/nginx.
 # Needs: valgrind, wrk, nginx (h2load for MODE=h2). Builds nothing (cargo
 # build --release first).
@@ -34,6 +38,8 @@ SIZES=("${@:-1k}")
 DURATION="${DURATION:-4}"
 WARMUP="${WARMUP:-2}"
 MODE="${MODE:-proxy}"
+LOCKED="${LOCKED:-}"
+[ -z "$LOCKED" ] || CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --dump-instr=yes"
 SCHEME=http OURS_PORT=8088
 case "$MODE" in
 proxy) OURS_PART=part-01-first-proxy NGINX_CONF=nginx-proxy.conf NGINX_PORT=8080 ;;
@@ -83,6 +89,9 @@ measure() {
     f="$(ls "$RUN/$label".cg.*.1 2>/dev/null | head -1)"
     [ -n "$f" ] || f="$(ls "$RUN/$label".cg.* | head -1)"
     ir="$(awk '/^summary:/ {print $2}' "$f")"
+    if [ -n "$LOCKED" ]; then
+        python3 "$BENCH_DIR/locked.py" "$f" "$(command -v "$1")" "$reqs" 8 > "$RUN/$label.locked"
+    fi
     echo "$label $size $reqs $((ir / reqs))"
 }
 
@@ -115,4 +124,9 @@ for size in "${SIZES[@]}"; do
     read -r _ _ ro oo < <(RUST_LOG=warn measure ours "$OURS_PORT" "$size" "$OURS_BIN" -c "$RUN/ours.yaml")
     printf '%-6s %-5s %9s %12s\n' nginx "$size" "$rn" "$on" ours "$size" "$ro" "$oo"
     python3 -c "print(f'ratio  $size  ours/nginx instructions per request: {$oo/$on:.2f}')"
+    if [ -n "$LOCKED" ]; then
+        for label in nginx ours; do
+            echo "$label $size:"; sed 's/^/  /' "$RUN/$label.locked"
+        done
+    fi
 done

@@ -85,8 +85,9 @@ impl ProxyHttp for FirstProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(host) = &ctx.upstream {
-            upstream_request.insert_header("Host", host.clone())?;
+        // taken rather than cloned: `upstream_peer` sets it again on a retry
+        if let Some(host) = ctx.upstream.take() {
+            upstream_request.insert_header("Host", host)?;
         }
         Ok(())
     }

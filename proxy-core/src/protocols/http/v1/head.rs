@@ -170,15 +170,26 @@ pub fn parse_response(
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code)
         .map_err(|_| malformed("response", format!("invalid status code {code}")))?;
-    // httparse returned the reason as a str: the same bytes are valid UTF-8
-    let reason_bytes = reason.map(|r| slice_of(&head, &r)).transpose()?;
-    let reason = reason_bytes
-        .as_deref()
-        .and_then(|r| std::str::from_utf8(r).ok());
+    // httparse returned the reason as a str: the same bytes are valid UTF-8.
+    // Kept only when it is not the status's canonical phrase (the usual
+    // case), and then as its own copy: the head moves into the fields.
+    let reason = match reason {
+        Some(r) => {
+            let bytes = head
+                .get(r)
+                .ok_or_else(|| malformed("response", "reason outside the parsed head"))?;
+            std::str::from_utf8(bytes)
+                .ok()
+                .filter(|r| Some(*r) != status.canonical_reason())
+                .map(str::to_owned)
+        }
+        None => None,
+    };
     let fields = lines
         .and_then(|lines| RawFields::parsed(head, lines))
         .ok_or_else(|| malformed("response", "header outside the parsed head"))?;
-    let header = ResponseHeader::from_parsed(status, version(version_byte), reason, fields)?;
+    let header =
+        ResponseHeader::from_parsed(status, version(version_byte), reason.as_deref(), fields)?;
     Ok(HeadParse::Complete(header, len))
 }
 
