@@ -66,6 +66,24 @@ pub trait IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug + 'static {
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+    /// Read into `buf` without waiting and without leaving a waker behind:
+    /// `Err(WouldBlock)` when nothing is known to be waiting. Lets a pool
+    /// check an idle connection (see `connectors`) without the runtime's
+    /// registration lock and, on a TCP or Unix socket whose readiness
+    /// tokio has not seen change, without a system call. The default polls
+    /// one read with a waker that does nothing.
+    ///
+    /// # Errors
+    /// `WouldBlock` as above; the transport's read errors.
+    fn try_read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = tokio::io::ReadBuf::new(buf);
+        match std::pin::Pin::new(self).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Ok(())) => Ok(read.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
     /// The facts of the TLS handshake when this stream is TLS
     /// ([`crate::tls::TlsStream`]); `None` for plaintext transports.
     fn ssl_digest(&self) -> Option<std::sync::Arc<crate::tls::SslDigest>> {
@@ -102,6 +120,9 @@ impl IO for tokio::net::TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
     }
+    fn try_read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
     send_file::socket_send_file!();
     fn peer_addr(&self) -> Option<SocketAddr> {
         tokio::net::TcpStream::peer_addr(self)
@@ -118,6 +139,9 @@ impl IO for tokio::net::TcpStream {
 impl IO for tokio::net::UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+    fn try_read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        tokio::net::UnixStream::try_read(self, buf)
     }
     send_file::socket_send_file!();
     fn peer_addr(&self) -> Option<SocketAddr> {
