@@ -92,7 +92,7 @@ where
         } else {
             // the client session marks "closed before any byte" as ReusedOnly
             client
-                .read_response_header()
+                .read_response_header_for(&mut session.downstream_session)
                 .await
                 .map_err(|e| e.into_up())?;
         }

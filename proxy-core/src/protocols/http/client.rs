@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::v1::client::HttpSession as HttpSessionV1;
 use super::v2::client::HttpSession as HttpSessionV2;
+use super::ServerSession;
 use crate::error::Result;
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
@@ -79,6 +80,21 @@ impl HttpSession {
         match self {
             HttpSession::H1(s) => s.read_response_header().await,
             HttpSession::H2(s) => s.read_response_header().await,
+        }
+    }
+
+    /// As [`HttpSession::read_response_header`], for a request made on
+    /// behalf of `downstream`: an HTTP/1.1 upstream is waited on with the
+    /// timer `downstream`'s HTTP/1.1 connection keeps for its idle waits
+    /// (free while its request is in flight, moved lazily), so a response
+    /// does not register and cancel a timer of its own in the runtime.
+    ///
+    /// # Errors
+    /// As [`HttpSession::read_response_header`].
+    pub async fn read_response_header_for(&mut self, downstream: &mut ServerSession) -> Result<()> {
+        match (self, downstream.idle_timer()) {
+            (HttpSession::H1(s), Some(timer)) => s.read_response_header_with(timer).await,
+            (s, _) => s.read_response_header().await,
         }
     }
 

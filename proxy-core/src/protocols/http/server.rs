@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::v1::idle_timer::IdleTimer;
 use super::v1::server::HttpSession as SessionV1;
 use super::v2::server::HttpSession as SessionV2;
 use crate::error::{Error, ErrorType, Result};
@@ -51,6 +52,14 @@ impl Session {
     /// An HTTP/1.x session over an accepted stream.
     pub fn new_http1(stream: Stream) -> Self {
         Session::H1(SessionV1::new(stream))
+    }
+
+    /// The HTTP/1.x connection's idle-wait timer (none for an HTTP/2 stream).
+    pub(crate) fn idle_timer(&mut self) -> Option<&mut IdleTimer> {
+        match self {
+            Session::H1(s) => Some(s.idle_timer()),
+            Session::H2(_) => None,
+        }
     }
 
     /// Wait, holding no buffer, for the next request's first byte; `false`

@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::body::{BodyReader, BodyWriter};
 use super::common::{self, HeaderLimits, TransferCoding};
 use super::head::{self, HeadParse};
+use super::idle_timer::IdleTimer;
 use crate::error::{Error, ErrorType, Result, RetryType};
 use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
@@ -215,11 +216,41 @@ impl HttpSession {
     /// # Cancel safety
     /// Cancel safe: bytes read so far stay buffered.
     pub async fn read_response_header(&mut self) -> Result<()> {
-        let r = self.read_response_header_inner().await;
+        let r = self.read_response_header_inner(None).await;
         r.map_err(|e| self.fail(e))
     }
 
-    async fn read_response_header_inner(&mut self) -> Result<()> {
+    /// As [`HttpSession::read_response_header`], waiting for the first
+    /// byte with `timer` (the downstream connection's, free while its
+    /// request is in flight) instead of a timer registered and cancelled in
+    /// the runtime's wheel for every response.
+    pub(crate) async fn read_response_header_with(&mut self, timer: &mut IdleTimer) -> Result<()> {
+        let r = self.read_response_header_inner(Some(timer)).await;
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Wait with `timer` until the stream is readable, for at most the read
+    /// timeout (moved lazily: see [`IdleTimer`]).
+    async fn wait_readable_with(&self, timer: &mut IdleTimer, what: &'static str) -> Result<()> {
+        let Some(t) = self.read_timeout else {
+            return Ok(());
+        };
+        let stream = &self.stream;
+        let deadline = tokio::time::Instant::now() + t;
+        match timer
+            .wait(deadline, t / 4, |cx| stream.poll_read_ready(cx))
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(Error::because(ErrorType::ReadError, what, e)),
+            None => Error::e_explain(
+                ErrorType::ReadTimedout,
+                format!("{what} timed out after {} ms", t.as_millis()),
+            ),
+        }
+    }
+
+    async fn read_response_header_inner(&mut self, timer: Option<&mut IdleTimer>) -> Result<()> {
         let Some(req) = self.request_written.as_deref() else {
             return Error::e_explain(
                 ErrorType::InternalError,
@@ -235,6 +266,10 @@ impl HttpSession {
         let is_head = *req.method() == Method::HEAD;
         let is_upgrade_req = common::is_upgrade(req.http_version(), req);
         let mut got_any = !self.buf.is_empty();
+        if let (Some(timer), false) = (timer, got_any) {
+            self.wait_readable_with(timer, "reading response header")
+                .await?;
+        }
         let (resp, _len) = loop {
             if !self.buf.is_empty() {
                 if let HeadParse::Complete(resp, len) =

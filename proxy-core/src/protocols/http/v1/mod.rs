@@ -13,5 +13,5 @@ pub mod chunked;
 pub mod client;
 pub mod common;
 pub mod head;
-mod idle_timer;
+pub(crate) mod idle_timer;
 pub mod server;

@@ -150,6 +150,13 @@ impl HttpSession {
         }
     }
 
+    /// The connection's timer, free while a request is in flight: an
+    /// upstream exchange made for this connection may wait with it
+    /// ([`crate::protocols::http::client::HttpSession::read_response_header_for`]).
+    pub(crate) fn idle_timer(&mut self) -> &mut IdleTimer {
+        &mut self.idle_timer
+    }
+
     /// How long to wait for a request's first byte.
     fn first_byte_timeout(&self) -> Option<Duration> {
         if self.reused {
