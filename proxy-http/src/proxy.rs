@@ -144,11 +144,7 @@ where
                 // polled again only when the watch changed: registered once,
                 // it wakes this task, and each poll would take its lock
                 _ = std::future::poll_fn(|cx| {
-                    if registered && matches!(probe.has_changed(), Ok(false)) {
-                        return std::task::Poll::Pending;
-                    }
-                    registered = true;
-                    std::future::Future::poll(shutdown_began.as_mut(), cx).map(|_| ())
+                    poll_shutdown(shutdown_began.as_mut(), &probe, &mut registered, cx)
                 }), if served > 0 && !shutdown_seen => None,
             };
             let arrived = match arrived {
@@ -370,6 +366,26 @@ where
             }
         }
     }
+}
+
+/// Poll a connection's wait for shutdown (`wait`, from the watch's
+/// `wait_for`) only when it may have something to say: the first time, to
+/// register with the watch, and after `probe` (another receiver of the same
+/// watch) reports a change. Each poll of a registered wait takes the
+/// watch's lock; `has_changed` is an atomic load. `registered` is the
+/// caller's, false until the first poll. The wait's waker stays the task's,
+/// so a connection polls it from one task only.
+pub(crate) fn poll_shutdown<F: std::future::Future>(
+    wait: std::pin::Pin<&mut F>,
+    probe: &ShutdownWatch,
+    registered: &mut bool,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<()> {
+    if *registered && matches!(probe.has_changed(), Ok(false)) {
+        return std::task::Poll::Pending;
+    }
+    *registered = true;
+    wait.poll(cx).map(|_| ())
 }
 
 /// Answer a request whose head could not be read, then close: 400 for a

@@ -12,7 +12,7 @@ use proxy_core::protocols::http::ServerSession;
 use proxy_core::protocols::Stream;
 use proxy_core::server::ShutdownWatch;
 
-use crate::proxy::HttpProxy;
+use crate::proxy::{poll_shutdown, HttpProxy};
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
 
@@ -60,21 +60,41 @@ where
             .keepalive_timeout_seconds
             .filter(|s| *s > 0)
             .map_or(DEFAULT_H2_IDLE, Duration::from_secs);
-        let mut shutdown = shutdown.clone();
-        let mut draining = false;
+        // As for HTTP/1.1 (`serve_connection`): one wait for shutdown for
+        // the connection's life, polled again only after the watch changed,
+        // rather than one registered with the watch per stream accepted.
+        let mut shutdown_rx = shutdown.clone();
+        let shutdown_began = shutdown_rx.wait_for(|s| *s);
+        tokio::pin!(shutdown_began);
+        let mut probe = shutdown.clone();
+        // (marked up to date: later changes show in `has_changed`, an atomic load)
+        let mut draining = *probe.borrow_and_update();
+        if draining {
+            conn.graceful_shutdown();
+        }
+        let mut registered = false;
         // One timer for the connection, moved on when it fires, rather than
         // a new one armed (and cancelled) for every stream accepted.
         let mut last_stream = Instant::now();
         let idle = tokio::time::sleep(idle_for);
         tokio::pin!(idle);
         loop {
-            if !draining && *shutdown.borrow() {
+            if !draining && !matches!(probe.has_changed(), Ok(false)) && *probe.borrow_and_update()
+            {
                 draining = true;
                 conn.graceful_shutdown();
             }
             let next = tokio::select! {
                 next = conn.accept() => next,
-                _ = shutdown.wait_for(|s| *s), if !draining => continue,
+                _ = std::future::poll_fn(|cx| {
+                    poll_shutdown(shutdown_began.as_mut(), &probe, &mut registered, cx)
+                }), if !draining => {
+                    // that wait is over (shutdown, or the server is gone) and
+                    // must not be polled again
+                    draining = true;
+                    conn.graceful_shutdown();
+                    continue;
+                }
                 _ = &mut idle, if !draining => {
                     let quiet = last_stream.elapsed();
                     if conn.has_streams() {
