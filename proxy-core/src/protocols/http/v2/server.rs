@@ -17,6 +17,11 @@ use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
 use crate::tls::SslDigest;
 
+/// The largest last piece of a response body sent without first reserving
+/// flow-control capacity for it, in bytes: one DATA frame at the default
+/// SETTINGS_MAX_FRAME_SIZE (RFC 9113 §6.5.2).
+const DIRECT_LAST_PIECE: usize = 16_384;
+
 /// A server-side HTTP/2 connection (`h2`'s), driven by polling `accept`.
 pub type H2Connection = h2::server::Connection<Stream, Bytes>;
 
@@ -362,7 +367,11 @@ impl HttpSession {
             ErrorType::WriteTimedout,
             "writing HTTP/2 response body",
             async {
-                if data.is_empty() {
+                // An empty end, or the last piece of a small body, goes out
+                // without reserving capacity first (two fewer trips through
+                // the h2 connection's lock): h2 holds it until the client's
+                // window takes it, and a stream holds at most one such piece.
+                if data.is_empty() || (end && data.len() <= DIRECT_LAST_PIECE) {
                     return stream
                         .send_data(data, end)
                         .map_err(|e| h2_err(e, "writing response body"));

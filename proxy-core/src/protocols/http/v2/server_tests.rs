@@ -62,15 +62,21 @@ impl tokio::io::AsyncWrite for Tap {
     }
 }
 
-/// [`pair`], plus every byte the server wrote, as the client read them.
-async fn tapped_pair(
-    options: H2Options,
-) -> (
+/// The channel [`pair`] returns, with every byte the server wrote.
+type Tapped = (
     SendRequest<Bytes>,
     tokio::sync::mpsc::UnboundedReceiver<HttpSession>,
     JoinHandle<()>,
     Arc<std::sync::Mutex<Vec<u8>>>,
-) {
+);
+
+/// [`pair`], plus every byte the server wrote, as the client read them.
+async fn tapped_pair(options: H2Options) -> Tapped {
+    tapped_pair_with(options, &h2::client::Builder::new()).await
+}
+
+/// [`tapped_pair`] with the client's settings from `client`.
+async fn tapped_pair_with(options: H2Options, client: &h2::client::Builder) -> Tapped {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(async move {
@@ -85,7 +91,7 @@ async fn tapped_pair(
         inner: a,
         seen: Arc::clone(&seen),
     };
-    let (client, conn) = h2::client::handshake(tap).await.unwrap();
+    let (client, conn) = client.handshake(tap).await.unwrap();
     tokio::spawn(conn);
     (client, rx, server, seen)
 }
@@ -176,6 +182,30 @@ async fn a_bodyless_response_is_one_headers_frame_with_end_stream() {
     assert_eq!(resp.status(), 204);
     // END_STREAM came with the HEADERS frame
     assert!(resp.body().is_end_stream());
+}
+
+/// The last piece of a small body is handed to h2 without reserving
+/// capacity first: it must still arrive whole through a window smaller
+/// than itself, as the client opens it.
+#[tokio::test]
+async fn a_small_last_piece_goes_through_a_smaller_window() {
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(100);
+    let (client, mut streams, _server, _) = tapped_pair_with(H2Options::default(), &builder).await;
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get("https://example.org/").body(()).unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let mut s = streams.recv().await.unwrap();
+    let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    s.write_response_header(Box::new(ResponseHeader::build(200u16, None).unwrap()))
+        .await
+        .unwrap();
+    s.write_body_bytes(Bytes::from(body.clone()), true)
+        .await
+        .unwrap();
+    assert!(s.response_finished());
+    let resp = response.await.unwrap();
+    assert_eq!(read_all(resp.into_body()).await, body);
 }
 
 #[tokio::test]
