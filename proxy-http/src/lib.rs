@@ -37,6 +37,7 @@ mod ready;
 mod retry_buffer;
 mod service;
 mod session;
+mod shutdown_wait;
 
 pub use proxy::HttpProxy;
 pub use proxy_cache::PurgeStatus;

@@ -31,6 +31,7 @@ use crate::proxy_cache::CacheStep;
 use crate::proxy_trait::ProxyHttp;
 use crate::service::DEFAULT_SERVICE_NAME;
 use crate::session::Session;
+use crate::shutdown_wait::shutdown_wait;
 
 /// How long the proxy reads and discards an unread request body (e.g. after
 /// `request_filter` answered a POST with 401) to keep the connection, before
@@ -124,28 +125,15 @@ where
         // boxed for the connection's life: a request moves a pointer, not the
         // session, through the phases and back
         let mut downstream = Box::new(ServerSession::new_http1(stream));
-        // One wait for shutdown for the connection's life: made afresh for
-        // every request, it would register with the watch (a lock) and
-        // leave it (another) each time.
-        let mut shutdown_rx = shutdown.clone();
-        let shutdown_began = shutdown_rx.wait_for(|s| *s);
-        tokio::pin!(shutdown_began);
-        // A second receiver, marked up to date, to ask per request whether
-        // shutdown began: an atomic load while nothing changed (no lock).
-        let mut probe = shutdown.clone();
-        let mut shutdown_seen = *probe.borrow_and_update();
-        let mut registered = false;
+        let shutdown = shutdown_wait(shutdown);
+        tokio::pin!(shutdown);
         let mut served: u32 = 0;
         loop {
             self.apply_server_options(&mut downstream);
             let arrived = tokio::select! {
                 biased;
                 r = downstream.wait_for_request() => Some(matches!(r, Ok(true))),
-                // polled again only when the watch changed: registered once,
-                // it wakes this task, and each poll would take its lock
-                _ = std::future::poll_fn(|cx| {
-                    poll_shutdown(shutdown_began.as_mut(), &probe, &mut registered, cx)
-                }), if served > 0 && !shutdown_seen => None,
+                _ = shutdown.as_mut(), if served > 0 => None,
             };
             let arrived = match arrived {
                 Some(arrived) => arrived,
@@ -155,22 +143,16 @@ where
                 // lets a client retry only idempotent ones, and many do not):
                 // wait a moment, serve a request that arrives with
                 // `Connection: close`, and close if none does.
-                None => {
-                    // that wait is over and must not be polled again
-                    shutdown_seen = true;
-                    matches!(
-                        tokio::time::timeout(DRAIN_IDLE_WAIT, downstream.wait_for_request()).await,
-                        Ok(Ok(true))
-                    )
-                }
+                None => matches!(
+                    tokio::time::timeout(DRAIN_IDLE_WAIT, downstream.wait_for_request()).await,
+                    Ok(Ok(true))
+                ),
             };
             if !arrived {
                 return;
             }
             served = served.saturating_add(1);
-            shutdown_seen =
-                shutdown_seen || (!matches!(probe.has_changed(), Ok(false)) && *probe.borrow());
-            let closing = shutdown_seen
+            let closing = shutdown.as_mut().began()
                 || self
                     .server_options
                     .keepalive_request_limit
@@ -366,26 +348,6 @@ where
             }
         }
     }
-}
-
-/// Poll a connection's wait for shutdown (`wait`, from the watch's
-/// `wait_for`) only when it may have something to say: the first time, to
-/// register with the watch, and after `probe` (another receiver of the same
-/// watch) reports a change. Each poll of a registered wait takes the
-/// watch's lock; `has_changed` is an atomic load. `registered` is the
-/// caller's, false until the first poll. The wait's waker stays the task's,
-/// so a connection polls it from one task only.
-pub(crate) fn poll_shutdown<F: std::future::Future>(
-    wait: std::pin::Pin<&mut F>,
-    probe: &ShutdownWatch,
-    registered: &mut bool,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<()> {
-    if *registered && matches!(probe.has_changed(), Ok(false)) {
-        return std::task::Poll::Pending;
-    }
-    *registered = true;
-    wait.poll(cx).map(|_| ())
 }
 
 /// Answer a request whose head could not be read, then close: 400 for a

@@ -414,18 +414,16 @@ where
         admission
     }
 
+    /// [`HttpProxy::cache_admit_response`] for a fill or a revalidation
+    /// (phase `Miss` or `Expired`).
     async fn cache_admit(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut SV::CTX,
     ) -> Result<Admission> {
-        let phase = session.cache.phase();
-        if !matches!(phase, CachePhase::Miss | CachePhase::Expired) {
-            return Ok(Admission::Forward);
-        }
         let status = resp.status_code();
-        if phase == CachePhase::Expired {
+        if session.cache.phase() == CachePhase::Expired {
             if status == StatusCode::NOT_MODIFIED {
                 return self.cache_revalidated(session, resp, ctx).await;
             }

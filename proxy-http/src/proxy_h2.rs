@@ -12,9 +12,10 @@ use proxy_core::protocols::http::ServerSession;
 use proxy_core::protocols::Stream;
 use proxy_core::server::ShutdownWatch;
 
-use crate::proxy::{poll_shutdown, HttpProxy};
+use crate::proxy::HttpProxy;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
+use crate::shutdown_wait::shutdown_wait;
 
 /// How long a connection with no open stream is kept when the server
 /// options give no keep-alive timeout.
@@ -60,37 +61,23 @@ where
             .keepalive_timeout_seconds
             .filter(|s| *s > 0)
             .map_or(DEFAULT_H2_IDLE, Duration::from_secs);
-        // As for HTTP/1.1 (`serve_connection`): one wait for shutdown for
-        // the connection's life, polled again only after the watch changed,
-        // rather than one registered with the watch per stream accepted.
-        let mut shutdown_rx = shutdown.clone();
-        let shutdown_began = shutdown_rx.wait_for(|s| *s);
-        tokio::pin!(shutdown_began);
-        let mut probe = shutdown.clone();
-        // (marked up to date: later changes show in `has_changed`, an atomic load)
-        let mut draining = *probe.borrow_and_update();
-        if draining {
-            conn.graceful_shutdown();
-        }
-        let mut registered = false;
+        let shutdown = shutdown_wait(shutdown);
+        tokio::pin!(shutdown);
+        let mut draining = false;
         // One timer for the connection, moved on when it fires, rather than
         // a new one armed (and cancelled) for every stream accepted.
         let mut last_stream = Instant::now();
         let idle = tokio::time::sleep(idle_for);
         tokio::pin!(idle);
         loop {
-            if !draining && !matches!(probe.has_changed(), Ok(false)) && *probe.borrow_and_update()
-            {
+            if !draining && shutdown.as_mut().began() {
                 draining = true;
                 conn.graceful_shutdown();
             }
             let next = tokio::select! {
                 next = conn.accept() => next,
-                _ = std::future::poll_fn(|cx| {
-                    poll_shutdown(shutdown_began.as_mut(), &probe, &mut registered, cx)
-                }), if !draining => {
-                    // that wait is over (shutdown, or the server is gone) and
-                    // must not be polled again
+                _ = shutdown.as_mut(), if !draining => {
+                    // shutdown, or the server is gone
                     draining = true;
                     conn.graceful_shutdown();
                     continue;

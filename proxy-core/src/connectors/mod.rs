@@ -678,15 +678,29 @@ mod tests {
         let (a, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
         let mut a: Stream = Box::new(a.unwrap());
         let (mut b, _) = accepted.unwrap();
-        // readiness reaches tokio when its driver next polls: give it a turn
-        let settle = || tokio::time::sleep(Duration::from_millis(20));
-        settle().await;
         assert_eq!(probe_idle(&mut a), IdleState::Healthy);
         b.write_all(b"x").await.unwrap();
-        settle().await;
-        assert_eq!(probe_idle(&mut a), IdleState::UnexpectedData);
+        assert_eq!(probe_when_readable(&mut a).await, IdleState::UnexpectedData);
         drop(b);
-        settle().await;
-        assert_eq!(probe_idle(&mut a), IdleState::Closed);
+        assert_eq!(probe_when_readable(&mut a).await, IdleState::Closed);
+    }
+
+    /// Probe `s` once tokio has seen it readable; again after the next
+    /// readiness when the probe found nothing (readiness from an earlier
+    /// event, cleared by that probe).
+    async fn probe_when_readable(s: &mut Stream) -> IdleState {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                std::future::poll_fn(|cx| s.poll_read_ready(cx))
+                    .await
+                    .unwrap();
+                match probe_idle(s) {
+                    IdleState::Healthy => continue,
+                    state => return state,
+                }
+            }
+        })
+        .await
+        .unwrap()
     }
 }

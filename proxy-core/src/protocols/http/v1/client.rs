@@ -229,27 +229,6 @@ impl HttpSession {
         r.map_err(|e| self.fail(e))
     }
 
-    /// Wait with `timer` until the stream is readable, for at most the read
-    /// timeout (moved lazily: see [`IdleTimer`]).
-    async fn wait_readable_with(&self, timer: &mut IdleTimer, what: &'static str) -> Result<()> {
-        let Some(t) = self.read_timeout else {
-            return Ok(());
-        };
-        let stream = &self.stream;
-        let deadline = tokio::time::Instant::now() + t;
-        match timer
-            .wait(deadline, t / 4, |cx| stream.poll_read_ready(cx))
-            .await
-        {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(Error::because(ErrorType::ReadError, what, e)),
-            None => Error::e_explain(
-                ErrorType::ReadTimedout,
-                format!("{what} timed out after {} ms", t.as_millis()),
-            ),
-        }
-    }
-
     async fn read_response_header_inner(&mut self, timer: Option<&mut IdleTimer>) -> Result<()> {
         let Some(req) = self.request_written.as_deref() else {
             return Error::e_explain(
@@ -267,8 +246,13 @@ impl HttpSession {
         let is_upgrade_req = common::is_upgrade(req.http_version(), req);
         let mut got_any = !self.buf.is_empty();
         if let (Some(timer), false) = (timer, got_any) {
-            self.wait_readable_with(timer, "reading response header")
-                .await?;
+            common::wait_readable_with(
+                &self.stream,
+                timer,
+                self.read_timeout,
+                "reading response header",
+            )
+            .await?;
         }
         let (resp, _len) = loop {
             if !self.buf.is_empty() {

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use http::{HeaderName, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::idle_timer::IdleTimer;
 use crate::error::{Error, ErrorType, OrErr, Result};
 use crate::http::FieldLines;
 use crate::protocols::Stream;
@@ -272,13 +273,19 @@ where
             this.sleep.set(Some(tokio::time::sleep(d)));
         }
         match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(Error::explain(
-                this.etype.clone(),
-                format!("{} timed out after {} ms", this.what, d.as_millis()),
-            ))),
+            Some(Poll::Ready(())) => Poll::Ready(Err(timed_out(this.etype.clone(), this.what, d))),
             _ => Poll::Pending,
         }
     }
+}
+
+/// The error of a wait that ran past `d`: `etype` (`ReadTimedout` or
+/// `WriteTimedout`) naming `what`.
+fn timed_out(etype: ErrorType, what: &str, d: Duration) -> Box<Error> {
+    Error::explain(
+        etype,
+        format!("{what} timed out after {} ms", d.as_millis()),
+    )
 }
 
 /// Read once from `io` into `buf`, making room for at least `want` bytes
@@ -297,6 +304,28 @@ pub(crate) async fn wait_readable(
             .or_err(ErrorType::ReadError, what)
     })
     .await
+}
+
+/// [`wait_readable`] with a connection's reusable `timer` (moved lazily,
+/// see [`IdleTimer`]) instead of a timer registered and cancelled in the
+/// runtime's wheel for this one wait.
+pub(crate) async fn wait_readable_with(
+    io: &Stream,
+    timer: &mut IdleTimer,
+    timeout: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    let Some(t) = timeout else {
+        return wait_readable(io, None, what).await;
+    };
+    let deadline = tokio::time::Instant::now() + t;
+    match timer
+        .wait(deadline, t / 4, |cx| io.poll_read_ready(cx))
+        .await
+    {
+        Some(r) => r.or_err(ErrorType::ReadError, what),
+        None => Err(timed_out(ErrorType::ReadTimedout, what, t)),
+    }
 }
 
 pub(crate) async fn read_more(
