@@ -120,6 +120,38 @@ async fn bounded<T>(
     }
 }
 
+/// Send `data` on `stream` piece by piece as the client's flow-control
+/// window grants capacity (RFC 9113 §5.2), the last piece with END_STREAM
+/// when `end`.
+async fn send_with_capacity(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<()> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Err(h2_err(e, "writing response body")),
+            None => {
+                return Err(Error::explain(
+                    ErrorType::H2Error,
+                    "stream closed while writing response body",
+                )
+                .into_down())
+            }
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = data.split_to(granted.min(data.len()));
+        stream
+            .send_data(piece, end && data.is_empty())
+            .map_err(|e| h2_err(e, "writing response body"))?;
+    }
+    Ok(())
+}
+
 impl HttpSession {
     /// A session for a stream `h2` accepted: `request` its head and body,
     /// `respond` its response side, `conn` its connection's facts.
@@ -346,7 +378,7 @@ impl HttpSession {
         }
     }
 
-    async fn send_data(&mut self, mut data: Bytes, end: bool) -> Result<()> {
+    async fn send_data(&mut self, data: Bytes, end: bool) -> Result<()> {
         if self.response_written.is_none() {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -361,46 +393,24 @@ impl HttpSession {
             );
         };
         let len = data.len();
-        let timeout = self.write_timeout;
-        bounded(
-            timeout,
-            ErrorType::WriteTimedout,
-            "writing HTTP/2 response body",
-            async {
-                // An empty end, or the last piece of a small body, goes out
-                // without reserving capacity first (two fewer trips through
-                // the h2 connection's lock): h2 holds it until the client's
-                // window takes it, and a stream holds at most one such piece.
-                if data.is_empty() || (end && data.len() <= DIRECT_LAST_PIECE) {
-                    return stream
-                        .send_data(data, end)
-                        .map_err(|e| h2_err(e, "writing response body"));
-                }
-                while !data.is_empty() {
-                    stream.reserve_capacity(data.len());
-                    let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                        Some(Ok(n)) => n,
-                        Some(Err(e)) => return Err(h2_err(e, "writing response body")),
-                        None => {
-                            return Err(Error::explain(
-                                ErrorType::H2Error,
-                                "stream closed while writing response body",
-                            )
-                            .into_down())
-                        }
-                    };
-                    if granted == 0 {
-                        continue;
-                    }
-                    let piece = data.split_to(granted.min(data.len()));
-                    stream
-                        .send_data(piece, end && data.is_empty())
-                        .map_err(|e| h2_err(e, "writing response body"))?;
-                }
-                Ok(())
-            },
-        )
-        .await?;
+        if data.is_empty() || (end && data.len() <= DIRECT_LAST_PIECE) {
+            // An empty end, or the last piece of a small body, goes out
+            // without reserving capacity first (two fewer trips through the
+            // h2 connection's lock), and without a write timeout, as nothing
+            // here waits: h2 holds the piece until the client's window takes
+            // it, and a stream holds at most one such piece.
+            stream
+                .send_data(data, end)
+                .map_err(|e| h2_err(e, "writing response body"))?;
+        } else {
+            bounded(
+                self.write_timeout,
+                ErrorType::WriteTimedout,
+                "writing HTTP/2 response body",
+                send_with_capacity(stream, data, end),
+            )
+            .await?;
+        }
         self.bytes_sent += len;
         if end {
             self.sender = Sender::Done;
