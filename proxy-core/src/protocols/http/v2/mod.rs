@@ -10,6 +10,7 @@
 //! [`client::HttpSession`]s, one per request.
 
 pub mod client;
+pub mod coalesce;
 pub mod convert;
 pub mod options;
 pub mod prior_knowledge;

@@ -10,6 +10,7 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::StatusCode;
 
+use super::coalesce::Coalescing;
 use super::convert::{request_from_h2, response_to_h2};
 use super::options::H2Options;
 use crate::error::{Error, ErrorType, OrErr, Result};
@@ -23,7 +24,7 @@ use crate::tls::SslDigest;
 const DIRECT_LAST_PIECE: usize = 16_384;
 
 /// A server-side HTTP/2 connection (`h2`'s), driven by polling `accept`.
-pub type H2Connection = h2::server::Connection<Stream, Bytes>;
+pub type H2Connection = h2::server::Connection<Coalescing<Stream>, Bytes>;
 
 /// Run the server side of the HTTP/2 handshake on `stream` with `options`:
 /// read the client preface and SETTINGS, send ours.
@@ -34,7 +35,7 @@ pub type H2Connection = h2::server::Connection<Stream, Bytes>;
 pub async fn handshake(stream: Stream, options: &H2Options) -> Result<H2Connection> {
     options
         .builder()
-        .handshake(stream)
+        .handshake(Coalescing::new(stream))
         .await
         .or_err(ErrorType::H2Error, "HTTP/2 handshake failed")
         .map_err(|e| e.into_down())
