@@ -118,14 +118,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalescing<S> {
     }
 
     /// After two or more writes, done without writing (see the module's
-    /// documentation); otherwise every held byte is written, then the
-    /// transport flushed.
+    /// documentation); otherwise every held byte is written, the buffer
+    /// released (an idle connection keeps none), then the transport
+    /// flushed.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if std::mem::take(&mut this.writes) >= 2 {
             return Poll::Ready(Ok(()));
         }
         ready!(this.poll_write_pending(cx))?;
+        this.pending = Vec::new();
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
@@ -213,6 +215,7 @@ mod tests {
         io.write_all(&[0; 50]).await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(sizes(&writes), vec![50]);
+        assert_eq!(io.pending.capacity(), 0, "no buffer kept between turns");
     }
 
     #[tokio::test]
