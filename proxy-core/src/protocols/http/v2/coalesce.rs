@@ -8,13 +8,15 @@
 //! `send` even when many streams' responses were ready together.
 //!
 //! [`Coalescing`] holds what is written, up to [`RECORD`] bytes, and
-//! treats a flush that follows two or more writes (the flush `h2` makes
-//! after one payload written apart, in the middle of its turn) as done
-//! without writing; the flush that ends the turn follows one write or
-//! none, and writes everything held. With `h2` 0.4 every write turn
-//! (`poll_complete`, the handshake's flush, `shutdown`) ends that way, so
-//! nothing is held past the turn that wrote it; the tests in
-//! `server_tests.rs` drive real `h2` clients through it.
+//! treats a flush that follows two or more held writes (the flush `h2`
+//! makes after one payload written apart, in the middle of its turn) as
+//! done without writing. The flush that ends the turn follows one held
+//! write or none (`h2` writes its buffer once; a buffer of a record or more
+//! goes straight through and is not counted, however many pieces the
+//! transport takes it in), and writes everything held. So that nothing can
+//! stay held if a writer ever ended its turn on a skipped flush, a skipped
+//! flush also wakes the task, which polls the connection once more: that
+//! turn ends with a flush after no write.
 
 use std::io;
 use std::pin::Pin;
@@ -37,7 +39,7 @@ pub struct Coalescing<S> {
     inner: S,
     /// Bytes accepted from the caller and not yet written to `inner`.
     pending: Vec<u8>,
-    /// Writes accepted since the last flush (saturating).
+    /// Writes held since the last flush (saturating).
     writes: u8,
 }
 
@@ -99,17 +101,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalescing<S> {
         if !this.pending.is_empty() && this.pending.len() + buf.len() > RECORD {
             ready!(this.poll_write_pending(cx))?;
         }
-        let n = if this.pending.is_empty() && buf.len() >= RECORD {
-            ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?
-        } else {
-            if this.pending.capacity() == 0 {
-                this.pending.reserve_exact(RECORD);
-            }
-            this.pending.extend_from_slice(buf);
-            buf.len()
-        };
+        if this.pending.is_empty() && buf.len() >= RECORD {
+            // written, not held: the transport may take it in pieces, each
+            // a `poll_write` here, so these are not counted
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.pending.capacity() == 0 {
+            this.pending.reserve_exact(RECORD);
+        }
+        this.pending.extend_from_slice(buf);
         this.writes = this.writes.saturating_add(1);
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(buf.len()))
     }
 
     /// `false`: see the module's documentation.
@@ -117,13 +119,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalescing<S> {
         false
     }
 
-    /// After two or more writes, done without writing (see the module's
-    /// documentation); otherwise every held byte is written, the buffer
-    /// released (an idle connection keeps none), then the transport
-    /// flushed.
+    /// After two or more held writes, done without writing, the task
+    /// woken to come back (see the module's documentation); otherwise
+    /// every held byte is written, the buffer released (an idle connection
+    /// keeps none), then the transport flushed.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if std::mem::take(&mut this.writes) >= 2 {
+            cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
         }
         ready!(this.poll_write_pending(cx))?;
@@ -235,6 +238,66 @@ mod tests {
         assert_eq!(sizes(&writes), vec![10_018, 10_009, RECORD]);
         io.shutdown().await.unwrap();
         assert_eq!(sizes(&writes), vec![10_018, 10_009, RECORD]);
+    }
+
+    #[tokio::test]
+    async fn a_record_or_more_taken_in_pieces_is_written_at_the_flush() {
+        use tokio::io::AsyncWriteExt;
+        // the transport takes at most one record per write, as BoringSSL
+        // with partial writes does
+        let rec = Recorder {
+            limit: Some(RECORD),
+            ..Recorder::default()
+        };
+        let writes = rec.writes.clone();
+        let mut io = Coalescing::new(rec);
+        io.write_all(&[7; 20_000]).await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(sizes(&writes), vec![RECORD, 20_000 - RECORD]);
+    }
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_skipped_flush_wakes_the_task_and_the_next_flush_writes() {
+        let rec = Recorder::default();
+        let writes = rec.writes.clone();
+        let mut io = Coalescing::new(rec);
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut io = Pin::new(&mut io);
+        assert!(matches!(
+            io.as_mut().poll_write(&mut cx, &[0; 9]),
+            Poll::Ready(Ok(9))
+        ));
+        assert!(matches!(
+            io.as_mut().poll_write(&mut cx, &[1; 1024]),
+            Poll::Ready(Ok(1024))
+        ));
+        assert!(matches!(
+            io.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(sizes(&writes).is_empty());
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(matches!(
+            io.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(sizes(&writes), vec![1033]);
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -325,15 +325,73 @@ async fn the_last_body_piece_carries_end_stream_in_its_data_frame() {
     assert_eq!(data, vec![(0, 6), (END_STREAM, 8)]);
 }
 
+/// The server's end of a pipe taking at most 16 KiB per write, as
+/// BoringSSL does with partial writes (one record per `SSL_write`).
+#[derive(Debug)]
+struct Trickle(tokio::io::DuplexStream);
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(16 * 1024);
+        std::pin::Pin::new(&mut self.0).poll_write(cx, &buf[..n])
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl crate::protocols::IO for Trickle {}
+
 /// Many streams answered at once, in every shape a write turn can end
 /// with (a HEADERS frame alone, small DATA copied into `h2`'s buffer, DATA
-/// written apart, bodies over the window, trailers), all arrive whole: the
-/// transport holds nothing past the turn that wrote it
-/// (`coalesce.rs`).
+/// written apart, heads over 16 KiB with CONTINUATION, trailers), through
+/// a transport that takes 16 KiB per write, to a client that sends
+/// nothing after its requests (windows large enough, no capacity
+/// released): every byte the server holds must go out without a frame
+/// from the client to prompt it (`coalesce.rs`).
 #[tokio::test]
 async fn concurrent_responses_of_every_shape_all_arrive() {
     const SIZES: [usize; 7] = [0, 10, 1023, 1024, 5_000, 16_384, 100_000];
-    let (client, mut streams, _server) = pair(H2Options::default()).await;
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let (tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut conn = handshake(Box::new(Trickle(b)), &H2Options::default())
+            .await
+            .unwrap();
+        let info = Arc::new(ConnInfo::default());
+        while let Some(Ok((req, respond))) = conn.accept().await {
+            let _ = tx.send(HttpSession::new(req, respond, Arc::clone(&info)).unwrap());
+        }
+    });
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20);
+    let (client, conn) = builder.handshake::<_, Bytes>(a).await.unwrap();
+    tokio::spawn(conn);
     let mut client = client.ready().await.unwrap();
     let mut responses = Vec::new();
     for i in 0..(SIZES.len() * 4) {
@@ -350,9 +408,12 @@ async fn concurrent_responses_of_every_shape_all_arrive() {
         writers.push(tokio::spawn(async move {
             let size = SIZES[i % SIZES.len()];
             let body: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
-            s.write_response_header(Box::new(ResponseHeader::build(200u16, None).unwrap()))
-                .await
-                .unwrap();
+            let mut head = ResponseHeader::build(200u16, None).unwrap();
+            if i.is_multiple_of(5) {
+                // a head over one frame: HEADERS and CONTINUATION
+                head.insert_header("x-big", "v".repeat(20_000)).unwrap();
+            }
+            s.write_response_header(Box::new(head)).await.unwrap();
             if i.is_multiple_of(2) {
                 s.write_body_bytes(Bytes::from(body), true).await.unwrap();
             } else {
@@ -363,24 +424,26 @@ async fn concurrent_responses_of_every_shape_all_arrive() {
             }
         }));
     }
-    // read concurrently: the connection's window is shared by the streams
-    let readers = responses.into_iter().enumerate().map(|(i, response)| {
-        tokio::spawn(async move {
-            let size = SIZES[i % SIZES.len()];
-            let mut body = response.await.unwrap().into_body();
-            let mut got = Vec::new();
-            while let Some(piece) = body.data().await {
-                let piece = piece.unwrap();
-                body.flow_control().release_capacity(piece.len()).unwrap();
-                got.extend_from_slice(&piece);
-            }
-            let want: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
-            assert_eq!(got, want, "response {i}");
-            let trailers = body.trailers().await.unwrap();
-            assert_eq!(trailers.is_some(), !i.is_multiple_of(2), "response {i}");
+    let readers: Vec<_> = responses
+        .into_iter()
+        .enumerate()
+        .map(|(i, response)| {
+            tokio::spawn(async move {
+                let size = SIZES[i % SIZES.len()];
+                let resp = response.await.unwrap();
+                assert_eq!(resp.headers().contains_key("x-big"), i.is_multiple_of(5));
+                let mut body = resp.into_body();
+                let mut got = Vec::new();
+                while let Some(piece) = body.data().await {
+                    got.extend_from_slice(&piece.unwrap());
+                }
+                let want: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
+                assert_eq!(got, want, "response {i}");
+                let trailers = body.trailers().await.unwrap();
+                assert_eq!(trailers.is_some(), !i.is_multiple_of(2), "response {i}");
+            })
         })
-    });
-    let readers: Vec<_> = readers.collect();
+        .collect();
     let all = async {
         for r in readers {
             r.await.unwrap();
@@ -392,4 +455,83 @@ async fn concurrent_responses_of_every_shape_all_arrive() {
     for w in writers {
         w.await.unwrap();
     }
+}
+
+/// After a head large enough to grow `h2`'s write buffer past 16 KiB, one
+/// turn's small frames (many small responses ready together) fill more
+/// than a record: the transport takes them in pieces and all must still go
+/// out, with the client sending nothing to prompt another turn.
+#[tokio::test]
+async fn a_turn_of_small_responses_over_a_record_is_all_written() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut conn = handshake(Box::new(Trickle(b)), &H2Options::default())
+            .await
+            .unwrap();
+        let info = Arc::new(ConnInfo::default());
+        while let Some(Ok((req, respond))) = conn.accept().await {
+            let _ = tx.send(HttpSession::new(req, respond, Arc::clone(&info)).unwrap());
+        }
+    });
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20);
+    let (client, conn) = builder.handshake::<_, Bytes>(a).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let get = |i: usize| {
+        http::Request::get(format!("https://example.org/{i}"))
+            .body(())
+            .unwrap()
+    };
+
+    // a 20 KB head grows h2's buffer
+    let (first, _) = client.send_request(get(0), true).unwrap();
+    let mut s = streams.recv().await.unwrap();
+    let mut head = ResponseHeader::build(200u16, None).unwrap();
+    head.insert_header("x-big", "v".repeat(20_000)).unwrap();
+    s.write_response_header(Box::new(head)).await.unwrap();
+    s.finish_body().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the big head arrives")
+        .unwrap();
+    assert_eq!(first.headers()["x-big"].len(), 20_000);
+
+    // then 60 responses of 400 bytes, answered together: over 24 KB of
+    // frames in the connection's next write turn
+    let mut responses = Vec::new();
+    for i in 1..=60 {
+        client = client.ready().await.unwrap();
+        responses.push(client.send_request(get(i), true).unwrap().0);
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..responses.len() {
+        sessions.push(streams.recv().await.unwrap());
+    }
+    for mut s in sessions {
+        tokio::spawn(async move {
+            s.write_response_header(Box::new(ResponseHeader::build(200u16, None).unwrap()))
+                .await
+                .unwrap();
+            s.write_body_bytes(Bytes::from(vec![b'x'; 400]), true)
+                .await
+                .unwrap();
+        });
+    }
+    let all = async {
+        for response in responses {
+            let mut body = response.await.unwrap().into_body();
+            let mut got = 0;
+            while let Some(piece) = body.data().await {
+                got += piece.unwrap().len();
+            }
+            assert_eq!(got, 400);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("every response arrives");
 }
