@@ -365,18 +365,16 @@ impl tokio::io::AsyncWrite for Trickle {
 
 impl crate::protocols::IO for Trickle {}
 
-/// Many streams answered at once, in every shape a write turn can end
-/// with (a HEADERS frame alone, small DATA copied into `h2`'s buffer, DATA
-/// written apart, heads over 16 KiB with CONTINUATION, trailers), through
-/// a transport that takes 16 KiB per write, to a client that sends
-/// nothing after its requests (windows large enough, no capacity
-/// released): every byte the server holds must go out without a frame
-/// from the client to prompt it (`coalesce.rs`).
-#[tokio::test]
-async fn concurrent_responses_of_every_shape_all_arrive() {
-    const SIZES: [usize; 7] = [0, 10, 1023, 1024, 5_000, 16_384, 100_000];
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let (tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
+/// A client and our server over a [`Trickle`] pipe; the client's windows
+/// (4 MiB per stream, 16 MiB for the connection) take every test's
+/// responses without a WINDOW_UPDATE, so it sends nothing after its
+/// requests unless asked to.
+async fn trickle_pair() -> (
+    SendRequest<Bytes>,
+    tokio::sync::mpsc::UnboundedReceiver<HttpSession>,
+) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (tx, streams) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut conn = handshake(Box::new(Trickle(b)), &H2Options::default())
             .await
@@ -392,6 +390,20 @@ async fn concurrent_responses_of_every_shape_all_arrive() {
         .initial_connection_window_size(16 << 20);
     let (client, conn) = builder.handshake::<_, Bytes>(a).await.unwrap();
     tokio::spawn(conn);
+    (client, streams)
+}
+
+/// Many streams answered at once, in every shape a write turn can end
+/// with (a HEADERS frame alone, small DATA copied into `h2`'s buffer, DATA
+/// written apart, heads over 16 KiB with CONTINUATION, trailers), through
+/// a transport that takes 16 KiB per write, to a client that sends
+/// nothing after its requests (windows large enough, no capacity
+/// released): every byte the server holds must go out without a frame
+/// from the client to prompt it (`coalesce.rs`).
+#[tokio::test]
+async fn concurrent_responses_of_every_shape_all_arrive() {
+    const SIZES: [usize; 7] = [0, 10, 1023, 1024, 5_000, 16_384, 100_000];
+    let (client, mut streams) = trickle_pair().await;
     let mut client = client.ready().await.unwrap();
     let mut responses = Vec::new();
     for i in 0..(SIZES.len() * 4) {
@@ -463,23 +475,7 @@ async fn concurrent_responses_of_every_shape_all_arrive() {
 /// out, with the client sending nothing to prompt another turn.
 #[tokio::test]
 async fn a_turn_of_small_responses_over_a_record_is_all_written() {
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let (tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut conn = handshake(Box::new(Trickle(b)), &H2Options::default())
-            .await
-            .unwrap();
-        let info = Arc::new(ConnInfo::default());
-        while let Some(Ok((req, respond))) = conn.accept().await {
-            let _ = tx.send(HttpSession::new(req, respond, Arc::clone(&info)).unwrap());
-        }
-    });
-    let mut builder = h2::client::Builder::new();
-    builder
-        .initial_window_size(4 << 20)
-        .initial_connection_window_size(16 << 20);
-    let (client, conn) = builder.handshake::<_, Bytes>(a).await.unwrap();
-    tokio::spawn(conn);
+    let (client, mut streams) = trickle_pair().await;
     let mut client = client.ready().await.unwrap();
     let get = |i: usize| {
         http::Request::get(format!("https://example.org/{i}"))
