@@ -21,6 +21,7 @@ use h2::{RecvStream, SendStream};
 use http::HeaderMap;
 
 use super::convert::{request_to_h2, response_from_h2};
+use super::send_body::{send_with_capacity, SendBodyError};
 use crate::error::{Error, ErrorType, Result};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
@@ -494,7 +495,7 @@ impl HttpSession {
     /// `InternalError` before the header or after the body ended;
     /// `WriteTimedout` past the write timeout; `H2Error` when the server
     /// reset the stream or the connection failed.
-    pub async fn write_request_body(&mut self, mut data: Bytes, end_of_stream: bool) -> Result<()> {
+    pub async fn write_request_body(&mut self, data: Bytes, end_of_stream: bool) -> Result<()> {
         let Sending::Body(stream) = &mut self.sending else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -514,28 +515,16 @@ impl HttpSession {
                         .send_data(data, end_of_stream)
                         .map_err(|e| h2_err(e, "writing HTTP/2 request body"));
                 }
-                while !data.is_empty() {
-                    stream.reserve_capacity(data.len());
-                    let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                        Some(Ok(n)) => n,
-                        Some(Err(e)) => return Err(h2_err(e, "writing HTTP/2 request body")),
-                        None => {
-                            return Err(Error::explain(
-                                ErrorType::H2Error,
-                                "upstream stream closed while writing the request body",
-                            )
-                            .into_up())
-                        }
-                    };
-                    if granted == 0 {
-                        continue;
-                    }
-                    let piece = data.split_to(granted.min(data.len()));
-                    stream
-                        .send_data(piece, end_of_stream && data.is_empty())
-                        .map_err(|e| h2_err(e, "writing HTTP/2 request body"))?;
-                }
-                Ok(())
+                send_with_capacity(stream, data, end_of_stream)
+                    .await
+                    .map_err(|e| match e {
+                        SendBodyError::H2(e) => h2_err(e, "writing HTTP/2 request body"),
+                        SendBodyError::Closed => Error::explain(
+                            ErrorType::H2Error,
+                            "upstream stream closed while writing the request body",
+                        )
+                        .into_up(),
+                    })
             },
         )
         .await?;

@@ -14,6 +14,7 @@ pub mod coalesce;
 pub mod convert;
 pub mod options;
 pub mod prior_knowledge;
+mod send_body;
 pub mod server;
 
 pub use options::H2Options;

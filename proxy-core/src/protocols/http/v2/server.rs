@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::poll_fn;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::StatusCode;
@@ -13,6 +12,7 @@ use http::StatusCode;
 use super::coalesce::Coalescing;
 use super::convert::{request_from_h2, response_to_h2};
 use super::options::H2Options;
+use super::send_body::{send_with_capacity, SendBodyError};
 use crate::error::{Error, ErrorType, OrErr, Result};
 use crate::http::{FieldLines, RequestHeader, ResponseHeader};
 use crate::protocols::{SocketAddr, Stream};
@@ -119,38 +119,6 @@ async fn bounded<T>(
         },
         None => fut.await,
     }
-}
-
-/// Send `data` on `stream` piece by piece as the client's flow-control
-/// window grants capacity (RFC 9113 §5.2), the last piece with END_STREAM
-/// when `end`.
-async fn send_with_capacity(
-    stream: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-) -> Result<()> {
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(h2_err(e, "writing response body")),
-            None => {
-                return Err(Error::explain(
-                    ErrorType::H2Error,
-                    "stream closed while writing response body",
-                )
-                .into_down())
-            }
-        };
-        if granted == 0 {
-            continue;
-        }
-        let piece = data.split_to(granted.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .map_err(|e| h2_err(e, "writing response body"))?;
-    }
-    Ok(())
 }
 
 impl HttpSession {
@@ -408,7 +376,18 @@ impl HttpSession {
                 self.write_timeout,
                 ErrorType::WriteTimedout,
                 "writing HTTP/2 response body",
-                send_with_capacity(stream, data, end),
+                async {
+                    send_with_capacity(stream, data, end)
+                        .await
+                        .map_err(|e| match e {
+                            SendBodyError::H2(e) => h2_err(e, "writing response body"),
+                            SendBodyError::Closed => Error::explain(
+                                ErrorType::H2Error,
+                                "stream closed while writing response body",
+                            )
+                            .into_down(),
+                        })
+                },
             )
             .await?;
         }
