@@ -17,7 +17,7 @@ use crate::protocols::Stream;
 
 /// How much room (bytes) the first read of a response gets: enough for the
 /// head and a 16 KiB body together (nginx's `proxy_buffer_size` is 4–16 KiB;
-/// the body pieces after it are read up to 64 KiB at a time anyway). Kept
+/// the body pieces after it are read up to 60 KiB at a time anyway). Kept
 /// under 64 KiB: glibc's `free` of a chunk that large first consolidates its
 /// fast bins, a cost paid on every request.
 const RESPONSE_READ_SIZE: usize = 32 * 1024;
@@ -330,7 +330,7 @@ impl HttpSession {
         self.request_written.as_deref()
     }
 
-    /// The next piece (at most 64 KiB) of the response body, `Ok(None)` at
+    /// The next piece (at most 60 KiB, [`super::common::BODY_BUF_LIMIT`]) of the response body, `Ok(None)` at
     /// its end (RFC 9112 §6.3: none for HEAD and 1xx/204/304; then
     /// chunked, Content-Length, or until close). After a `101`, the
     /// upstream's raw bytes until it closes.

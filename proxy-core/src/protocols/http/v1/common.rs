@@ -23,8 +23,19 @@ pub const MAX_HEADER_SIZE: usize = 64 * 1024;
 /// Initial size of the buffer a head is read into, in bytes; it grows up to
 /// the head limit only when a head needs it.
 pub const INIT_HEADER_BUF_SIZE: usize = 4 * 1024;
-/// Largest piece of body returned by one read, in bytes.
-pub const BODY_BUF_LIMIT: usize = 64 * 1024;
+/// Largest piece of body returned by one read, in bytes (60 KiB).
+///
+/// A piece goes to the other side in one send. It stays under 64 KiB so that
+/// the send fits in one segmentation-offload (TSO/GSO) packet, whose 64 KiB
+/// limit counts the headers too: a 64 KiB piece left a tail of a few dozen
+/// bytes in a second packet, and under a pacing congestion control (BBR
+/// without the `fq` qdisc, as on loopback) that tail waited for a pacing
+/// timer of its own. See `docs/benchmarks.md`, "1 MiB: one packet per send".
+pub const BODY_BUF_LIMIT: usize = 60 * 1024;
+// A piece with its chunk framing when re-chunked (size line and CRLF, at
+// most 16 bytes) and the largest IPv6 and TCP headers (40 + 60 bytes) must
+// fit in one 64 KiB offload packet (see above).
+const _: () = assert!(BODY_BUF_LIMIT + 16 + 40 + 60 <= 64 * 1024);
 /// Longest chunk-size line (size, extensions, CRLF) accepted, in bytes.
 pub const MAX_CHUNK_HEAD_SIZE: usize = 8 * 1024;
 /// Most trailer bytes accepted after the last chunk, in bytes.
