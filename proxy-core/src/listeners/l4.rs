@@ -122,11 +122,14 @@ impl BoundListener {
             BoundSocket::Tcp(l) => {
                 l.set_nonblocking(true).or_err_with(SocketError, ctx)?;
                 let local = l.local_addr().or_err_with(SocketError, ctx)?;
-                let l = TcpListener::from_std(l).or_err_with(SocketError, ctx)?;
                 let opts = match &address {
                     ServerAddress::Tcp(_, opts) => opts.clone(),
                     ServerAddress::Uds(..) => None,
                 };
+                if let Some(opts) = &opts {
+                    set_inherited_options(&l, opts);
+                }
+                let l = TcpListener::from_std(l).or_err_with(SocketError, ctx)?;
                 (Listener::Tcp(l, opts), SocketAddr::Inet(local))
             }
             BoundSocket::Unix(l) => {
@@ -195,6 +198,17 @@ impl ListenerEndpoint {
                     .or_err_with(AcceptError, || format!("accepting on {}", self.address))?;
                 Ok(Box::new(stream))
             }
+        }
+    }
+}
+
+/// Options set once on the listening socket (fresh or inherited from a
+/// previous process) that the connections it accepts inherit from it.
+fn set_inherited_options(listener: &std::net::TcpListener, opts: &TcpSocketOptions) {
+    if let Some(bytes) = opts.tcp_notsent_lowat {
+        // Not fatal: without it the connections queue more, as by default.
+        if let Err(e) = SockRef::from(listener).set_tcp_notsent_lowat(bytes) {
+            warn!("TCP_NOTSENT_LOWAT on a listening socket: {e}");
         }
     }
 }
@@ -307,6 +321,7 @@ fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<std::os::unix::net
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::listeners::DEFAULT_TCP_NOTSENT_LOWAT;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn quick() -> BindRetry {
@@ -363,6 +378,52 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.etype(), &BindError);
         assert!(e.to_string().contains(&addr), "{e}");
+    }
+
+    /// The `TCP_NOTSENT_LOWAT` of a connection accepted by the first
+    /// listener of `listeners`.
+    async fn accepted_notsent_lowat(listeners: super::super::Listeners) -> u32 {
+        let ep = ListenerEndpoint::bind(&listeners.endpoints()[0], quick())
+            .await
+            .unwrap();
+        let Listener::Tcp(l, _) = &ep.listener else {
+            unreachable!("a TCP address makes a TCP listener")
+        };
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = l.accept().await.unwrap();
+        SockRef::from(&accepted).tcp_notsent_lowat().unwrap()
+    }
+
+    #[tokio::test]
+    async fn plaintext_listeners_get_a_notsent_lowat_unless_told_otherwise() {
+        use super::super::Listeners;
+        let system = {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.tcp_notsent_lowat().unwrap()
+        };
+        let addr = "127.0.0.1:0";
+        assert_eq!(
+            accepted_notsent_lowat(Listeners::tcp(addr)).await,
+            DEFAULT_TCP_NOTSENT_LOWAT
+        );
+        let with = |v| {
+            let mut l = Listeners::new();
+            let opts = TcpSocketOptions {
+                tcp_notsent_lowat: v,
+                ..Default::default()
+            };
+            l.add_tcp_with_settings(addr, opts);
+            l
+        };
+        assert_eq!(accepted_notsent_lowat(with(Some(4096))).await, 4096);
+        // options without it, and a TLS listener's default, keep the system's
+        assert_eq!(accepted_notsent_lowat(with(None)).await, system);
+        let (cert, key) = crate::tls::cert::tests::self_signed("l.test", 1);
+        let ck = crate::tls::CertKey::new(vec![cert], key).unwrap();
+        let settings = crate::tls::TlsSettings::with_cert(std::sync::Arc::new(ck)).unwrap();
+        let mut tls = Listeners::new();
+        tls.add_tls_with_settings(addr, None, settings);
+        assert_eq!(accepted_notsent_lowat(tls).await, system);
     }
 
     #[tokio::test]

@@ -86,7 +86,9 @@ impl<A> Service<A> {
         }
     }
 
-    /// Listen on a TCP `ip:port` (`0.0.0.0:6188`, `[::]:443`).
+    /// Listen on a TCP `ip:port` (`0.0.0.0:6188`, `[::]:443`) with the
+    /// default socket options ([`crate::listeners::Listeners::add_tcp`]:
+    /// the system's, and `TCP_NOTSENT_LOWAT` at 32 KiB).
     pub fn add_tcp(&mut self, addr: &str) {
         self.listeners.add_tcp(addr);
     }
