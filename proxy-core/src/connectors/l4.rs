@@ -34,7 +34,10 @@ impl BindTo {
     }
 }
 
-/// TCP keepalive probing (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`).
+/// TCP keepalive probing (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
+/// `TCP_KEEPCNT`) and the user timeout (`TCP_USER_TIMEOUT`), for upstream
+/// connections ([`crate::upstreams::peer::PeerOptions`]) and accepted ones
+/// ([`crate::listeners::TcpSocketOptions`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TcpKeepalive {
     /// How long the connection is idle before the first probe.
@@ -43,14 +46,24 @@ pub struct TcpKeepalive {
     pub interval: Duration,
     /// How many unanswered probes close the connection.
     pub count: usize,
+    /// How long sent data may stay unacknowledged before the connection is
+    /// closed (Linux `TCP_USER_TIMEOUT`, RFC 5482); `Duration::ZERO` keeps
+    /// the system's behaviour. Milliseconds are the unit the kernel keeps.
+    pub user_timeout: Duration,
 }
 
 impl TcpKeepalive {
-    fn to_socket2(&self) -> socket2::TcpKeepalive {
-        socket2::TcpKeepalive::new()
+    /// Set these probes and the user timeout on `sock`.
+    pub(crate) fn apply(&self, sock: &socket2::Socket) -> std::io::Result<()> {
+        let params = socket2::TcpKeepalive::new()
             .with_time(self.idle)
             .with_interval(self.interval)
-            .with_retries(u32::try_from(self.count).unwrap_or(u32::MAX))
+            .with_retries(u32::try_from(self.count).unwrap_or(u32::MAX));
+        sock.set_tcp_keepalive(&params)?;
+        if !self.user_timeout.is_zero() {
+            sock.set_tcp_user_timeout(Some(self.user_timeout))?;
+        }
+        Ok(())
     }
 }
 
@@ -170,8 +183,7 @@ async fn connect_tcp(inet: std::net::SocketAddr, opts: &L4Options) -> Result<Str
             .map_err(Error::into_in)?;
     }
     if let Some(ka) = &opts.tcp_keepalive {
-        socket2::SockRef::from(&socket)
-            .set_tcp_keepalive(&ka.to_socket2())
+        ka.apply(&socket2::SockRef::from(&socket))
             .or_err_with(ErrorType::SocketError, || {
                 format!("setting TCP keepalive {ka:?} for {addr}")
             })
@@ -256,6 +268,7 @@ mod tests {
                 idle: Duration::from_secs(30),
                 interval: Duration::from_secs(5),
                 count: 3,
+                user_timeout: Duration::from_secs(20),
             }),
             tcp_recv_buf: Some(64 * 1024),
         };

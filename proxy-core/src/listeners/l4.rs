@@ -225,11 +225,7 @@ fn apply_accepted_tcp_options(
     let Some(opts) = opts else { return };
     let sock = SockRef::from(stream);
     if let Some(ka) = &opts.tcp_keepalive {
-        let params = socket2::TcpKeepalive::new()
-            .with_time(ka.idle)
-            .with_interval(ka.interval)
-            .with_retries(ka.count);
-        if let Err(e) = sock.set_tcp_keepalive(&params) {
+        if let Err(e) = ka.apply(&sock) {
             warn!("TCP keepalive on connection from {peer}: {e}");
         }
     }
@@ -293,10 +289,58 @@ fn try_bind_tcp(
         if let Some(reuse) = opts.so_reuseport {
             socket.set_reuse_port(reuse)?;
         }
+        if let Some(dscp) = opts.dscp {
+            set_dscp(&socket, addr.is_ipv6(), dscp)?;
+        }
     }
     socket.bind(&addr.into())?;
     socket.listen(LISTENER_BACKLOG)?;
+    if let Some(queue) = opts.and_then(|o| o.tcp_fastopen).filter(|&q| q > 0) {
+        set_tcp_fastopen(&socket, queue)?;
+    }
     Ok(socket.into())
+}
+
+/// The DSCP bits (RFC 2474: the upper six of the former TOS octet) on a
+/// listening socket; its connections inherit them.
+fn set_dscp(socket: &Socket, ipv6: bool, dscp: u8) -> io::Result<()> {
+    if dscp > 63 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("dscp {dscp} is over 63"),
+        ));
+    }
+    let tos = u32::from(dscp) << 2;
+    if ipv6 {
+        socket.set_tclass_v6(tos)
+    } else {
+        socket.set_tos_v4(tos)
+    }
+}
+
+/// `TCP_FASTOPEN` on a listening socket: at most `queue` connections whose
+/// SYN carried data wait for their handshake (RFC 7413).
+fn set_tcp_fastopen(socket: &Socket, queue: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let qlen = libc::c_int::try_from(queue).unwrap_or(libc::c_int::MAX);
+    // socket2 has no call for this option.
+    // SAFETY: `socket` is an open socket for the whole call, and the option
+    // value is a c_int read from a live local of exactly the length passed.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            std::ptr::from_ref(&qlen).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn bind_uds(path: &str, perms: Option<Permissions>) -> Result<std::os::unix::net::UnixListener> {
@@ -426,6 +470,53 @@ mod tests {
         assert_eq!(accepted_notsent_lowat(tls).await, system);
     }
 
+    /// A listener on a free loopback port with `opts`.
+    async fn bind_local(opts: TcpSocketOptions) -> Result<ListenerEndpoint> {
+        let addr = ServerAddress::Tcp("127.0.0.1:0".into(), Some(opts));
+        ListenerEndpoint::bind(&addr, quick()).await
+    }
+
+    #[tokio::test]
+    async fn dscp_fastopen_and_user_timeout_reach_accepted_connections() {
+        let opts = TcpSocketOptions {
+            tcp_fastopen: Some(16),
+            dscp: Some(46),
+            tcp_keepalive: Some(super::super::TcpKeepalive {
+                idle: Duration::from_secs(60),
+                interval: Duration::from_secs(5),
+                count: 3,
+                user_timeout: Duration::from_millis(7_500),
+            }),
+            ..Default::default()
+        };
+        let ep = bind_local(opts).await.unwrap();
+        let port = ep.local_addr().as_inet().unwrap().port();
+        let _client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // accept on the inner listener to keep the TcpStream, then apply
+        // what ListenerEndpoint::accept applies
+        let Listener::Tcp(l, opts) = &ep.listener else {
+            unreachable!("a TCP address makes a TCP listener")
+        };
+        let (accepted, peer) = l.accept().await.unwrap();
+        apply_accepted_tcp_options(&accepted, opts.as_ref(), &peer);
+        let sock = SockRef::from(&accepted);
+        // expedited forwarding, 46 << 2
+        assert_eq!(sock.tos_v4().unwrap(), 0xb8);
+        assert_eq!(
+            sock.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(7_500))
+        );
+        assert!(sock.keepalive().unwrap());
+
+        let bad = TcpSocketOptions {
+            dscp: Some(64),
+            ..Default::default()
+        };
+        let e = bind_local(bad).await.unwrap_err();
+        assert_eq!(e.etype(), &BindError);
+        assert!(format!("{e:#}").contains("dscp 64 is over 63"), "{e:#}");
+    }
+
     #[tokio::test]
     async fn ipv6_only_and_reuseport_options_bind() {
         let opts = TcpSocketOptions {
@@ -434,6 +525,7 @@ mod tests {
                 idle: Duration::from_secs(60),
                 interval: Duration::from_secs(5),
                 count: 3,
+                user_timeout: Duration::from_secs(30),
             }),
             tcp_recv_buf: Some(65536),
             ..Default::default()

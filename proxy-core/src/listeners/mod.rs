@@ -18,7 +18,6 @@ mod l4;
 pub mod tls;
 
 use std::fs::Permissions;
-use std::time::Duration;
 
 pub use l4::ListenerEndpoint;
 pub(crate) use l4::{BindRetry, BoundListener};
@@ -27,16 +26,7 @@ pub use tls::TlsAccept;
 use crate::error::Result;
 use crate::tls::{TlsAcceptor, TlsSettings};
 
-/// TCP keepalive probes for accepted connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpKeepalive {
-    /// Idle time before the first probe (`TCP_KEEPIDLE`).
-    pub idle: Duration,
-    /// Time between probes (`TCP_KEEPINTVL`).
-    pub interval: Duration,
-    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
-    pub count: u32,
-}
+pub use crate::connectors::l4::TcpKeepalive;
 
 /// [`TcpSocketOptions::tcp_notsent_lowat`] of a plaintext listener added
 /// without options ([`Listeners::add_tcp`]): 32 KiB.
@@ -53,8 +43,19 @@ pub struct TcpSocketOptions {
     /// `SO_REUSEPORT`: let several sockets (processes) listen on the same
     /// address, the kernel spreading connections among them.
     pub so_reuseport: Option<bool>,
-    /// Keepalive probes set on every accepted connection.
+    /// TCP Fast Open (RFC 7413, Linux `TCP_FASTOPEN`): how many connections
+    /// whose SYN carried data may wait for their handshake to finish, so a
+    /// returning client's request arrives one round trip sooner. `None` or
+    /// `Some(0)`: off. The system must allow it for servers
+    /// (`net.ipv4.tcp_fastopen` with bit 2 set, e.g. `3`).
+    pub tcp_fastopen: Option<usize>,
+    /// Keepalive probes (and user timeout) set on every accepted connection.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// DSCP (RFC 2474) of the packets of accepted connections, 0–63: the
+    /// upper six bits of `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6), set on the
+    /// listening socket, which they inherit it from. A value over 63 fails
+    /// the bind.
+    pub dscp: Option<u8>,
     /// `SO_RCVBUF` of accepted connections, in bytes.
     pub tcp_recv_buf: Option<usize>,
     /// `SO_SNDBUF` of accepted connections, in bytes.
