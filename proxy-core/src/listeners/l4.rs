@@ -127,7 +127,10 @@ impl BoundListener {
                     ServerAddress::Uds(..) => None,
                 };
                 if let Some(opts) = &opts {
-                    set_inherited_options(&l, opts);
+                    set_listener_options(&l, local.is_ipv6(), opts)
+                        .or_err_with(SocketError, || {
+                            format!("setting the socket options of listener {address}")
+                        })?;
                 }
                 let l = TcpListener::from_std(l).or_err_with(SocketError, ctx)?;
                 (Listener::Tcp(l, opts), SocketAddr::Inet(local))
@@ -202,15 +205,28 @@ impl ListenerEndpoint {
     }
 }
 
-/// Options set once on the listening socket (fresh or inherited from a
-/// previous process) that the connections it accepts inherit from it.
-fn set_inherited_options(listener: &std::net::TcpListener, opts: &TcpSocketOptions) {
-    if let Some(bytes) = opts.tcp_notsent_lowat {
-        // Not fatal: without it the connections queue more, as by default.
-        if let Err(e) = SockRef::from(listener).set_tcp_notsent_lowat(bytes) {
-            warn!("TCP_NOTSENT_LOWAT on a listening socket: {e}");
-        }
+/// The options set on the listening socket itself, fresh or inherited from
+/// a previous process (so an upgrade applies changed values), that the
+/// connections it accepts inherit: DSCP, TCP Fast Open, `TCP_NOTSENT_LOWAT`.
+///
+/// # Errors
+/// A DSCP over 63, or a refused setsockopt.
+fn set_listener_options(
+    listener: &std::net::TcpListener,
+    ipv6: bool,
+    opts: &TcpSocketOptions,
+) -> io::Result<()> {
+    let sock = SockRef::from(listener);
+    if let Some(dscp) = opts.dscp {
+        set_dscp(&sock, ipv6, dscp)?;
     }
+    if let Some(queue) = opts.tcp_fastopen.filter(|&q| q > 0) {
+        set_tcp_fastopen(&sock, queue)?;
+    }
+    if let Some(bytes) = opts.tcp_notsent_lowat {
+        sock.set_tcp_notsent_lowat(bytes)?;
+    }
+    Ok(())
 }
 
 fn apply_accepted_tcp_options(
@@ -289,15 +305,9 @@ fn try_bind_tcp(
         if let Some(reuse) = opts.so_reuseport {
             socket.set_reuse_port(reuse)?;
         }
-        if let Some(dscp) = opts.dscp {
-            set_dscp(&socket, addr.is_ipv6(), dscp)?;
-        }
     }
     socket.bind(&addr.into())?;
     socket.listen(LISTENER_BACKLOG)?;
-    if let Some(queue) = opts.and_then(|o| o.tcp_fastopen).filter(|&q| q > 0) {
-        set_tcp_fastopen(&socket, queue)?;
-    }
     Ok(socket.into())
 }
 
@@ -513,7 +523,7 @@ mod tests {
             ..Default::default()
         };
         let e = bind_local(bad).await.unwrap_err();
-        assert_eq!(e.etype(), &BindError);
+        assert_eq!(e.etype(), &SocketError);
         assert!(format!("{e:#}").contains("dscp 64 is over 63"), "{e:#}");
     }
 

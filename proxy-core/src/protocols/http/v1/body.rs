@@ -47,8 +47,9 @@ impl BodyReader {
         matches!(self, BodyReader::Done)
     }
 
-    /// Read the next piece of body (at most [`BODY_BUF_LIMIT`], 60 KiB), using bytes already in
-    /// `buf` first; `Ok(None)` at the end. Bytes after the body stay in `buf`.
+    /// Read the next piece of body (at most [`BODY_BUF_LIMIT`], 60 KiB),
+    /// using bytes already in `buf` first; `Ok(None)` at the end. Bytes
+    /// after the body stay in `buf`.
     ///
     /// # Errors
     /// `ConnectionClosed` if the peer closes before a length-delimited body

@@ -330,10 +330,10 @@ impl HttpSession {
         self.request_written.as_deref()
     }
 
-    /// The next piece (at most 60 KiB, [`super::common::BODY_BUF_LIMIT`]) of the response body, `Ok(None)` at
-    /// its end (RFC 9112 §6.3: none for HEAD and 1xx/204/304; then
-    /// chunked, Content-Length, or until close). After a `101`, the
-    /// upstream's raw bytes until it closes.
+    /// The next piece (at most [`super::common::BODY_BUF_LIMIT`], 60 KiB)
+    /// of the response body, `Ok(None)` at its end (RFC 9112 §6.3: none for
+    /// HEAD and 1xx/204/304; then chunked, Content-Length, or until close).
+    /// After a `101`, the upstream's raw bytes until it closes.
     ///
     /// # Errors
     /// Source Upstream: `ConnectionClosed` when a delimited body is cut

@@ -30,7 +30,8 @@ pub const INIT_HEADER_BUF_SIZE: usize = 4 * 1024;
 /// limit counts the headers too: a 64 KiB piece left a tail of a few dozen
 /// bytes in a second packet, and under a pacing congestion control (BBR
 /// without the `fq` qdisc, as on loopback) that tail waited for a pacing
-/// timer of its own. See `docs/benchmarks.md`, "1 MiB: one packet per send".
+/// timer of its own. See `docs/benchmarks.md`, section "Latest (2026-11-25,
+/// 04:50)".
 pub const BODY_BUF_LIMIT: usize = 60 * 1024;
 // A piece with its chunk framing when re-chunked (size line and CRLF, at
 // most 16 bytes) and the largest IPv6 and TCP headers (40 + 60 bytes) must

@@ -510,11 +510,6 @@ impl HttpSession {
             ErrorType::WriteTimedout,
             "writing HTTP/2 request body",
             async {
-                if data.is_empty() {
-                    return stream
-                        .send_data(data, end_of_stream)
-                        .map_err(|e| h2_err(e, "writing HTTP/2 request body"));
-                }
                 send_with_capacity(stream, data, end_of_stream)
                     .await
                     .map_err(|e| match e {

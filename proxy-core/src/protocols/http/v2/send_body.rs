@@ -15,12 +15,16 @@ pub(crate) enum SendBodyError {
 
 /// Send `data` on `stream` piece by piece as the peer's flow-control
 /// windows (stream and connection, RFC 9113 §5.2) grant capacity, the last
-/// piece with END_STREAM when `end`. Nothing is sent for empty `data`.
+/// piece with END_STREAM when `end`. Empty `data` is sent at once, which
+/// only matters with `end` (an empty DATA frame that ends the stream).
 pub(crate) async fn send_with_capacity(
     stream: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
 ) -> Result<(), SendBodyError> {
+    if data.is_empty() {
+        return stream.send_data(data, end).map_err(SendBodyError::H2);
+    }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
         let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
