@@ -463,6 +463,38 @@ fn scraped_counters_equal_the_requests_sent() {
 }
 
 #[test]
+fn the_wait_for_a_keepalive_request_is_not_part_of_its_duration() {
+    const SERVICE: &str = "metrics keep-alive wait";
+    let nginx = Nginx::start(&[("page", 10)]);
+    let origin = nginx.addr();
+    let proxy = InProcessProxy::start_with_metrics(
+        SERVICE,
+        Box::new(move |_| Some((Backend::from_addr(origin, 1), None))),
+        None,
+    );
+    let svc = [("service", SERVICE)];
+    let mut client = None;
+    assert_eq!(
+        send(&mut client, proxy.addr(), "GET", "/page", "").status,
+        200
+    );
+    // the connection sits idle, then carries a second request
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        send(&mut client, proxy.addr(), "GET", "/page", "").status,
+        200
+    );
+    assert!(client.is_some(), "the connection was kept alive");
+    let s = scrape_until(proxy.metrics_addr(), "2 requests ended", |s| {
+        s.count("proxy_request_duration_seconds_count", &svc) == 2
+    });
+    // each request's time starts with its first byte: the 0.8 s idle wait
+    // before the second is not in it
+    let sum = s.get("proxy_request_duration_seconds_sum", &svc).unwrap();
+    assert!(sum > 0.0 && sum < 0.4, "duration sum {sum} s:\n{}", s.text);
+}
+
+#[test]
 fn metrics_service_answers_404_405_and_head() {
     let proxy = InProcessProxy::start_with_metrics("metrics http", Box::new(|_| None), None);
     let mut c = RawClient::connect(proxy.metrics_addr());
