@@ -53,8 +53,8 @@ pub struct TcpSocketOptions {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// DSCP (RFC 2474) of the packets of accepted connections, 0–63: the
     /// upper six bits of `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6), set on the
-    /// listening socket, which they inherit it from. A value over 63 fails
-    /// the listener's setup (`SocketError` naming it).
+    /// listening socket, from which accepted connections inherit it. A
+    /// value over 63 fails the listener's setup (`SocketError` naming it).
     pub dscp: Option<u8>,
     /// `SO_RCVBUF` of accepted connections, in bytes.
     pub tcp_recv_buf: Option<usize>,

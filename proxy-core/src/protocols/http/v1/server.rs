@@ -421,8 +421,8 @@ impl HttpSession {
 
     /// The next piece (at most [`super::common::BODY_BUF_LIMIT`], 60 KiB)
     /// of the request body, `Ok(None)` at its end. After a `101` these are
-    /// the client's raw bytes until it closes. Sends `100 Continue` first when the request expects it and no
-    /// response was written yet.
+    /// the client's raw bytes until it closes. Sends `100 Continue` first
+    /// when the request expects it and no response was written yet.
     ///
     /// # Errors
     /// Source Downstream: `ConnectionClosed` when the body is cut short,
